@@ -1,0 +1,1 @@
+"""Flax modules only: MLPs, the critic ensemble, time embeddings and the policy networks."""

@@ -1,0 +1,173 @@
+"""The grammar of state-based OGBench single-task names, and task-family expansion.
+
+A single-task name is `<suite>-<dataset kind>-singletask[-task<k>]-v0`, e.g.
+`cube-single-play-singletask-task2-v0`. OGBench derives two other names from it:
+- the dataset file stem drops `singletask` and `task<k>`: `cube-single-play-v0`
+  (files `cube-single-play-v0.npz` and `cube-single-play-v0-val.npz`);
+- the gymnasium env id drops the dataset kind: `cube-single-singletask-task2-v0`.
+Without `-task<k>` OGBench uses a default task (`DEFAULT_TASKS`).
+
+A *family* is a name without the task and version, e.g. `cube-double-play-singletask`,
+and stands for its five tasks. This module is pure Python (no jax/ogbench import), so
+`configs.py` and the command line can use it cheaply.
+"""
+
+import dataclasses
+import difflib
+import re
+
+NUM_TASKS = 5
+
+# Manipulation suites: datasets collected by scripted oracles that ship with `ogbench`, so they
+# can be generated locally (`datasets.generate`).
+MANIPULATION_DATASET_KINDS = ('play', 'noisy')
+MANIPULATION_SUITES = (
+    'cube-single', 'cube-double', 'cube-triple', 'cube-quadruple',
+    'scene',
+    'puzzle-3x3', 'puzzle-4x4', 'puzzle-4x5', 'puzzle-4x6',
+)
+
+# Locomotion suites and the dataset kinds OGBench publishes for each. Their datasets were
+# collected with pretrained expert policies that are not in the package: download only.
+LOCOMOTION_DATASET_KINDS = {
+    'pointmaze-medium': ('navigate', 'stitch'),
+    'pointmaze-large': ('navigate', 'stitch'),
+    'pointmaze-giant': ('navigate', 'stitch'),
+    'pointmaze-teleport': ('navigate', 'stitch'),
+    'antmaze-medium': ('navigate', 'stitch', 'explore'),
+    'antmaze-large': ('navigate', 'stitch', 'explore'),
+    'antmaze-giant': ('navigate', 'stitch'),
+    'antmaze-teleport': ('navigate', 'stitch', 'explore'),
+    'humanoidmaze-medium': ('navigate', 'stitch'),
+    'humanoidmaze-large': ('navigate', 'stitch'),
+    'humanoidmaze-giant': ('navigate', 'stitch'),
+    'antsoccer-arena': ('navigate', 'stitch'),
+    'antsoccer-medium': ('navigate', 'stitch'),
+}
+
+# The task OGBench evaluates when a name has no `-task<k>` suffix (set inside each ogbench env).
+DEFAULT_TASKS = {
+    'cube': 2, 'scene': 2, 'puzzle-3x3': 4, 'puzzle-4x4': 4, 'puzzle-4x5': 2, 'puzzle-4x6': 2,
+    'pointmaze': 1, 'antmaze': 1, 'humanoidmaze': 1, 'antsoccer': 4,
+}
+
+_NAME_PATTERN = re.compile(r'^(?P<stem>[a-z0-9x-]+?)-singletask(?:-task(?P<task>\d+))?-v0$')
+_FAMILY_PATTERN = re.compile(r'^(?P<stem>[a-z0-9x-]+?)-singletask$')
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """A parsed single-task name.
+
+    Attributes:
+      name: the full single-task name as given.
+      suite: e.g. 'cube-single', 'antmaze-large'.
+      dataset_kind: 'play' / 'noisy' (manipulation) or 'navigate' / 'stitch' / 'explore'.
+      task: the task number given in the name, or None for OGBench's default task.
+      is_manipulation: True for the suites whose datasets can be generated locally.
+      dataset_name: OGBench's dataset file stem, e.g. 'cube-single-play-v0'.
+      env_name: the gymnasium id OGBench builds the env from, e.g. 'cube-single-singletask-task2-v0'.
+    """
+
+    name: str
+    suite: str
+    dataset_kind: str
+    task: int | None
+    is_manipulation: bool
+    dataset_name: str
+    env_name: str
+
+    @property
+    def effective_task(self) -> int:
+        """The task actually evaluated: the explicit one, or OGBench's default for this suite."""
+        if self.task is not None:
+            return self.task
+        # Puzzle sizes differ in their default; other suites share one per first word.
+        return DEFAULT_TASKS.get(self.suite, DEFAULT_TASKS.get(self.suite.split('-')[0]))
+
+    @property
+    def family(self) -> str:
+        """The family name, e.g. 'cube-single-play-singletask'."""
+        return f'{self.suite}-{self.dataset_kind}-singletask'
+
+
+def _suite_kinds() -> list[tuple[str, str]]:
+    pairs = [(suite, kind) for suite in MANIPULATION_SUITES for kind in MANIPULATION_DATASET_KINDS]
+    pairs += [(suite, kind) for suite, kinds in LOCOMOTION_DATASET_KINDS.items() for kind in kinds]
+    return pairs
+
+
+def singletask_families() -> list[str]:
+    """Every valid family name, e.g. 'cube-single-play-singletask'."""
+    return [f'{suite}-{kind}-singletask' for suite, kind in _suite_kinds()]
+
+
+def singletask_env_names() -> list[str]:
+    """Every valid state-based single-task name (default-task names and task1..5)."""
+    names = []
+    for family in singletask_families():
+        names.append(f'{family}-v0')
+        names += [f'{family}-task{k}-v0' for k in range(1, NUM_TASKS + 1)]
+    return names
+
+
+def _unknown(name: str, what: str, candidates: list[str]) -> ValueError:
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
+    hint = f' Close valid names: {", ".join(close)}.' if close else (
+        ' Valid names look like cube-single-play-singletask-task2-v0 or antmaze-large-navigate-singletask-v0.')
+    return ValueError(f'Unknown OGBench {what} {name!r}.{hint}')
+
+
+def parse_env_name(name: str) -> EnvSpec:
+    """Parses a state-based OGBench single-task name; raises ValueError with close valid names."""
+    match = _NAME_PATTERN.match(name)
+    if match is None:
+        raise _unknown(name, 'single-task env name', singletask_env_names())
+    stem, task = match['stem'], match['task']
+    for suite, kind in _suite_kinds():
+        if stem == f'{suite}-{kind}':
+            break
+    else:
+        raise _unknown(name, 'single-task env name', singletask_env_names())
+    if task is not None and not 1 <= int(task) <= NUM_TASKS:
+        raise ValueError(f'Unknown OGBench task in {name!r}: tasks are task1..task{NUM_TASKS}.')
+    task_suffix = '' if task is None else f'-task{task}'
+    return EnvSpec(
+        name=name,
+        suite=suite,
+        dataset_kind=kind,
+        task=None if task is None else int(task),
+        is_manipulation=suite in MANIPULATION_SUITES,
+        dataset_name=f'{suite}-{kind}-v0',
+        env_name=f'{suite}-singletask{task_suffix}-v0',
+    )
+
+
+def parse_dataset_name(name: str) -> tuple[str, str]:
+    """Parses a dataset file stem such as 'cube-single-play-v0' into (suite, dataset kind)."""
+    for suite, kind in _suite_kinds():
+        if name == f'{suite}-{kind}-v0':
+            return suite, kind
+    raise _unknown(name, 'dataset name', [f'{s}-{k}-v0' for s, k in _suite_kinds()])
+
+
+def expand_env_names(spec: str) -> list[str]:
+    """Expands a task spec into single-task names, in order, without duplicates.
+
+    `spec` is one name, a comma-separated list, or a family such as `cube-double-play-singletask`
+    (its five tasks, task1..task5). Every entry is validated.
+    """
+    names: list[str] = []
+    entries = [entry.strip() for entry in spec.split(',')]
+    if not spec.strip() or any(not entry for entry in entries):
+        raise ValueError(f'Empty entry in env_name {spec!r}; expected a name, a family, or a comma-separated list.')
+    for entry in entries:
+        family = _FAMILY_PATTERN.match(entry)
+        if family is not None:
+            if entry not in singletask_families():
+                raise _unknown(entry, 'task family', singletask_families())
+            expanded = [f'{entry}-task{k}-v0' for k in range(1, NUM_TASKS + 1)]
+        else:
+            expanded = [parse_env_name(entry).name]
+        names += [name for name in expanded if name not in names]
+    return names

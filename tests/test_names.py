@@ -1,0 +1,62 @@
+"""The OGBench name grammar agrees with the env ids ogbench registers, and errors are helpful."""
+
+import gymnasium
+import ogbench  # noqa: F401  (registers the envs)
+import pytest
+
+from datasets import names
+
+
+def test_every_name_maps_to_a_registered_gym_id():
+    all_names = names.singletask_env_names()
+    assert len(all_names) == len(names.singletask_families()) * 6
+    for name in all_names:
+        spec = names.parse_env_name(name)
+        assert spec.env_name in gymnasium.registry, spec.env_name
+
+
+def test_parse_fields():
+    spec = names.parse_env_name('cube-single-play-singletask-task2-v0')
+    assert (spec.suite, spec.dataset_kind, spec.task) == ('cube-single', 'play', 2)
+    assert spec.dataset_name == 'cube-single-play-v0'
+    assert spec.env_name == 'cube-single-singletask-task2-v0'
+    assert spec.is_manipulation and spec.family == 'cube-single-play-singletask'
+    loco = names.parse_env_name('antmaze-large-navigate-singletask-v0')
+    assert not loco.is_manipulation and loco.task is None and loco.effective_task == 1
+    assert loco.dataset_name == 'antmaze-large-navigate-v0'
+    assert names.parse_env_name('puzzle-3x3-play-singletask-v0').effective_task == 4
+    assert names.parse_env_name('antsoccer-arena-navigate-singletask-v0').effective_task == 4
+    assert names.parse_env_name('scene-noisy-singletask-v0').effective_task == 2
+
+
+@pytest.mark.parametrize('bad, close', [
+    ('cube-singel-play-singletask-task2-v0', 'cube-single-play-singletask-task2-v0'),
+    ('antmaze-large-navigat-singletask-v0', 'antmaze-large-navigate-singletask-v0'),
+])
+def test_unknown_name_lists_close_valid_names(bad, close):
+    with pytest.raises(ValueError, match='Unknown OGBench single-task env name') as error:
+        names.parse_env_name(bad)
+    assert close in str(error.value)
+
+
+def test_bad_task_number():
+    with pytest.raises(ValueError, match='task1..task5'):
+        names.parse_env_name('cube-single-play-singletask-task7-v0')
+
+
+def test_expand_family_list_and_dedup():
+    family = names.expand_env_names('cube-double-play-singletask')
+    assert family == [f'cube-double-play-singletask-task{k}-v0' for k in range(1, 6)]
+    mixed = names.expand_env_names('scene-play-singletask-task1-v0, cube-double-play-singletask,'
+                                   'cube-double-play-singletask-task3-v0')
+    assert mixed[0] == 'scene-play-singletask-task1-v0' and len(mixed) == 6
+    with pytest.raises(ValueError, match='Unknown OGBench task family'):
+        names.expand_env_names('cube-dubble-play-singletask')
+    with pytest.raises(ValueError, match='Empty entry'):
+        names.expand_env_names('cube-double-play-singletask,')
+
+
+def test_dataset_names():
+    assert names.parse_dataset_name('puzzle-4x4-noisy-v0') == ('puzzle-4x4', 'noisy')
+    with pytest.raises(ValueError, match='Unknown OGBench dataset name'):
+        names.parse_dataset_name('puzzle-4x4-stitch-v0')

@@ -23,9 +23,9 @@ class TrainState(flax.struct.PyTreeNode):
 
     step: jax.Array
     module: nn.Module = nonpytree_field()
-    params: Any = None
+    params: Any
     tx: optax.GradientTransformation = nonpytree_field()
-    opt_state: Any = None
+    opt_state: Any
 
     @classmethod
     def create(cls, module: nn.Module, params: Any, tx: optax.GradientTransformation) -> 'TrainState':

@@ -1,0 +1,237 @@
+"""Train MeanFlowQL or FQL on OGBench single-task environments.
+
+    python main.py --env_name=cube-double-play-singletask-task2-v0 --agent=agents/mfql.py
+    python main.py --env_name=cube-double-play-singletask --agent=agents/fql.py --agent.alpha=300 --num_seeds=4
+
+Flags -> per-task presets (`configs.apply_presets`; explicit `--agent.KEY` flags win) -> datasets ->
+`Agent.create` -> `training.runner.train_task`. No algorithm logic lives here.
+
+Outputs: `<save_dir>/<run_name>/<task>/seed<k>/{train.csv, eval.csv, flags.json, final.json, checkpoints/}`,
+`<save_dir>/<run_name>/<task>/curves.png`, and `<save_dir>/<run_name>/summary.{csv,md}` (final success per
+task and per environment, mean ± std over seeds). `--resume` continues every task from its newest checkpoint
+and skips finished tasks.
+"""
+
+import difflib
+import importlib.util
+import os
+import re
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+REPO_DIR = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_AGENT_FILE = 'agents/mfql.py'
+
+
+# ------------------------------------------------------------------------------------ argv checks
+def _agent_file_from_argv(argv: list[str]) -> str:
+    """The path given with --agent=PATH / --agent PATH (the last one wins), else the default."""
+    path = DEFAULT_AGENT_FILE
+    for i, arg in enumerate(argv):
+        if arg.startswith('--agent='):
+            path = arg.split('=', 1)[1]
+        elif arg == '--agent' and i + 1 < len(argv):
+            path = argv[i + 1]
+    return path
+
+
+def explicit_agent_keys(argv: list[str]) -> list[str]:
+    """Config keys set on the command line with --agent.KEY=V or --agent.KEY V (e.g. ['alpha'])."""
+    keys = []
+    for arg in argv:
+        match = re.match(r'^--agent\.([A-Za-z0-9_.]+)(=.*)?$', arg)
+        if match:
+            keys.append(match.group(1))
+    return keys
+
+
+def check_agent_argv(argv: list[str]) -> list[str]:
+    """Checks the agent config file and every --agent.KEY before absl parses them; returns the keys.
+
+    ml_collections would otherwise fail with a bare AttributeError traceback (unknown key) or an
+    opaque error object (missing file). Raises SystemExit with a clear message.
+    """
+    path = _agent_file_from_argv(argv)
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: agent config file '{path}' not found (paths are relative to the current "
+                         f"directory, {os.getcwd()}); available: agents/mfql.py, agents/fql.py")
+    spec = importlib.util.spec_from_file_location('_agent_config_check', path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        config = module.get_config()
+    except Exception as error:  # any import or get_config failure of a user-given file
+        raise SystemExit(f"error: cannot load the agent config from '{path}': {type(error).__name__}: {error}")
+    keys = explicit_agent_keys(argv)
+    for key in keys:
+        node = config
+        for part in key.split('.'):
+            if not hasattr(node, 'keys') or part not in node:
+                close = difflib.get_close_matches(part, list(node.keys()) if hasattr(node, 'keys') else [], n=3)
+                hint = f'; did you mean {", ".join(close)}?' if close else ''
+                raise SystemExit(f"error: unknown agent config key '{key}' (from --agent.{key}) for {path}{hint} "
+                                 f"Known keys: {', '.join(sorted(config.keys()))}")
+            node = node[part]
+    return keys
+
+
+if __name__ == '__main__':
+    EXPLICIT_AGENT_KEYS = check_agent_argv(sys.argv[1:])
+else:
+    EXPLICIT_AGENT_KEYS = explicit_agent_keys(sys.argv[1:])
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('env_name', 'cube-double-play-singletask-v0',
+                    'One task, a comma-separated list, or a family (e.g. cube-double-play-singletask = its 5 tasks).')
+flags.DEFINE_integer('seed', 0, 'Seed of the first run; with --num_seeds=S the seeds are seed, ..., seed+S-1.')
+flags.DEFINE_integer('num_seeds', 1, 'Number of seeds trained together in one process (vmapped).')
+flags.DEFINE_list('seeds', [], 'Explicit comma-separated seeds (overrides --seed/--num_seeds), e.g. 0,1,2.')
+flags.DEFINE_integer('offline_steps', 1_000_000, 'Offline updates.')
+flags.DEFINE_integer('online_steps', 0, 'Online updates after the offline phase (one env step each).')
+flags.DEFINE_integer('eval_interval', 100_000, 'Evaluate every this many updates (also at step 1 and at the end).')
+flags.DEFINE_integer('eval_episodes', 50, 'Evaluation episodes per seed (0 = no evaluation).')
+flags.DEFINE_integer('eval_parallel_envs', 8, 'Env instances stepped in lock-step during evaluation, over all '
+                     'seeds (each OGBench manipulation env takes ~70-170 MB).')
+flags.DEFINE_integer('log_interval', 5_000, 'Log training metrics every this many updates.')
+flags.DEFINE_integer('save_interval', 1_000_000, 'Checkpoint every this many updates (always at the end; 0 = only '
+                     'at the end).')
+flags.DEFINE_integer('steps_per_call', 100, 'K: offline updates fused into one jitted call (lax.scan).')
+flags.DEFINE_string('save_dir', 'exp/', 'Root folder of the run folders.')
+flags.DEFINE_string('run_name', '', 'Run folder name under save_dir (default: <agent_name>_<env_name>).')
+flags.DEFINE_string('dataset_dir', '~/.ogbench/data', "Folder of OGBench's dataset files (OGBench's default).")
+flags.DEFINE_integer('generate_missing_data', 0, 'If a manipulation dataset is missing and cannot be downloaded, '
+                     'generate this many episodes locally (0 = do not generate).')
+flags.DEFINE_boolean('resume', False, 'Continue from the newest checkpoints in the run folder.')
+flags.DEFINE_boolean('wandb', False, 'Also log to Weights & Biases (needs the wandb package).')
+flags.DEFINE_string('wandb_project', 'mfql', 'wandb project name (with --wandb).')
+flags.DEFINE_boolean('progress_bar', True, 'Show a tqdm progress bar.')
+config_flags.DEFINE_config_file('agent', DEFAULT_AGENT_FILE, lock_config=False)
+
+
+def resolve_seeds() -> list[int]:
+    if FLAGS.seeds:
+        try:
+            seeds = [int(s) for s in FLAGS.seeds]
+        except ValueError:
+            raise SystemExit(f'error: --seeds must be comma-separated integers, got {",".join(FLAGS.seeds)}')
+    else:
+        if FLAGS.num_seeds < 1:
+            raise SystemExit(f'error: --num_seeds must be >= 1, got {FLAGS.num_seeds}')
+        seeds = list(range(FLAGS.seed, FLAGS.seed + FLAGS.num_seeds))
+    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise SystemExit(f'error: seeds must be distinct non-negative integers, got {seeds}')
+    return seeds
+
+
+def _run_options(batch_size: int):
+    from training.runner import RunOptions, validate_options
+    options = RunOptions(
+        offline_steps=FLAGS.offline_steps, online_steps=FLAGS.online_steps, steps_per_call=FLAGS.steps_per_call,
+        log_interval=FLAGS.log_interval, eval_interval=FLAGS.eval_interval, eval_episodes=FLAGS.eval_episodes,
+        eval_parallel_envs=FLAGS.eval_parallel_envs, save_interval=FLAGS.save_interval, batch_size=batch_size,
+        resume=FLAGS.resume, progress_bar=FLAGS.progress_bar)
+    try:
+        validate_options(options)
+    except ValueError as error:
+        raise SystemExit(f'error: {error}')
+    return options
+
+
+def _task_configs(tasks: list[str]) -> list[tuple]:
+    """(config, preset sources) per task: presets, then the explicit --agent.* flags, then the budgets."""
+    import configs
+    for budget in ('offline_steps', 'online_steps'):
+        if budget in EXPLICIT_AGENT_KEYS:
+            raise SystemExit(f'error: set the budget with --{budget}, not --agent.{budget} (main.py copies it '
+                             'into the agent config)')
+    result = []
+    for task in tasks:
+        config, sources = configs.apply_presets(FLAGS.agent.copy_and_resolve_references(), task,
+                                                EXPLICIT_AGENT_KEYS, FLAGS.online_steps > 0)
+        for budget in ('offline_steps', 'online_steps'):
+            if budget in config:
+                config[budget] = getattr(FLAGS, budget)
+        result.append((config, sources))
+    return result
+
+
+def _ensure_datasets(tasks: list[str]) -> None:
+    """Makes sure every task's dataset files exist (download / generate / clear error) before training."""
+    from datasets import names, ogbench_data
+    seen = set()
+    for task in tasks:
+        spec = names.parse_env_name(task)
+        if spec.dataset_name in seen:
+            continue
+        seen.add(spec.dataset_name)
+        paths = ogbench_data.dataset_file_paths(spec.dataset_name, FLAGS.dataset_dir)
+        if not all(os.path.exists(p) for p in paths):
+            ogbench_data.load_datasets(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,
+                                       show_progress=FLAGS.progress_bar)
+
+
+def main(_argv: list[str]) -> None:
+    from agents import get_agent_class
+    from datasets import names, ogbench_data
+    from training import logger
+    from training.runner import NonFiniteLossError, TaskInputs, train_task
+    from training.summary import write_summary
+
+    seeds = resolve_seeds()
+    if FLAGS.generate_missing_data < 0:
+        raise SystemExit(f'error: --generate_missing_data must be >= 0, got {FLAGS.generate_missing_data}')
+    try:
+        tasks = names.expand_env_names(FLAGS.env_name)
+    except ValueError as error:
+        raise SystemExit(f'error: --env_name: {error}')
+    try:
+        agent_class = get_agent_class(FLAGS.agent.agent_name)
+    except ValueError as error:
+        raise SystemExit(f'error: {error}')
+    task_configs = _task_configs(tasks)
+    options = _run_options(int(task_configs[0][0].batch_size))
+
+    agent_name = FLAGS.agent.agent_name
+    run_name = FLAGS.run_name or f'{agent_name}_{FLAGS.env_name.replace(",", "+")}'
+    run_root = os.path.join(FLAGS.save_dir, run_name)
+    run_dirs = [os.path.join(run_root, task) for task in tasks]
+    if not FLAGS.resume:
+        existing = [d for d in run_dirs if os.path.isdir(d) and os.listdir(d)]
+        if existing:
+            raise SystemExit(f'error: run folder {existing[0]} already exists; pass --resume to continue it, or '
+                             'choose another --run_name / --save_dir')
+    try:
+        _ensure_datasets(tasks)
+    except ValueError as error:  # DatasetError is a ValueError
+        raise SystemExit(f'error: {error}')
+
+    flag_values = {name: FLAGS[name].value for name in FLAGS if name in _OWN_FLAGS}
+    base_metadata = dict(flags=flag_values, explicit_agent_keys=EXPLICIT_AGENT_KEYS, seeds=seeds,
+                         **logger.run_metadata(REPO_DIR))
+    results = []
+    for task, run_dir, (config, sources) in zip(tasks, run_dirs, task_configs):
+        train, val = ogbench_data.load_datasets(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,
+                                                show_progress=FLAGS.progress_bar)
+        metadata = dict(base_metadata, agent_config=config.to_dict(), preset_sources=sources)
+        inputs = TaskInputs(task=task, agent_class=agent_class, config=config, train_data=train, val_data=val,
+                            env_factory=lambda task=task: ogbench_data.make_env(task), seeds=seeds,
+                            run_dir=run_dir, metadata=metadata,
+                            wandb_project=FLAGS.wandb_project if FLAGS.wandb else None)
+        try:
+            results.append(train_task(inputs, options))
+        except NonFiniteLossError as error:
+            raise SystemExit(f'error: {error}')
+    csv_path, md_path = write_summary(run_root, results, agent_name)
+    with open(md_path) as f:
+        print(f.read())
+    print(f'summary written to {csv_path} and {md_path}')
+
+
+_OWN_FLAGS = ('env_name', 'seed', 'num_seeds', 'seeds', 'offline_steps', 'online_steps', 'eval_interval',
+              'eval_episodes', 'eval_parallel_envs', 'log_interval', 'save_interval', 'steps_per_call', 'save_dir',
+              'run_name', 'dataset_dir', 'generate_missing_data', 'resume', 'wandb', 'wandb_project', 'progress_bar')
+
+if __name__ == '__main__':
+    app.run(main)

@@ -1,0 +1,112 @@
+"""Atomic per-seed checkpoints of the full training state.
+
+A checkpoint of one seed holds: the global step, the whole `TrainingState` (the agent pytree:
+params, optimiser state, target params, agent rng, step counters, α state; plus the batch-sampling
+key), and in the online phase the seed's replay buffer (its filled rows only, plus size and insert
+index). File: `<seed_dir>/checkpoints/step_<step>.msgpack`.
+
+Format and atomicity. We use `flax.serialization` (msgpack of the state dict) rather than orbax:
+the state is small, lives in one process, and must round-trip bit for bit; a single file written to
+a temp name, fsynced, then `os.replace`d (and the directory fsynced) is atomic on POSIX, has no
+background threads (a SIGKILL can only leave a stray `*.tmp`, which is ignored), and its behaviour
+does not depend on orbax's fast-changing API. The newest `keep` checkpoints are kept, older ones
+deleted only after a newer one is complete, so the last good checkpoint always survives.
+
+Resuming S seeds uses the newest step that every seed has (a kill between two seeds' writes
+leaves them at different steps).
+"""
+
+import os
+import re
+from typing import Any
+
+import flax.serialization
+import jax
+import numpy as np
+
+_NAME = re.compile(r'^step_(\d+)\.msgpack$')
+
+
+def checkpoint_dir(seed_dir: str) -> str:
+    return os.path.join(seed_dir, 'checkpoints')
+
+
+def checkpoint_path(seed_dir: str, step: int) -> str:
+    return os.path.join(checkpoint_dir(seed_dir), f'step_{step:09d}.msgpack')
+
+
+def checkpoint_steps(seed_dir: str) -> list[int]:
+    """Steps of the complete checkpoints of one seed, ascending (temp files ignored)."""
+    directory = checkpoint_dir(seed_dir)
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(m.group(1)) for m in map(_NAME.match, os.listdir(directory)) if m)
+
+
+def latest_common_step(seed_dirs: list[str]) -> int | None:
+    """The newest step that every seed has a checkpoint for, or None."""
+    common = None
+    for seed_dir in seed_dirs:
+        steps = set(checkpoint_steps(seed_dir))
+        common = steps if common is None else common & steps
+    return max(common) if common else None
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(seed_dir: str, step: int, state: Any, buffer: dict[str, Any] | None = None,
+                    keep: int = 2) -> str:
+    """Writes one seed's checkpoint atomically and prunes all but the newest `keep`.
+
+    Args:
+      seed_dir: the seed's run folder.
+      step: global step (updates done).
+      state: the seed's `TrainingState` (no seed axis).
+      buffer: None, or {'data': dict of (size, ...) arrays, 'size': int, 'insert_index': int}.
+    """
+    directory = checkpoint_dir(seed_dir)
+    os.makedirs(directory, exist_ok=True)
+    payload = {'step': np.int64(step), 'state': flax.serialization.to_state_dict(jax.device_get(state))}
+    if buffer is not None:
+        payload['buffer'] = jax.device_get(buffer)
+    data = flax.serialization.msgpack_serialize(payload)
+    path = checkpoint_path(seed_dir, step)
+    tmp_path = path + '.tmp'
+    with open(tmp_path, 'wb') as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp_path, path)
+    _fsync_dir(directory)
+    for old_step in checkpoint_steps(seed_dir)[:-keep]:
+        os.remove(checkpoint_path(seed_dir, old_step))
+    return path
+
+
+def load_checkpoint(seed_dir: str, step: int, template: Any) -> tuple[Any, dict[str, Any] | None]:
+    """Reads one seed's checkpoint at `step`; returns (state shaped like `template`, buffer or None).
+
+    Raises ValueError naming the first leaf whose shape or dtype differs from `template` (e.g. a
+    resumed run with different network sizes).
+    """
+    path = checkpoint_path(seed_dir, step)
+    with open(path, 'rb') as f:
+        payload = flax.serialization.msgpack_restore(f.read())
+    if int(payload['step']) != step:
+        raise ValueError(f'{path} holds step {int(payload["step"])}, expected {step}')
+    state = flax.serialization.from_state_dict(template, payload['state'])
+    expected = jax.tree_util.tree_leaves_with_path(template)
+    loaded = jax.tree.leaves(state)
+    for (key_path, want), got in zip(expected, loaded):
+        if np.shape(want) != np.shape(got) or np.asarray(want).dtype != np.asarray(got).dtype:
+            raise ValueError(
+                f'checkpoint {path} does not match this run at {jax.tree_util.keystr(key_path)}: '
+                f'saved {np.asarray(got).dtype}{np.shape(got)}, expected {np.asarray(want).dtype}{np.shape(want)} '
+                '(was the run resumed with a different agent config?)')
+    return state, payload.get('buffer')

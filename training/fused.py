@@ -1,0 +1,219 @@
+"""Fused, device-resident training: K updates per jitted call, S seeds per call.
+
+One call of a `FusedUpdater` runs, for every seed at once (`jax.vmap` over a leading seed axis S),
+
+    repeat K times (`jax.lax.scan`):
+        sample_key, batch_key = split(sample_key)
+        batch = sample_batch(data, batch_key)        # on the device, no host round-trip
+        agent, info = agent.update(batch)
+
+and returns the new state, the metrics averaged over the K updates (one (S,) array per key), and the
+index of the first update (0 … K−1) whose metrics were not all finite (−1 if none), per seed.
+
+Key streams. Every seed derives all of its randomness from its seed value alone (`seed_streams`),
+so seed s trained inside a group of seeds follows the same stream as seed s trained alone. The
+batch-sampling key lives in `TrainingState.sample_key`, separate from the agent's own `rng`, and is
+checkpointed with it.
+
+Step boundaries. Logging, evaluation and checkpoints happen between calls, after an exact number of
+updates: `next_call_size` shortens a call so that it ends on the next boundary. Only a few distinct K
+get compiled (the requested K and the remainders that the boundary intervals produce), and each is
+compiled once (`FusedUpdater` caches one jitted function per K).
+
+Devices. With several devices, `SeedPlacement` shards the seed axis over a 1-D mesh
+(`NamedSharding(mesh, P('seeds'))`) and replicates the dataset; the jitted vmapped function then runs
+SPMD over the devices with no change to the code that calls it. It uses the largest device count
+that divides S (so S = 1 on 8 devices uses one device) and says so.
+"""
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+Batch = dict[str, jax.Array]
+Info = dict[str, jax.Array]
+SampleBatchFn = Callable[[Any, jax.Array], Batch]
+
+
+class TrainingState(flax.struct.PyTreeNode):
+    """Everything that changes during training, for one seed (with a leading (S,) axis when stacked).
+
+    Attributes:
+      agent: the agent pytree (params, optimiser state, target params, agent rng, counters, α state).
+      sample_key: (2,) uint32 PRNG key for drawing batches; separate from `agent.rng`.
+    """
+
+    agent: Any
+    sample_key: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedStreams:
+    """The independent PRNG keys of one seed, each (2,) uint32, all derived from the seed value alone."""
+
+    create: jax.Array  # Agent.create (network init and the agent's own rng)
+    sample: jax.Array  # batch sampling (TrainingState.sample_key)
+    validation: jax.Array  # validation batches and loss noise, folded with the step
+    evaluation: jax.Array  # evaluation policy noise, folded with the step and the env step
+    online: jax.Array  # online-phase action noise, folded with the step
+
+
+def seed_streams(seed: int) -> SeedStreams:
+    """Splits PRNGKey(seed) into the five streams of `SeedStreams`."""
+    keys = jax.random.split(jax.random.PRNGKey(seed), 5)
+    return SeedStreams(*(keys[i] for i in range(5)))
+
+
+def stacked_streams(seeds: list[int]) -> SeedStreams:
+    """`seed_streams` of each seed, stacked along a leading (S,) axis."""
+    per_seed = [seed_streams(seed) for seed in seeds]
+    return SeedStreams(*(jnp.stack([getattr(s, f.name) for s in per_seed])
+                         for f in dataclasses.fields(SeedStreams)))
+
+
+def create_training_states(agent_class: type, example_batch: Batch, config: Any,
+                           streams: SeedStreams) -> TrainingState:
+    """Builds S agents at once: `jax.vmap` of `agent_class.create` over the (S, 2) create keys."""
+    create = jax.jit(jax.vmap(lambda key: agent_class.create(key, example_batch, config)))
+    return TrainingState(agent=create(streams.create), sample_key=streams.sample)
+
+
+def next_call_size(step: int, end_step: int, intervals: tuple[int, ...], max_updates: int,
+                   extra_boundaries: tuple[int, ...] = ()) -> int:
+    """The number of updates of the next call, so that calls land exactly on every boundary.
+
+    After `step` updates (steps are counted 1 … N), the next boundary is the smallest of `end_step`,
+    the next multiple of each positive interval, and any `extra_boundaries` after `step`. The call
+    runs min(max_updates, boundary − step) updates.
+    """
+    if step >= end_step:
+        raise ValueError(f'no updates left: step {step} >= end step {end_step}')
+    boundary = end_step
+    for interval in intervals:
+        if interval > 0:
+            boundary = min(boundary, (step // interval + 1) * interval)
+    for extra in extra_boundaries:
+        if extra > step:
+            boundary = min(boundary, extra)
+    return min(max_updates, boundary - step)
+
+
+def _all_finite(info: Info) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(value)) for value in jax.tree.leaves(info)]))
+
+
+def fused_updates(state: TrainingState, data: Any, num_updates: int,
+                  sample_batch: SampleBatchFn) -> tuple[TrainingState, Info, jax.Array]:
+    """`num_updates` sample-then-update steps of ONE seed in a `jax.lax.scan` (vmap this over seeds).
+
+    Returns (state, mean_info, first_nonfinite): mean_info[k] = (1/K) Σ_i info_i[k] as float32
+    scalars; first_nonfinite = index of the first update whose info had a NaN/inf, or −1.
+    """
+
+    def one_update(carry: TrainingState, _: None) -> tuple[TrainingState, tuple[Info, jax.Array]]:
+        sample_key, batch_key = jax.random.split(carry.sample_key)
+        batch = sample_batch(data, batch_key)
+        agent, info = carry.agent.update(batch)
+        return TrainingState(agent=agent, sample_key=sample_key), (info, _all_finite(info))
+
+    state, (infos, finite) = jax.lax.scan(one_update, state, None, length=num_updates)
+    mean_info = jax.tree.map(lambda x: jnp.mean(x.astype(jnp.float32), axis=0), infos)
+    first_nonfinite = jnp.where(jnp.all(finite), -1, jnp.argmin(finite))
+    return state, mean_info, first_nonfinite
+
+
+class SeedPlacement:
+    """Where the S seeds live: one device, or the seed axis sharded over a 1-D device mesh."""
+
+    def __init__(self, num_seeds: int, devices: list | None = None):
+        devices = list(jax.devices() if devices is None else devices)
+        # The largest device count that divides S: every device then holds S / d whole seeds.
+        num_used = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
+        self.num_seeds = num_seeds
+        self.devices = devices[:num_used]
+        self.note = ''
+        if num_used < len(devices):
+            self.note = (f'{len(devices)} devices visible but {num_seeds} seed(s); the seed axis is '
+                         f'sharded over {num_used} device(s) (the largest count dividing the number of seeds).')
+        if num_used > 1:
+            mesh = Mesh(np.array(self.devices), ('seeds',))
+            self.seed_sharding = NamedSharding(mesh, PartitionSpec('seeds'))
+            self.replicated = NamedSharding(mesh, PartitionSpec())
+        else:
+            self.seed_sharding = jax.sharding.SingleDeviceSharding(self.devices[0])
+            self.replicated = self.seed_sharding
+
+    @property
+    def num_devices(self) -> int:
+        return len(self.devices)
+
+    def place_seeds(self, tree: Any) -> Any:
+        """Puts a pytree whose leaves all have a leading (S,) axis onto the devices, split by seed."""
+        return jax.device_put(tree, self.seed_sharding)
+
+    def replicate(self, tree: Any) -> Any:
+        """Puts a pytree (e.g. the dataset) on every device used."""
+        return jax.device_put(tree, self.replicated)
+
+
+class FusedUpdater:
+    """Jitted, seed-vmapped `fused_updates`, compiled once per distinct number of updates K.
+
+    Call as `updater(state, data, num_updates)` with `state` stacked over seeds (leading (S,) axis).
+    `data_seed_axes` is the `in_axes` of `data` under the seed vmap: None for a dataset shared by all
+    seeds, or a pytree prefix such as (None, 0) for (shared dataset, per-seed replay buffer).
+    """
+
+    def __init__(self, sample_batch: SampleBatchFn, data_seed_axes: Any = None):
+        self._sample_batch = sample_batch
+        self._data_seed_axes = data_seed_axes
+        self._compiled: dict[int, Callable] = {}
+
+    @property
+    def compiled_sizes(self) -> list[int]:
+        """The distinct K compiled so far."""
+        return sorted(self._compiled)
+
+    def __call__(self, state: TrainingState, data: Any, num_updates: int) -> tuple[TrainingState, Info, jax.Array]:
+        if num_updates < 1:
+            raise ValueError(f'num_updates must be >= 1, got {num_updates}')
+        if num_updates not in self._compiled:
+            def per_seed(seed_state, seed_data, k=num_updates):
+                return fused_updates(seed_state, seed_data, k, self._sample_batch)
+            # Donating the old state lets XLA update it in place; the CPU backend cannot use donated
+            # buffers (and warns), so donate only on accelerators.
+            donate = (0,) if jax.default_backend() != 'cpu' else ()
+            self._compiled[num_updates] = jax.jit(
+                jax.vmap(per_seed, in_axes=(0, self._data_seed_axes)), donate_argnums=donate)
+        return self._compiled[num_updates](state, data)
+
+
+def make_validation_fn(sample_batch: SampleBatchFn) -> Callable[[TrainingState, Any, jax.Array], Info]:
+    """Jitted, seed-vmapped validation loss: (state (S,…), val data, keys (S, 2)) -> info of (S,) arrays.
+
+    Draws one batch from the validation data and evaluates `agent.total_loss(batch,
+    agent.network.params, rng)` (FQL's convention: the current parameters, no gradient step).
+    """
+
+    def per_seed(state: TrainingState, data: Any, key: jax.Array) -> Info:
+        batch_key, loss_key = jax.random.split(key)
+        batch = sample_batch(data, batch_key)
+        _, info = state.agent.total_loss(batch, state.agent.network.params, loss_key)
+        return info
+
+    return jax.jit(jax.vmap(per_seed, in_axes=(0, None, 0)))
+
+
+def first_nonfinite_key(mean_info: dict[str, np.ndarray]) -> tuple[str, int] | None:
+    """(key, seed index) of the first metric (in sorted key order) that is NaN/inf for some seed."""
+    for key in sorted(mean_info):
+        values = np.asarray(mean_info[key]).reshape(-1)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            return key, int(bad[0])
+    return None

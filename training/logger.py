@@ -1,0 +1,170 @@
+"""Run outputs: resumable CSV logs, flags.json, learning-curve PNG, optional wandb, progress bar.
+
+Every CSV row has a `step` column (number of updates done, 1 … N). Keys are namespaced as in FQL:
+`training/<agent info key>`, `validation/<key>`, `evaluation/<key>`, `time/<key>`.
+"""
+
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+
+
+class CsvLogger:
+    """A CSV file of rows keyed by `step`, which tolerates new columns and resumes cleanly.
+
+    New keys: when a row brings a column the header lacks, the file is rewritten with the union of
+    the columns (earlier rows get empty cells). Resume: `CsvLogger(path, resume_step=k)` keeps the
+    rows with step <= k and drops later ones (they came from updates after the last checkpoint,
+    which will be redone); `resume_step=None` starts a fresh file.
+    """
+
+    def __init__(self, path: str, resume_step: int | None = None):
+        self.path = path
+        self.columns: list[str] = ['step']
+        self.rows: list[dict[str, Any]] = []
+        if resume_step is not None and os.path.exists(path):
+            with open(path, newline='') as f:
+                reader = csv.DictReader(f)
+                self.columns = list(reader.fieldnames or ['step'])
+                self.rows = [row for row in reader if int(float(row['step'])) <= resume_step]
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        tmp_path = self.path + '.tmp'
+        with open(tmp_path, 'w', newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns, restval='')
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp_path, self.path)
+
+    def log(self, step: int, values: dict[str, Any]) -> None:
+        row = {'step': int(step), **{k: _plain(v) for k, v in values.items()}}
+        self.rows.append(row)
+        new_columns = [k for k in row if k not in self.columns]
+        if new_columns:
+            self.columns += sorted(new_columns)
+            self._rewrite()
+        else:
+            with open(self.path, 'a', newline='') as f:
+                csv.DictWriter(f, fieldnames=self.columns, restval='').writerow(row)
+
+
+def _plain(value: Any) -> Any:
+    """A Python scalar for CSV/JSON from a numpy/jax scalar."""
+    if hasattr(value, 'item'):
+        return value.item()
+    return value
+
+
+def read_csv(path: str) -> list[dict[str, float]]:
+    """Rows of a `CsvLogger` file as floats (empty cells dropped)."""
+    with open(path, newline='') as f:
+        return [{k: float(v) for k, v in row.items() if v not in ('', None)} for row in csv.DictReader(f)]
+
+
+def git_hash(repo_dir: str) -> str:
+    """The current commit of `repo_dir` (with '+dirty' when there are uncommitted changes), or 'unknown'."""
+    try:
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=repo_dir, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=repo_dir,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ('+dirty' if dirty else '')
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown'
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that determine the numbers."""
+    import importlib.metadata
+    versions = {'python': platform.python_version()}
+    for name in ('jax', 'jaxlib', 'flax', 'optax', 'numpy', 'ogbench', 'mujoco', 'gymnasium', 'ml_collections'):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = 'not installed'
+    return versions
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+    """Writes JSON atomically (temp file + os.replace)."""
+    tmp_path = path + '.tmp'
+    with open(tmp_path, 'w') as f:
+        json.dump(payload, f, indent=2, sort_keys=True, default=str)
+    os.replace(tmp_path, path)
+
+
+def run_metadata(repo_dir: str) -> dict[str, Any]:
+    """Git hash, library versions, devices and the command line, for flags.json."""
+    import jax
+    return {'git_hash': git_hash(repo_dir), 'versions': library_versions(),
+            'devices': [str(d) for d in jax.devices()], 'command': ' '.join(sys.argv)}
+
+
+def plot_curves(path: str, eval_rows_per_seed: list[list[dict[str, float]]],
+                train_rows_per_seed: list[list[dict[str, float]]], title: str) -> None:
+    """One PNG: evaluation/success per seed (first panel), then up to three training losses.
+
+    The loss panels show every `training/.../loss` key found (critic first), one line per seed.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    loss_keys = sorted({k for rows in train_rows_per_seed for row in rows for k in row
+                        if k.startswith('training/') and k.endswith('loss') and k.count('/') == 2})
+    loss_keys = sorted(loss_keys, key=lambda k: (not k.startswith('training/critic'), k))[:3]
+    panels = ['evaluation/success'] + loss_keys
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        source = eval_rows_per_seed if key.startswith('evaluation/') else train_rows_per_seed
+        for seed_index, rows in enumerate(source):
+            points = [(row['step'], row[key]) for row in rows if key in row]
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, marker='o' if len(points) < 30 else None, ms=3, label=f'seed {seed_index}')
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel('updates')
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+class WandbLogger:
+    """Optional Weights & Biases logging: one wandb run per task, metrics under `seed<k>/…`.
+
+    Only used when asked for (`--wandb`); raises a clear error if wandb is not installed.
+    """
+
+    def __init__(self, project: str, run_name: str, config: dict[str, Any]):
+        try:
+            import wandb
+        except ImportError as error:
+            raise RuntimeError('--wandb was given but the wandb package is not installed '
+                               '(pip install wandb), or drop --wandb.') from error
+        self._wandb = wandb
+        self._run = wandb.init(project=project, name=run_name, config=config, reinit=True)
+
+    def log(self, step: int, seed_index: int, values: dict[str, Any]) -> None:
+        self._run.log({f'seed{seed_index}/{k}': _plain(v) for k, v in values.items()}, step=step)
+
+    def close(self) -> None:
+        self._run.finish()
+
+
+def summarize_metrics(values: dict[str, np.ndarray], keys: tuple[str, ...]) -> str:
+    """Short 'key=mean' text for the progress bar (means over seeds)."""
+    parts = []
+    for key in keys:
+        if key in values:
+            parts.append(f'{key.split("/")[-1]}={float(np.mean(values[key])):.3g}')
+    return ' '.join(parts)

@@ -1,0 +1,238 @@
+"""Load state-based OGBench single-task datasets through OGBench's own loader, after validating the files.
+
+`load_datasets('cube-single-play-singletask-task2-v0')` reads `cube-single-play-v0.npz` and
+`cube-single-play-v0-val.npz` from `dataset_dir` (default: OGBench's `~/.ogbench/data`, so files
+OGBench downloaded are used as they are), checks them, and hands them to
+`ogbench.make_env_and_datasets(..., compact_dataset=False)`, which builds `next_observations`
+(dropping the last state of each episode: 1001 stored steps -> 1000 transitions), marks
+`terminals` at the last transition of each episode, and relabels `rewards` and `masks` for the
+single task from `qpos` / `button_states` (we do not reimplement that relabelling).
+
+Missing files: OGBench's download is tried first. If it fails (e.g. no network), manipulation
+datasets can be generated locally (`generate_missing_episodes=N`, via `datasets.generate`);
+locomotion datasets need OGBench's pretrained experts and must be downloaded elsewhere and copied in.
+"""
+
+import contextlib
+import io
+import os
+
+import numpy as np
+
+from datasets import names
+
+DEFAULT_DATASET_DIR = '~/.ogbench/data'  # OGBench's default download directory
+OGBENCH_DATASET_URL = 'https://rail.eecs.berkeley.edu/datasets/ogbench'  # OGBench's file server
+# FQL clips dataset actions to +-(1 - 1e-5) when loading, keeping them strictly inside the action
+# box (a policy squashed into (-1, 1) can then represent every dataset action); we do the same.
+ACTION_CLIP = 1.0 - 1e-5
+OUTPUT_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations', 'terminals')
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing, unreadable or malformed; the message names the file and the problem."""
+
+
+def dataset_file_paths(dataset_name: str, dataset_dir: str) -> tuple[str, str]:
+    """OGBench's file names for a dataset: (<dir>/<name>.npz, <dir>/<name>-val.npz)."""
+    dataset_dir = os.path.expanduser(dataset_dir)
+    return os.path.join(dataset_dir, f'{dataset_name}.npz'), os.path.join(dataset_dir, f'{dataset_name}-val.npz')
+
+
+def make_env(env_name: str, **env_kwargs):
+    """The single-task evaluation env for a state-based OGBench name (needs no dataset files)."""
+    import ogbench
+
+    spec = names.parse_env_name(env_name)
+    return ogbench.make_env_and_datasets(spec.name, env_only=True, **env_kwargs)
+
+
+def _required_qpos_width(spec: names.EnvSpec, env) -> tuple[int, str]:
+    """Columns of qpos that OGBench's relabelling reads, and a comparison word ('==' or '>=')."""
+    if spec.is_manipulation:
+        return int(env.unwrapped.model.nq), '=='
+    # Locomotion: agent xy (columns 0:2) for mazes, ball xy (columns 15:17) for soccer.
+    return (17 if spec.suite.startswith('antsoccer') else 2), '>='
+
+
+def validate_dataset_file(path: str, spec: names.EnvSpec, env) -> None:
+    """Checks one OGBench .npz file before OGBench loads it; raises DatasetError naming the file and problem.
+
+    Checks: the file exists and is a readable .npz; the keys OGBench's loader and relabelling read
+    (observations, actions, terminals, qpos, and button_states for scene/puzzle) are present with
+    float (int for button_states) dtypes, 2-D shapes (terminals 1-D), widths matching `env`, and one
+    common length N >= 2; no NaN/inf; actions within [-1, 1]; terminals in {0, 1}, with the last row
+    terminal (the loader would otherwise misalign next_observations) and no single-step episodes.
+    """
+    if not os.path.exists(path):
+        raise DatasetError(f'{path}: file not found.')
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as error:  # zipfile.BadZipFile, OSError, ValueError, EOFError, ...
+        raise DatasetError(f'{path}: not a readable .npz file ({type(error).__name__}: {error}).') from error
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DatasetError(f'{path}: is a single .npy array, expected an .npz archive of named arrays.')
+
+    with archive:
+        needs_button_states = spec.suite == 'scene' or spec.suite.startswith('puzzle')
+        required = ['observations', 'actions', 'terminals', 'qpos'] + (['button_states'] if needs_button_states else [])
+        missing = [key for key in required if key not in archive.files]
+        if missing:
+            raise DatasetError(f'{path}: missing key(s) {missing}; found {sorted(archive.files)}.')
+        arrays = {}
+        for key in required:
+            try:
+                arrays[key] = archive[key]
+            except Exception as error:  # truncated or corrupt archive member
+                raise DatasetError(f'{path}: array {key!r} cannot be read ({type(error).__name__}: {error}).') \
+                    from error
+
+    observation_dim = int(np.prod(env.observation_space.shape))
+    action_dim = int(np.prod(env.action_space.shape))
+    qpos_width, qpos_comparison = _required_qpos_width(spec, env)
+    expected_width = {'observations': (observation_dim, '=='), 'actions': (action_dim, '=='),
+                      'qpos': (qpos_width, qpos_comparison)}
+    if needs_button_states:
+        expected_width['button_states'] = (int(env.unwrapped._num_buttons), '==')
+
+    for key, array in arrays.items():
+        if key == 'terminals':
+            if array.ndim != 1:
+                raise DatasetError(f'{path}: terminals must be 1-D (N,), got shape {array.shape}.')
+            if array.dtype.kind not in 'biuf':
+                raise DatasetError(f'{path}: terminals must be bool or numeric, got dtype {array.dtype}.')
+            continue
+        wanted_kind = 'iu' if key == 'button_states' else 'f'
+        if array.dtype.kind not in wanted_kind:
+            raise DatasetError(f'{path}: {key} must have a {"integer" if wanted_kind == "iu" else "float"} dtype, '
+                               f'got {array.dtype}.')
+        width, comparison = expected_width[key]
+        if array.ndim != 2:
+            raise DatasetError(f'{path}: {key} must be 2-D (N, {width}), got shape {array.shape}.')
+        if (comparison == '==' and array.shape[1] != width) or (comparison == '>=' and array.shape[1] < width):
+            raise DatasetError(f'{path}: {key} has width {array.shape[1]}, expected {comparison} {width} '
+                               f'for {spec.env_name}.')
+
+    lengths = {key: len(array) for key, array in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise DatasetError(f'{path}: arrays have inconsistent lengths {lengths}.')
+    num_rows = lengths['observations']
+    if num_rows < 2:
+        raise DatasetError(f'{path}: has {num_rows} row(s); need at least one episode of 2 steps.')
+
+    for key in ('observations', 'actions', 'qpos'):
+        finite = np.isfinite(arrays[key])
+        if not finite.all():
+            row = int(np.argwhere(~finite)[0, 0])
+            raise DatasetError(f'{path}: {key} has {int((~finite).sum())} NaN/inf value(s), first at row {row}.')
+    actions = arrays['actions']
+    outside = np.abs(actions) > 1.0
+    if outside.any():
+        row = int(np.argwhere(outside)[0, 0])
+        raise DatasetError(f'{path}: {int(outside.sum())} action value(s) outside [-1, 1] '
+                           f'(min {actions.min():.4g}, max {actions.max():.4g}), first at row {row}.')
+
+    terminals = arrays['terminals']
+    if not np.isin(terminals, (0, 1)).all():
+        raise DatasetError(f'{path}: terminals must be 0/1, found values {np.unique(terminals)[:10].tolist()}.')
+    terminal_rows = np.flatnonzero(terminals)
+    if terminal_rows.size == 0:
+        raise DatasetError(f'{path}: no terminals (no row marks the end of an episode).')
+    if terminal_rows[-1] != num_rows - 1:
+        raise DatasetError(f'{path}: the last row ({num_rows - 1}) is not terminal; the file ends inside an '
+                           f'episode (last terminal at row {terminal_rows[-1]}).')
+    episode_lengths = np.diff(np.concatenate([[-1], terminal_rows]))
+    if (episode_lengths < 2).any():
+        row = int(terminal_rows[np.argmax(episode_lengths < 2)])
+        raise DatasetError(f'{path}: an episode has a single step (terminal at row {row} right after the '
+                           f'previous episode ended); it would give no transition.')
+
+
+def _try_download(dataset_name: str, dataset_dir: str) -> str | None:
+    """Runs OGBench's download; returns None on success, else a one-line reason."""
+    import ogbench
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # OGBench prints the URL before trying it
+            ogbench.download_datasets([dataset_name], dataset_dir)
+    except Exception as error:  # URLError without network, HTTPError, OSError, ...
+        return ' '.join(f'{type(error).__name__}: {error}'.split())
+    return None
+
+
+def _ensure_files(spec: names.EnvSpec, dataset_dir: str, generate_missing_episodes: int | None,
+                  generate_seed: int, generate_workers: int, show_progress: bool) -> None:
+    """Makes sure both files exist: download, else (manipulation, if allowed) generate, else raise."""
+    paths = dataset_file_paths(spec.dataset_name, dataset_dir)
+    if all(os.path.exists(path) for path in paths):
+        return
+    reason = _try_download(spec.dataset_name, dataset_dir)
+    missing = [path for path in paths if not os.path.exists(path)]
+    if not missing:
+        return
+    failure = f'OGBench dataset file(s) {", ".join(missing)} not found and the download failed ({reason})'
+    download_hint = (f"on a machine with internet run `python -c \"import ogbench; ogbench.download_datasets("
+                     f"['{spec.dataset_name}'], '{dataset_dir}')\"` (or fetch {OGBENCH_DATASET_URL}/"
+                     f"{spec.dataset_name}.npz and {OGBENCH_DATASET_URL}/{spec.dataset_name}-val.npz) and copy both "
+                     f"files into {dataset_dir}")
+    if not spec.is_manipulation:
+        raise DatasetError(f'{failure}. {spec.suite} datasets were collected with OGBench\'s pretrained expert '
+                           f'policies, which the ogbench package does not include, so they cannot be generated '
+                           f'here: {download_hint}.')
+    if len(missing) < len(paths):
+        raise DatasetError(f'{failure}. The other split exists; not generating over it: restore the missing file, '
+                           f'or delete both and generate them together.')
+    if generate_missing_episodes is None:
+        raise DatasetError(f'{failure}. Generate it locally with `python -m datasets.generate '
+                           f'--env_name={spec.dataset_name} --dataset_dir={dataset_dir}` (OGBench\'s size; add '
+                           f'--num_episodes=N for fewer), pass generate_missing_episodes=N, or {download_hint}.')
+    from datasets import generate
+
+    print(f'{spec.dataset_name}: not in {dataset_dir} and the download failed ({reason}); generating '
+          f'{generate_missing_episodes} episodes locally (seed {generate_seed}).', flush=True)
+    generate.generate_dataset(spec.dataset_name, generate_missing_episodes, generate_seed, dataset_dir,
+                              workers=generate_workers, show_progress=show_progress)
+
+
+def _to_output(dataset: dict[str, np.ndarray], path: str) -> dict[str, np.ndarray]:
+    """Keeps the transition keys as float32, with actions clipped to +-ACTION_CLIP."""
+    missing = [key for key in OUTPUT_KEYS if key not in dataset]
+    if missing:
+        raise DatasetError(f'{path}: OGBench\'s loader returned no {missing} (is the name a single-task name?).')
+    output = {key: np.asarray(dataset[key], dtype=np.float32) for key in OUTPUT_KEYS}
+    output['actions'] = np.clip(output['actions'], -ACTION_CLIP, ACTION_CLIP)
+    return output
+
+
+def load_datasets(env_name: str, dataset_dir: str | None = None, generate_missing_episodes: int | None = None,
+                  generate_seed: int = 0, generate_workers: int = 1,
+                  show_progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Loads the train and val splits of a state-based OGBench single-task env name.
+
+    Args:
+      env_name: e.g. 'cube-single-play-singletask-task2-v0' (ValueError with close names if unknown).
+      dataset_dir: where OGBench's files live (default '~/.ogbench/data').
+      generate_missing_episodes: if the manipulation dataset is missing and cannot be downloaded,
+        generate this many train episodes locally (None: raise DatasetError instead).
+      generate_seed, generate_workers: seed and processes for that generation.
+      show_progress: progress bar while generating.
+
+    Returns:
+      (train, val): dicts of float32 numpy arrays, N rows each: observations (N, obs_dim),
+      actions (N, act_dim) clipped to +-(1 - 1e-5), rewards (N,), masks (N,) (0 where the task is
+      solved), next_observations (N, obs_dim), terminals (N,) (1 at each episode's last transition).
+    """
+    import ogbench
+
+    spec = names.parse_env_name(env_name)
+    dataset_dir = os.path.expanduser(dataset_dir if dataset_dir is not None else DEFAULT_DATASET_DIR)
+    _ensure_files(spec, dataset_dir, generate_missing_episodes, generate_seed, generate_workers, show_progress)
+    env = make_env(spec.name)
+    train_path, val_path = dataset_file_paths(spec.dataset_name, dataset_dir)
+    for path in (train_path, val_path):
+        validate_dataset_file(path, spec, env)
+    # dataset_only with cur_env: OGBench relabels with this single-task env instead of building another.
+    train, val = ogbench.make_env_and_datasets(spec.name, dataset_dir=dataset_dir, compact_dataset=False,
+                                               dataset_only=True, cur_env=env)
+    env.close()
+    return _to_output(train, train_path), _to_output(val, val_path)

@@ -1,0 +1,237 @@
+"""Flow Q-learning (FQL; Park, Li & Levine 2025, arXiv 2502.02538), faithful to the official defaults.
+
+Three networks over one parameter tree, trained by one Adam step on the sum of all losses:
+  v_θ(s, x, t)   `actor_bc_flow`       behaviour-cloning flow (velocity field), 4×512 GELU MLP, no LayerNorm;
+  μ_ω(s, z)      `actor_onestep_flow`  one-step policy, distilled from v_θ and trained to maximise Q;
+  Q_φ,m(s, a)    `critic`              2-member ensemble, 4×512 GELU MLP with LayerNorm.
+The target critic Q_φ̄ is a separate pytree (`target_critic_params`), outside the optimiser.
+
+Flow convention (FQL's, the reverse of MeanFlowQL's): x⁰ ~ N(0, I) is noise, x¹ = a is the action,
+x^t = (1 − t)·x⁰ + t·x¹, and the conditional velocity is x¹ − x⁰.
+
+Gradient convention (as in FQL): a network sees gradients only where a loss passes
+`params=grad_params`; every other call uses the current parameters as constants. Where the maths
+needs a stop-gradient we also write `jax.lax.stop_gradient` explicitly.
+
+Only state-based observations: FQL's pixel encoder (`impala_small`) is not implemented, and, as in
+FQL, observations are not normalised.
+"""
+
+from typing import Any, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from agents.train_state import TrainState, nonpytree_field, polyak_update
+from networks.mlp import MLP, CriticEnsemble
+from networks.module_dict import ModuleDict
+
+Batch = dict[str, jax.Array]
+Info = dict[str, jax.Array]
+
+BATCH_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations')
+Q_AGGREGATIONS = ('mean', 'min')
+
+
+class LossNoise(NamedTuple):
+    """All randomness of one loss evaluation, drawn up front so each loss is a deterministic function."""
+
+    flow_noise: jax.Array  # x⁰ (B, action_dim): start of the BC flow path
+    flow_times: jax.Array  # t (B, 1) ~ U(0, 1): time on the BC flow path
+    policy_noise: jax.Array  # z (B, action_dim): input of μ_ω for the distillation and Q losses
+    next_noise: jax.Array  # z' (B, action_dim): input of μ_ω(s', z') for the Bellman target
+
+
+def draw_loss_noise(rng: jax.Array, batch_size: int, action_dim: int) -> LossNoise:
+    """Independent standard-normal noises and U(0, 1) times for one batch."""
+    flow_rng, time_rng, policy_rng, next_rng = jax.random.split(rng, 4)
+    return LossNoise(
+        flow_noise=jax.random.normal(flow_rng, (batch_size, action_dim)),
+        flow_times=jax.random.uniform(time_rng, (batch_size, 1)),
+        policy_noise=jax.random.normal(policy_rng, (batch_size, action_dim)),
+        next_noise=jax.random.normal(next_rng, (batch_size, action_dim)),
+    )
+
+
+class FQLAgent(flax.struct.PyTreeNode):
+    """FQL agent state: rng, networks + Adam state, target critic params, and the (static) config."""
+
+    rng: jax.Array
+    network: TrainState
+    target_critic_params: Any
+    config: Any = nonpytree_field()
+
+    # ----------------------------------------------------------------------------------- networks
+    def velocity(self, observations: jax.Array, x: jax.Array, times: jax.Array, params: Any = None) -> jax.Array:
+        """v_θ(s, x, t): (..., obs_dim), (..., action_dim), (..., 1) -> (..., action_dim). Raw t is an input."""
+        inputs = jnp.concatenate([observations, x, times], axis=-1)
+        return self.network.select('actor_bc_flow')(inputs, params=params)
+
+    def one_step_actions(self, observations: jax.Array, noise: jax.Array, params: Any = None) -> jax.Array:
+        """μ_ω(s, z), unclipped: (..., obs_dim), (..., action_dim) -> (..., action_dim). No time input."""
+        inputs = jnp.concatenate([observations, noise], axis=-1)
+        return self.network.select('actor_onestep_flow')(inputs, params=params)
+
+    def flow_teacher_actions(self, observations: jax.Array, noise: jax.Array) -> jax.Array:
+        """Euler integration of the BC flow from x = z, under stop-gradient, clipped to [-1, 1].
+
+        x ← z;  for i = 0 … K−1:  x ← x + v_θ(s, x, i/K) / K;  return clip(x, −1, 1),  K = `flow_steps`.
+        Shapes: (B, obs_dim), (B, action_dim) -> (B, action_dim).
+        """
+        num_steps = self.config['flow_steps']
+        x = noise
+        for i in range(num_steps):  # K is a small static int (10): unrolled, as in FQL
+            times = jnp.full((*x.shape[:-1], 1), i / num_steps, dtype=x.dtype)
+            x = x + self.velocity(observations, x, times) / num_steps
+        return jax.lax.stop_gradient(jnp.clip(x, -1.0, 1.0))
+
+    # ------------------------------------------------------------------------------------- losses
+    def critic_loss(self, batch: Batch, grad_params: Any, next_noise: jax.Array) -> tuple[jax.Array, Info]:
+        """TD regression of both critic members onto one target.
+
+        a' = clip(μ_ω(s', z'), −1, 1)   with a single fresh z' (B, A) per transition (no best-of-N);
+        y  = r + γ · mask · agg_m Q_φ̄,m(s', a')          (B,), agg = `q_agg` ∈ {mean, min} over m;
+        L  = mean_{m, b} (Q_φ,m(s_b, a_b) − y_b)²          over the (2, B) ensemble output.
+        """
+        next_actions = jnp.clip(self.one_step_actions(batch['next_observations'], next_noise), -1.0, 1.0)
+        next_q = self.network.select('critic')(batch['next_observations'], next_actions,
+                                               params={'modules_critic': self.target_critic_params})  # (2, B)
+        next_q = next_q.min(axis=0) if self.config['q_agg'] == 'min' else next_q.mean(axis=0)
+        target_q = jax.lax.stop_gradient(batch['rewards'] + self.config['discount'] * batch['masks'] * next_q)
+        q = self.network.select('critic')(batch['observations'], batch['actions'], params=grad_params)  # (2, B)
+        loss = jnp.mean((q - target_q) ** 2)
+        return loss, {'loss': loss, 'q_mean': q.mean(), 'q_max': q.max(), 'q_min': q.min(),
+                      'target_q_mean': target_q.mean()}
+
+    def actor_loss(self, batch: Batch, grad_params: Any, noise: LossNoise) -> tuple[jax.Array, Info]:
+        """L_actor = L_flow + α · L_distill + L_Q   (α weights the distillation term only).
+
+        L_flow    = mean_{b, j} (v_θ(s, x^t, t) − (x¹ − x⁰))²,  x^t = (1 − t)x⁰ + t·a   (B, A), t (B, 1);
+        L_distill = mean_{b, j} (μ_ω(s, z) − sg(teacher(s, z)))²   (teacher: `flow_teacher_actions`);
+        L_Q       = −mean_b mean_m Q_φ,m(s, clip(μ_ω(s, z), −1, 1)), the critic held fixed;
+                    with `normalize_q_loss`, L_Q is divided by sg(mean_b |mean_m Q|).
+        Also reported: `mse` = mean (clip(μ_ω(s, z)) − a)², the one-step policy's distance to the data.
+        """
+        observations, actions = batch['observations'], batch['actions']
+        times = noise.flow_times
+        x_t = (1.0 - times) * noise.flow_noise + times * actions
+        target_velocity = actions - noise.flow_noise
+        bc_flow_loss = jnp.mean((self.velocity(observations, x_t, times, params=grad_params) - target_velocity) ** 2)
+
+        teacher_actions = self.flow_teacher_actions(observations, noise.policy_noise)
+        policy_actions = self.one_step_actions(observations, noise.policy_noise, params=grad_params)
+        distill_loss = jnp.mean((policy_actions - teacher_actions) ** 2)
+
+        policy_actions = jnp.clip(policy_actions, -1.0, 1.0)
+        q = self.network.select('critic')(observations, policy_actions).mean(axis=0)  # (B,), critic not in grad
+        q_loss = -q.mean()
+        if self.config['normalize_q_loss']:
+            q_loss = q_loss / jax.lax.stop_gradient(jnp.abs(q).mean())
+
+        loss = bc_flow_loss + self.config['alpha'] * distill_loss + q_loss
+        mse = jnp.mean((policy_actions - actions) ** 2)
+        return loss, {'loss': loss, 'bc_flow_loss': bc_flow_loss, 'distill_loss': distill_loss,
+                      'q_loss': q_loss, 'q': q.mean(), 'mse': mse}
+
+    def total_loss(self, batch: Batch, grad_params: Any, rng: jax.Array) -> tuple[jax.Array, Info]:
+        """L_critic + L_actor with noise drawn from `rng`; info keys are `critic/…` and `actor/…`."""
+        batch_size, action_dim = batch['actions'].shape
+        noise = draw_loss_noise(rng, batch_size, action_dim)
+        critic_loss, critic_info = self.critic_loss(batch, grad_params, noise.next_noise)
+        actor_loss, actor_info = self.actor_loss(batch, grad_params, noise)
+        info = {f'critic/{k}': v for k, v in critic_info.items()}
+        info.update({f'actor/{k}': v for k, v in actor_info.items()})
+        return critic_loss + actor_loss, info
+
+    # ------------------------------------------------------------------------------ public interface
+    @jax.jit
+    def update(self, batch: Batch) -> tuple['FQLAgent', Info]:
+        """One Adam step on `total_loss`, then the Polyak target update; pure (scan/vmap safe)."""
+        new_rng, loss_rng = jax.random.split(self.rng)
+        new_network, info = self.network.apply_loss_fn(lambda p: self.total_loss(batch, p, loss_rng))
+        # As in FQL, the target follows the PRE-step critic params (φ̄ ← τφ_old + (1 − τ)φ̄): a one-step lag.
+        new_target = polyak_update(self.network.params['modules_critic'], self.target_critic_params,
+                                   self.config['tau'])
+        return self.replace(rng=new_rng, network=new_network, target_critic_params=new_target), info
+
+    @jax.jit
+    def sample_actions(self, observations: jax.Array, rng: jax.Array) -> jax.Array:
+        """a = clip(μ_ω(s, z), −1, 1), z ~ N(0, I): (..., obs_dim) -> (..., action_dim).
+
+        FQL ignores the sampling temperature, so there is none here.
+        """
+        noise = jax.random.normal(rng, (*observations.shape[:-1], self.config['action_dim']))
+        return jnp.clip(self.one_step_actions(observations, noise), -1.0, 1.0)
+
+    @classmethod
+    def create(cls, rng: jax.Array, example_batch: Batch, config: ml_collections.ConfigDict) -> 'FQLAgent':
+        """Initialise all networks from `rng`; pure, so `jax.vmap` over `rng` builds several seeds at once.
+
+        `example_batch` fixes the shapes: observations (B, obs_dim), actions (B, action_dim).
+        """
+        config = _frozen_config(config, example_batch)
+        observations, actions = example_batch['observations'], example_batch['actions']
+        action_dim = config['action_dim']
+        actor_dims = (*config['actor_hidden_dims'], action_dim)
+        network_def = ModuleDict({
+            'actor_bc_flow': MLP(actor_dims, layer_norm=config['actor_layer_norm']),
+            'actor_onestep_flow': MLP(actor_dims, layer_norm=config['actor_layer_norm']),
+            'critic': CriticEnsemble(config['value_hidden_dims'], layer_norm=config['layer_norm'], num_members=2),
+        })
+        times = jnp.zeros((*actions.shape[:-1], 1), actions.dtype)
+        rng, init_rng = jax.random.split(rng)
+        params = network_def.init(
+            init_rng,
+            actor_bc_flow=(jnp.concatenate([observations, actions, times], axis=-1),),
+            actor_onestep_flow=(jnp.concatenate([observations, actions], axis=-1),),
+            critic=(observations, actions),
+        )['params']
+        network = TrainState.create(network_def, params, optax.adam(learning_rate=config['lr']))
+        target_critic_params = jax.tree_util.tree_map(jnp.copy, params['modules_critic'])
+        return cls(rng=rng, network=network, target_critic_params=target_critic_params, config=config)
+
+
+def _frozen_config(config: ml_collections.ConfigDict | dict, example_batch: Batch) -> flax.core.FrozenDict:
+    """Validate the config and batch, add `action_dim`, and freeze it (hashable, so jit can key on it)."""
+    config = dict(config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config)
+    missing = sorted(set(get_config()) - set(config))
+    if missing:
+        raise ValueError(f'FQL config is missing keys {missing}')
+    if config['agent_name'] != 'fql':
+        raise ValueError(f"FQL config has agent_name={config['agent_name']!r}, expected 'fql'")
+    if config['q_agg'] not in Q_AGGREGATIONS:
+        raise ValueError(f"q_agg must be one of {Q_AGGREGATIONS}, got {config['q_agg']!r}")
+    if not (isinstance(config['flow_steps'], int) and config['flow_steps'] >= 1):
+        raise ValueError(f"flow_steps must be a positive int, got {config['flow_steps']!r}")
+    absent = [key for key in BATCH_KEYS if key not in example_batch]
+    if absent:
+        raise ValueError(f'example_batch lacks keys {absent}')
+    if example_batch['observations'].ndim != 2 or example_batch['actions'].ndim != 2:
+        raise ValueError('example_batch observations/actions must be (B, dim), got shapes '
+                         f"{example_batch['observations'].shape} and {example_batch['actions'].shape}")
+    config['action_dim'] = int(example_batch['actions'].shape[-1])
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    return flax.core.FrozenDict(config)
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """FQL defaults (official `agents/fql.py`); per-task values (alpha, discount, q_agg) come from configs.py."""
+    return ml_collections.ConfigDict(dict(
+        agent_name='fql',  # registry name (agents/__init__.py)
+        lr=3e-4,  # Adam learning rate for all networks; constant, no clipping
+        batch_size=256,  # transitions per update (read by the training loop)
+        offline_steps=1_000_000,  # not read by FQL (no schedule); set by main.py for every agent, logged in flags.json
+        actor_hidden_dims=(512, 512, 512, 512),  # hidden sizes of v_θ and μ_ω
+        value_hidden_dims=(512, 512, 512, 512),  # hidden sizes of each critic member
+        layer_norm=True,  # LayerNorm after every hidden activation of the critic
+        actor_layer_norm=False,  # LayerNorm in v_θ and μ_ω (FQL: off)
+        discount=0.99,  # γ of the Bellman target (0.995 for long-horizon tasks, see configs.py)
+        tau=0.005,  # Polyak rate of the target critic
+        q_agg='mean',  # aggregation of the 2 target-critic members in the Bellman target: 'mean' or 'min'
+        alpha=10.0,  # weight of the distillation loss (BC strength); tuned per environment
+        flow_steps=10,  # Euler steps of the BC flow teacher
+        normalize_q_loss=False,  # divide L_Q by sg(mean |Q|) (off in the paper)
+    ))

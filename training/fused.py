@@ -26,7 +26,6 @@ SPMD over the devices with no change to the code that calls it. It uses the larg
 that divides S (so S = 1 on 8 devices uses one device) and says so.
 """
 
-import dataclasses
 from typing import Any, Callable
 
 import flax.struct
@@ -52,8 +51,7 @@ class TrainingState(flax.struct.PyTreeNode):
     sample_key: jax.Array
 
 
-@dataclasses.dataclass(frozen=True)
-class SeedStreams:
+class SeedStreams(flax.struct.PyTreeNode):
     """The independent PRNG keys of one seed, each (2,) uint32, all derived from the seed value alone."""
 
     create: jax.Array  # Agent.create (network init and the agent's own rng)
@@ -71,9 +69,7 @@ def seed_streams(seed: int) -> SeedStreams:
 
 def stacked_streams(seeds: list[int]) -> SeedStreams:
     """`seed_streams` of each seed, stacked along a leading (S,) axis."""
-    per_seed = [seed_streams(seed) for seed in seeds]
-    return SeedStreams(*(jnp.stack([getattr(s, f.name) for s in per_seed])
-                         for f in dataclasses.fields(SeedStreams)))
+    return jax.tree.map(lambda *keys: jnp.stack(keys), *[seed_streams(seed) for seed in seeds])
 
 
 def create_training_states(agent_class: type, example_batch: Batch, config: Any,
@@ -154,11 +150,11 @@ class SeedPlacement:
 
     def place_seeds(self, tree: Any) -> Any:
         """Puts a pytree whose leaves all have a leading (S,) axis onto the devices, split by seed."""
-        return jax.device_put(tree, self.seed_sharding)
+        return jax.tree.map(lambda x: jax.device_put(x, self.seed_sharding), tree)
 
     def replicate(self, tree: Any) -> Any:
         """Puts a pytree (e.g. the dataset) on every device used."""
-        return jax.device_put(tree, self.replicated)
+        return jax.tree.map(lambda x: jax.device_put(x, self.replicated), tree)
 
 
 class FusedUpdater:

@@ -108,13 +108,13 @@ def run_metadata(repo_dir: str) -> dict[str, Any]:
 
 
 def plot_curves(path: str, eval_rows_per_seed: list[list[dict[str, float]]],
-                train_rows_per_seed: list[list[dict[str, float]]], title: str) -> None:
+                train_rows_per_seed: list[list[dict[str, float]]], title: str, seeds: list[int]) -> None:
     """One PNG: evaluation/success per seed (first panel), then up to three training losses.
 
     The loss panels show every `training/.../loss` key found (critic first), one line per seed.
     """
     import matplotlib
-    matplotlib.use('Agg')
+    matplotlib.use('Agg')  # files only, no display
     import matplotlib.pyplot as plt
 
     loss_keys = sorted({k for rows in train_rows_per_seed for row in rows for k in row
@@ -128,7 +128,9 @@ def plot_curves(path: str, eval_rows_per_seed: list[list[dict[str, float]]],
             points = [(row['step'], row[key]) for row in rows if key in row]
             if points:
                 steps, values = zip(*points)
-                ax.plot(steps, values, marker='o' if len(points) < 30 else None, ms=3, label=f'seed {seed_index}')
+                ax.plot(steps, values, marker='o' if len(points) < 30 else None, ms=3, label=f'seed {seeds[seed_index]}')
+        if key == 'evaluation/success':
+            ax.set_ylim(-0.03, 1.03)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel('updates')
         ax.grid(alpha=0.3)

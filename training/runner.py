@@ -179,7 +179,7 @@ class TaskRun:
         self.placement = SeedPlacement(len(self.seeds))
         if self.placement.note:
             print(self.placement.note, flush=True)
-        self.streams = jax.tree.map(self.placement.place_seeds, stacked_streams(self.seeds))
+        self.streams = self.placement.place_seeds(stacked_streams(self.seeds))
         self.dataset = self.placement.replicate(_to_device(inputs.train_data))
         self.val_dataset = self.placement.replicate(_to_device(inputs.val_data)) if inputs.val_data else None
         self.batch_size = options.batch_size
@@ -306,7 +306,7 @@ class TaskRun:
         train_rows = [log.rows for log in self.train_logs]
         as_floats = lambda rows: [{k: float(v) for k, v in r.items() if v not in ('', None)} for r in rows]
         logger.plot_curves(os.path.join(self.inputs.run_dir, 'curves.png'), [as_floats(r) for r in eval_rows],
-                           [as_floats(r) for r in train_rows], f'{self.inputs.task} ({self.inputs.config.agent_name})')
+                           [as_floats(r) for r in train_rows], f'{self.inputs.task} ({self.inputs.config.agent_name})', self.seeds)
 
     # ----------------------------------------------------------------------------------- phases
     def run_offline(self) -> None:

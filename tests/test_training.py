@@ -1,0 +1,327 @@
+"""Tests of the training machinery (fused scan, seed vmap/sharding, evaluation, NaN guard, resume).
+
+A tiny regression agent (`ToyAgent`) with the real agent interface keeps these fast; main.py smoke
+tests (tests/test_main.py) run the real agents.
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from agents.train_state import TrainState, nonpytree_field
+from datasets.buffer import Dataset
+from training import checkpoint, evaluation
+from training.fused import (FusedUpdater, SeedPlacement, create_training_states, next_call_size, seed_streams,
+                            stacked_streams)
+from training.logger import CsvLogger, read_csv
+from training.runner import NonFiniteLossError, RunOptions, TaskInputs, TaskResult, train_task
+from training.summary import summary_rows
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OBS_DIM, ACT_DIM = 3, 2
+
+
+class ToyAgent(flax.struct.PyTreeNode):
+    """Linear regression of the reward on the observation, with the agent interface of the brief."""
+
+    rng: jax.Array
+    network: TrainState
+    config: Any = nonpytree_field()
+
+    def total_loss(self, batch, grad_params, rng):
+        noise = 0.01 * jax.random.normal(rng, batch['rewards'].shape)
+        prediction = self.network(batch['observations'], params=grad_params)[:, 0]
+        loss = jnp.mean((prediction - batch['rewards'] - noise) ** 2)
+        return loss, {'critic/loss': loss}
+
+    @jax.jit
+    def update(self, batch):
+        rng, loss_rng = jax.random.split(self.rng)
+        network, info = self.network.apply_loss_fn(lambda p: self.total_loss(batch, p, loss_rng))
+        return self.replace(rng=rng, network=network), info
+
+    @jax.jit
+    def sample_actions(self, observations, rng):
+        out = self.network(observations)[..., 1:1 + ACT_DIM]
+        return jnp.tanh(out + 0.1 * jax.random.normal(rng, out.shape))
+
+    @classmethod
+    def create(cls, rng, example_batch, config):
+        rng, init_rng = jax.random.split(rng)
+        module = nn.Dense(1 + ACT_DIM)
+        params = module.init(init_rng, example_batch['observations'])['params']
+        network = TrainState.create(module, params, optax.adam(config['lr']))
+        return cls(rng=rng, network=network, config=flax.core.FrozenDict(config.to_dict()))
+
+
+def toy_config(lr: float = 1e-2) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(agent_name='toy', lr=lr, batch_size=8))
+
+
+def toy_data(num_rows: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    observations = rng.normal(size=(num_rows, OBS_DIM)).astype(np.float32)
+    return dict(observations=observations, actions=rng.uniform(-1, 1, (num_rows, ACT_DIM)).astype(np.float32),
+                rewards=observations @ np.array([1.0, -2.0, 0.5], np.float32),
+                masks=np.ones(num_rows, np.float32), next_observations=observations[::-1].copy(),
+                terminals=np.zeros(num_rows, np.float32))
+
+
+def toy_states(seeds: list[int], data: Dataset, placement: SeedPlacement | None = None):
+    example = {k: v[:1] for k, v in data.data.items()}
+    state = create_training_states(ToyAgent, example, toy_config(), stacked_streams(seeds))
+    return placement.place_seeds(state) if placement else state
+
+
+def sample8(data, key):
+    return data.sample(key, 8)
+
+
+def max_abs_diff(a, b) -> float:
+    return max(jax.tree.leaves(jax.tree.map(lambda x, y: float(jnp.max(jnp.abs(x - y))), a, b)))
+
+
+# ------------------------------------------------------------------------------------ schedule
+def test_next_call_size_lands_on_every_boundary_with_few_sizes():
+    step, ends, sizes = 0, [], set()
+    while step < 250:
+        k = next_call_size(step, 250, (50, 100, 0), 30, extra_boundaries=(1,))
+        step += k
+        ends.append(step)
+        sizes.add(k)
+    assert ends[0] == 1
+    for boundary in (1, 50, 100, 150, 200, 250):
+        assert boundary in ends
+    assert sizes == {1, 30, 19, 20}
+    assert all(1 <= k <= 30 for k in sizes)
+    with pytest.raises(ValueError, match='no updates left'):
+        next_call_size(250, 250, (50,), 30)
+
+
+# ------------------------------------------------------------------------------- fused updates
+def test_fused_k_updates_equal_k_single_updates():
+    data = Dataset(data={k: jnp.asarray(v) for k, v in toy_data().items()})
+    start = toy_states([0], data)
+    updater = FusedUpdater(sample8)
+    fused, info, first_bad = updater(start, data, 5)
+    single = start
+    infos = []
+    for _ in range(5):
+        single, step_info, _ = updater(single, data, 1)
+        infos.append(step_info['critic/loss'])
+    assert updater.compiled_sizes == [1, 5]
+    # Same compiled update body, same keys: bitwise equal on CPU.
+    assert max_abs_diff(fused, single) == 0.0
+    np.testing.assert_allclose(info['critic/loss'], np.mean(infos, axis=0), rtol=1e-6)
+    assert int(first_bad[0]) == -1
+    # A plain Python loop over agent.update with the same key splitting (no scan, no vmap).
+    agent, key = jax.tree.map(lambda x: x[0], start.agent), start.sample_key[0]
+    for _ in range(5):
+        key, batch_key = jax.random.split(key)
+        agent, _ = agent.update(data.sample(batch_key, 8))
+    assert max_abs_diff(agent.network.params, jax.tree.map(lambda x: x[0], fused.agent.network.params)) < 1e-6
+    np.testing.assert_array_equal(key, fused.sample_key[0])
+    assert int(fused.agent.network.step[0]) == 5
+
+
+def test_seed_inside_a_group_reproduces_the_seed_alone():
+    data = Dataset(data={k: jnp.asarray(v) for k, v in toy_data().items()})
+    updater = FusedUpdater(sample8)
+    group, _, _ = updater(toy_states([4, 5, 6], data), data, 7)
+    alone, _, _ = updater(toy_states([5], data), data, 7)
+    np.testing.assert_array_equal(group.sample_key[1], alone.sample_key[0])
+    np.testing.assert_array_equal(group.agent.rng[1], alone.agent.rng[0])
+    # vmapped matmuls over 3 vs 1 seeds may differ in the last bits; tolerance 1e-6 absolute.
+    assert max_abs_diff(jax.tree.map(lambda x: x[1], group.agent.network.params),
+                        jax.tree.map(lambda x: x[0], alone.agent.network.params)) < 1e-6
+    # Different seeds really differ.
+    assert max_abs_diff(group.agent.network.params['kernel'][0], group.agent.network.params['kernel'][1]) > 1e-3
+    np.testing.assert_array_equal(toy_states([5], data).sample_key[0], seed_streams(5).sample)
+
+
+def test_seed_axis_is_sharded_over_two_forced_cpu_devices(tmp_path):
+    script = textwrap.dedent('''
+        import jax, jax.numpy as jnp, numpy as np
+        from datasets.buffer import Dataset
+        from training.fused import FusedUpdater, SeedPlacement
+        from tests.test_training import toy_data, toy_states, sample8, max_abs_diff
+        assert len(jax.devices()) == 2, jax.devices()
+        data = Dataset(data={k: jnp.asarray(v) for k, v in toy_data().items()})
+        sharded = SeedPlacement(4)
+        assert sharded.num_devices == 2 and sharded.note == ''
+        one = SeedPlacement(4, devices=jax.devices()[:1])
+        updater = FusedUpdater(sample8)
+        a, info, _ = updater(toy_states([0, 1, 2, 3], data, sharded), sharded.replicate(data), 6)
+        b, _, _ = updater(toy_states([0, 1, 2, 3], data, one), one.replicate(data), 6)
+        kernel = a.agent.network.params['kernel']
+        assert len(kernel.sharding.device_set) == 2, kernel.sharding
+        assert kernel.addressable_shards[0].data.shape[0] == 2
+        assert max_abs_diff(jax.device_get(a.agent.network.params), jax.device_get(b.agent.network.params)) < 1e-6
+        odd = SeedPlacement(3)
+        assert odd.num_devices == 1 and 'sharded over 1 device' in odd.note
+        print('OK', info['critic/loss'].shape)
+    ''')
+    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2', JAX_PLATFORMS='cpu',
+               PYTHONPATH=REPO_DIR)
+    result = subprocess.run([sys.executable, '-c', script], cwd=REPO_DIR, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'OK (4,)' in result.stdout
+
+
+# --------------------------------------------------------------------------------- evaluation
+class FakeEnv:
+    """Episode length 3 + (reset seed mod 4); success iff the seed is even; reward = action[0] per step."""
+
+    def reset(self, seed=None):
+        self.seed, self.t = seed, 0
+        self.length = 3 + seed % 4
+        return np.full(OBS_DIM, seed % 7, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        done = self.t >= self.length
+        return (np.full(OBS_DIM, self.t, np.float32), float(action[0]), False, done,
+                {'success': float(self.seed % 2 == 0)})
+
+    def close(self):
+        pass
+
+
+def test_batched_evaluation_matches_per_episode_bookkeeping():
+    data = Dataset(data={k: jnp.asarray(v) for k, v in toy_data().items()})
+    state = toy_states([0, 1], data)
+    seeds, episodes = [0, 1], 5
+    pool = evaluation.EvalEnvPool(FakeEnv, num_seeds=2, envs_per_seed=2)  # 3 rounds: 2 + 2 + 1 episodes
+    policy = evaluation.make_policy_fn()
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    results, stats = evaluation.evaluate(state.agent, pool, policy, keys, seeds, episodes)
+    for s, seed in enumerate(seeds):
+        env_seeds = [evaluation.episode_env_seed(seed, e) for e in range(episodes)]
+        assert results[s]['success'] == pytest.approx(np.mean([es % 2 == 0 for es in env_seeds]))
+        assert results[s]['episode_length'] == pytest.approx(np.mean([3 + es % 4 for es in env_seeds]))
+        assert abs(results[s]['return']) <= results[s]['episode_length']  # |tanh| < 1 per step
+    assert stats['env_steps'] == sum(3 + evaluation.episode_env_seed(s, e) % 4 for s in seeds for e in range(episodes))
+    again, _ = evaluation.evaluate(state.agent, pool, policy, keys, seeds, episodes)
+    assert again == results  # deterministic env seeds and policy keys
+    assert evaluation.episode_env_seed(0, 1) != evaluation.episode_env_seed(1, 0)
+
+
+# ---------------------------------------------------------------------------- runner + outputs
+def toy_inputs(run_dir: str, data: dict, seeds=(0,), lr: float = 1e-2) -> TaskInputs:
+    return TaskInputs(task='cube-single-play-singletask-task2-v0', agent_class=ToyAgent, config=toy_config(lr),
+                      train_data=data, val_data=toy_data(16, seed=1), env_factory=FakeEnv, seeds=list(seeds),
+                      run_dir=run_dir, metadata={'test': True})
+
+
+def toy_options(**overrides) -> RunOptions:
+    values = dict(offline_steps=20, steps_per_call=3, log_interval=5, eval_interval=10, eval_episodes=0,
+                  save_interval=10, batch_size=8, progress_bar=False)
+    values.update(overrides)
+    return RunOptions(**values)
+
+
+def test_nan_in_the_data_stops_training_with_key_and_step_and_keeps_good_checkpoints(tmp_path):
+    data = toy_data(64)
+    data['rewards'][17] = np.nan  # sampled at some update: the loss of that update is NaN
+    run_dir = str(tmp_path / 'run')
+    with pytest.raises(NonFiniteLossError) as error:
+        train_task(toy_inputs(run_dir, data), toy_options(offline_steps=500, save_interval=10, steps_per_call=10,
+                                                        batch_size=1))
+    message = str(error.value)
+    assert "'critic/loss'" in message and 'seed 0' in message
+    bad_step = int(message.split(' at step ')[1].split(' ')[0])
+    seed_dir = os.path.join(run_dir, 'seed0')
+    steps = checkpoint.checkpoint_steps(seed_dir)
+    assert steps and max(steps) < bad_step and max(steps) >= bad_step - 10
+    assert f'step_{max(steps):09d}' in message
+    template = toy_states([0], Dataset(data={k: jnp.asarray(v) for k, v in toy_data().items()}))
+    restored, _ = checkpoint.load_checkpoint(seed_dir, max(steps), jax.tree.map(lambda x: np.asarray(x)[0], template))
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(restored.agent.network.params))
+    # The exact update: the NaN row is drawn at update `bad_step` and at no earlier one.
+    key = seed_streams(0).sample
+    draws = []
+    for _ in range(bad_step):
+        key, batch_key = jax.random.split(key)
+        draws.append(int(jax.random.randint(batch_key, (1,), 0, 64)[0]))
+    assert draws[-1] == 17 and 17 not in draws[:-1]
+
+
+def test_nan_learning_rate_is_caught_at_the_second_update(tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"'critic/loss' \(nan\) for seed 3 at step 2 .*covered steps 1..5"):
+        train_task(toy_inputs(str(tmp_path / 'run'), toy_data(), seeds=(3,), lr=float('nan')),
+                   toy_options(steps_per_call=5, log_interval=5))
+
+
+def test_resume_after_a_kill_is_bitwise_identical_and_csv_has_no_duplicates(tmp_path):
+    data = toy_data()
+    reference_dir, resumed_dir = str(tmp_path / 'reference'), str(tmp_path / 'resumed')
+    result = train_task(toy_inputs(reference_dir, data, seeds=(0, 1)), toy_options())
+    assert isinstance(result, TaskResult) and result.step == 20
+    shutil.copytree(reference_dir, resumed_dir)
+    for seed in (0, 1):  # as if killed just after the step-10 checkpoint: later files gone, later CSV rows stale
+        seed_dir = os.path.join(resumed_dir, f'seed{seed}')
+        os.remove(checkpoint.checkpoint_path(seed_dir, 20))
+        os.remove(os.path.join(seed_dir, 'final.json'))
+        open(checkpoint.checkpoint_path(seed_dir, 20) + '.tmp', 'wb').write(b'partial write')
+    train_task(toy_inputs(resumed_dir, data, seeds=(0, 1)), toy_options(resume=True))
+    for seed in (0, 1):
+        with open(checkpoint.checkpoint_path(os.path.join(reference_dir, f'seed{seed}'), 20), 'rb') as f:
+            expected = f.read()
+        with open(checkpoint.checkpoint_path(os.path.join(resumed_dir, f'seed{seed}'), 20), 'rb') as f:
+            assert f.read() == expected
+        rows = read_csv(os.path.join(resumed_dir, f'seed{seed}', 'train.csv'))
+        assert [row['step'] for row in rows] == [5, 10, 15, 20]
+        assert 'validation/critic/loss' in rows[0] and 'time/updates_per_sec' in rows[0]
+    assert checkpoint.checkpoint_steps(os.path.join(resumed_dir, 'seed0')) == [10, 20]  # keep=2
+
+
+def test_checkpoint_template_mismatch_names_the_leaf(tmp_path):
+    data = Dataset(data={k: jnp.asarray(v) for k, v in toy_data().items()})
+    state = jax.tree.map(lambda x: np.asarray(x)[0], toy_states([0], data))
+    checkpoint.save_checkpoint(str(tmp_path), 7, state)
+    wrong = state.replace(sample_key=np.zeros(3, np.uint32))
+    with pytest.raises(ValueError, match=r'sample_key.*expected uint32\(3,\)'):
+        checkpoint.load_checkpoint(str(tmp_path), 7, wrong)
+    assert checkpoint.latest_common_step([str(tmp_path)]) == 7
+    assert checkpoint.latest_common_step([str(tmp_path), str(tmp_path / 'none')]) is None
+
+
+def test_csv_logger_adds_columns_and_truncates_on_resume(tmp_path):
+    path = str(tmp_path / 'log.csv')
+    log = CsvLogger(path)
+    log.log(1, {'a': 1.0})
+    log.log(2, {'a': 2.0, 'b': np.float32(5.0)})
+    log.log(3, {'a': 3.0})
+    assert read_csv(path) == [{'step': 1, 'a': 1.0}, {'step': 2, 'a': 2.0, 'b': 5.0}, {'step': 3, 'a': 3.0}]
+    resumed = CsvLogger(path, resume_step=2)
+    resumed.log(3, {'a': 30.0, 'c': 1.0})
+    assert read_csv(path) == [{'step': 1, 'a': 1.0}, {'step': 2, 'a': 2.0, 'b': 5.0},
+                              {'step': 3, 'a': 30.0, 'c': 1.0}]
+    CsvLogger(path)  # a fresh (non-resumed) logger starts an empty file
+    assert read_csv(path) == []
+
+
+def test_summary_averages_each_seed_over_the_tasks_of_an_environment():
+    make = lambda task, success: TaskResult(task, [0, 1], 100, success, [0.0, 0.0], success)
+    results = [make(f'cube-double-play-singletask-task{i}-v0', [0.1 * i, 0.3]) for i in (1, 2)]
+    results.append(make('puzzle-3x3-play-singletask-task4-v0', [1.0, 0.5]))
+    rows = summary_rows(results)
+    assert [row['task'] for row in rows] == [r.task for r in results] + ['cube-double-play (average)']
+    assert rows[0]['success_mean'] == pytest.approx(20.0) and rows[0]['success_std'] == pytest.approx(10.0)
+    average = rows[-1]  # per seed: (10 + 20) / 2 = 15 and 30 -> 22.5 ± 7.5
+    assert average['success_mean'] == pytest.approx(22.5) and average['success_std'] == pytest.approx(7.5)
+    assert average['num_tasks'] == 2

@@ -1,0 +1,284 @@
+"""Per-task hyperparameter presets for FQL and MeanFlowQL, and the paper's exact command grid.
+
+    python configs.py                           # the OGBench state-based grid: 10 envs x 5 tasks x both agents
+    python configs.py --agents=fql --seeds=4    # one agent, 4 seeds per command
+
+Every preset value carries its source, recorded in each run's flags.json:
+  [FQL README]  seohongpark/fql README, "exact command-line flags" (the same flags for all 5 tasks of an env;
+                offline-to-online (O2O) rows were run on the env's default task).
+  [MF README]   HiccupRL/MeanFlowQL README example commands (primary source, two rows only).
+  [2nd]         MeanFlowQL paper Tables 6/7 as quoted by third-party documentation. Unverified.
+  unknown: ...  no published value; the documented fallback is the agent's own default.
+
+MeanFlowQL's α is NOT FQL's α: in MeanFlowQL it weights the MeanFlow-identity (BC) loss, with the Q term at
+weight 1; in FQL it weights the distillation loss of a separate one-step policy. The losses have different
+scales, so FQL's per-env α is never used as a MeanFlowQL fallback; unknown MeanFlowQL α falls back to the
+authors' get_config default (α₀ = 10) and says so.
+
+The [2nd] Table 7 rows quote one task per environment (task1, or task2 for cube-double: the default tasks).
+FQL tunes per environment, so those values are applied to all five tasks of the env, with a source string
+saying so. Env names without `-taskN` use OGBench's default task (`datasets.names.EnvSpec.effective_task`).
+
+This module imports no jax/ogbench (main.py imports it before building anything).
+"""
+
+import argparse
+import re
+from typing import Any, Collection
+
+import ml_collections
+
+from datasets import names
+
+Preset = dict[str, tuple[Any, str]]  # config key -> (value, source)
+
+AGENTS = ('mfql', 'fql')
+FQL_SRC = '[FQL README]'
+MF_SRC = '[MF README]'
+T7_SRC = '[2nd] MeanFlowQL Table 7 (third-party quote, unverified)'
+T6_SRC = '[2nd] MeanFlowQL Table 6 (third-party quote, unverified)'
+
+# The OGBench state-based grid of FQL and MeanFlowQL: 10 envs x task1..5.
+PAPER_OGBENCH_FAMILIES = (
+    'antmaze-large-navigate-singletask', 'antmaze-giant-navigate-singletask',
+    'humanoidmaze-medium-navigate-singletask', 'humanoidmaze-large-navigate-singletask',
+    'antsoccer-arena-navigate-singletask',
+    'cube-single-play-singletask', 'cube-double-play-singletask', 'scene-play-singletask',
+    'puzzle-3x3-play-singletask', 'puzzle-4x4-play-singletask',
+)
+PAPER_OGBENCH_OFFLINE_STEPS = 1_000_000
+PAPER_D4RL_OFFLINE_STEPS = 500_000  # FQL and [2nd] MeanFlowQL Appendix D: D4RL runs 500K offline steps
+
+# Fallbacks = the agents' get_config defaults (tests check they agree), used where nothing is published.
+FQL_DEFAULT_ALPHA = 10.0
+MFQL_DEFAULT_ALPHA = 10.0
+
+# --------------------------------------------------------------------------------------------- FQL
+# Offline OGBench, per (suite, dataset kind); the same for all 5 tasks.
+FQL_OGBENCH_OFFLINE: dict[tuple[str, str], dict[str, Any]] = {
+    ('antmaze-large', 'navigate'): dict(alpha=10.0, q_agg='min'),
+    ('antmaze-giant', 'navigate'): dict(alpha=10.0, discount=0.995, q_agg='min'),
+    ('humanoidmaze-medium', 'navigate'): dict(alpha=30.0, discount=0.995),
+    ('humanoidmaze-large', 'navigate'): dict(alpha=30.0, discount=0.995),
+    ('antsoccer-arena', 'navigate'): dict(alpha=10.0, discount=0.995),
+    ('cube-single', 'play'): dict(alpha=300.0),
+    ('cube-double', 'play'): dict(alpha=300.0),
+    ('scene', 'play'): dict(alpha=300.0),
+    ('puzzle-3x3', 'play'): dict(alpha=1000.0),
+    ('puzzle-4x4', 'play'): dict(alpha=1000.0),
+}
+# Offline-to-online OGBench (1M + 1M), run on the default task.
+FQL_OGBENCH_O2O: dict[tuple[str, str], dict[str, Any]] = {
+    ('humanoidmaze-medium', 'navigate'): dict(alpha=100.0, discount=0.995),
+    ('antsoccer-arena', 'navigate'): dict(alpha=30.0, discount=0.995),
+    ('cube-double', 'play'): dict(alpha=300.0),
+    ('scene', 'play'): dict(alpha=300.0),
+    ('puzzle-4x4', 'play'): dict(alpha=1000.0),
+}
+# D4RL (500K offline steps): antmaze-* (v2) and Adroit (v1), keyed by the name without its version.
+FQL_D4RL_OFFLINE: dict[str, dict[str, Any]] = {
+    **{f'antmaze-{m}': dict(alpha=10.0) for m in ('umaze', 'umaze-diverse', 'medium-play', 'medium-diverse')},
+    **{f'antmaze-{m}': dict(alpha=3.0) for m in ('large-play', 'large-diverse')},
+    **{name: dict(alpha=alpha, q_agg='min') for name, alpha in {
+        'pen-human': 10000.0, 'pen-cloned': 10000.0, 'pen-expert': 3000.0,
+        'door-human': 30000.0, 'door-cloned': 30000.0, 'door-expert': 30000.0,
+        'hammer-human': 30000.0, 'hammer-cloned': 10000.0, 'hammer-expert': 30000.0,
+        'relocate-human': 10000.0, 'relocate-cloned': 30000.0, 'relocate-expert': 30000.0,
+    }.items()},
+}
+FQL_D4RL_O2O: dict[str, dict[str, Any]] = {
+    **{f'antmaze-{m}': dict(alpha=10.0) for m in ('umaze', 'umaze-diverse', 'medium-play', 'medium-diverse')},
+    **{f'antmaze-{m}': dict(alpha=3.0) for m in ('large-play', 'large-diverse')},
+    **{f'{m}-cloned': dict(alpha=1000.0, q_agg='min') for m in ('pen', 'door', 'hammer')},
+    'relocate-cloned': dict(alpha=10000.0, q_agg='min'),
+}
+
+# ---------------------------------------------------------------------------------------- MeanFlowQL
+# N (best-of-N candidates) is one number in the authors' code, used both at evaluation and in the Bellman
+# target, so it sets both of our keys. time_steps T: t = k/T on a grid for T <= 1000, continuous otherwise.
+def _mf(alpha: float | None = None, n: int | None = None, time_steps: int | None = None,
+        discount: float | None = None) -> dict[str, Any]:
+    values = dict(alpha=alpha, num_candidates_eval=n, num_candidates_target=n, time_steps=time_steps,
+                  discount=discount)
+    return {key: value for key, value in values.items() if value is not None}
+
+
+# OGBench, per (suite, kind): (values, source, the task the source quotes or None if it names no task).
+MFQL_OGBENCH_OFFLINE: dict[tuple[str, str], list[tuple[dict[str, Any], str, int | None]]] = {
+    ('humanoidmaze-large', 'navigate'): [
+        (_mf(alpha=6000.0, n=5, time_steps=50, discount=0.995),
+         MF_SRC + ' offline example (the [2nd] Table 7 quote says α=10000)', 1)],
+    ('humanoidmaze-medium', 'navigate'): [(_mf(alpha=150.0, n=5, time_steps=50), T7_SRC, 1)],
+    ('cube-double', 'play'): [(_mf(alpha=120.0, n=5, time_steps=50), T7_SRC, 2)],
+    ('antmaze-giant', 'navigate'): [(_mf(n=1), T7_SRC, None)],
+    ('antsoccer-arena', 'navigate'): [(_mf(n=10), T7_SRC, 1)],
+}
+MFQL_OGBENCH_O2O: dict[tuple[str, str], list[tuple[dict[str, Any], str, int | None]]] = {
+    ('humanoidmaze-medium', 'navigate'): [
+        (_mf(alpha=2000.0, n=5, time_steps=100, discount=0.995), MF_SRC + ' offline-to-online example', 1)],
+}
+MFQL_OGBENCH_DISCOUNT = (0.995, T6_SRC + ': discount 0.995 for OGBench')
+MFQL_D4RL_DISCOUNT = (0.99, T6_SRC + ': discount 0.99 for D4RL')
+# D4RL rows of [2nd] Table 7. The same third party found these Adroit α far too large in its own O2O runs
+# (door 1.9 at α=9000 vs ~90 at α=300-900): treat them as a starting point for a sweep.
+MFQL_D4RL: dict[str, dict[str, Any]] = {
+    'relocate-cloned': _mf(alpha=10000.0, n=5, time_steps=50),
+    'pen-cloned': _mf(alpha=10000.0, n=5, time_steps=100),
+    'hammer-cloned': _mf(alpha=11000.0, n=5, time_steps=100),
+    'door-cloned': _mf(alpha=9000.0, n=5, time_steps=50),
+    'antmaze-umaze': _mf(alpha=100.0, n=5, time_steps=10000),
+    'antmaze-umaze-diverse': _mf(alpha=130.0, n=5, time_steps=100),
+    'antmaze-medium-play': _mf(alpha=10.0, n=5, time_steps=50),
+    'antmaze-medium-diverse': _mf(alpha=50.0, n=5, time_steps=50),
+    'antmaze-large-play': _mf(alpha=10.0, n=5, time_steps=100),
+}
+
+_D4RL_PATTERN = re.compile(
+    r'^(?P<task>antmaze-(?:umaze|umaze-diverse|medium-play|medium-diverse|large-play|large-diverse))-v2$'
+    r'|^(?P<adroit>(?:pen|door|hammer|relocate)-(?:human|cloned|expert))-v1$')
+
+
+def d4rl_task(env_name: str) -> str | None:
+    """'antmaze-umaze-v2' -> 'antmaze-umaze', 'pen-human-v1' -> 'pen-human'; None if not a D4RL name."""
+    match = _D4RL_PATTERN.match(env_name)
+    return None if match is None else (match['task'] or match['adroit'])
+
+
+def _with_source(values: dict[str, Any], source: str) -> Preset:
+    return {key: (value, source) for key, value in values.items()}
+
+
+def _fql_presets(env_name: str, online: bool) -> Preset:
+    d4rl = d4rl_task(env_name)
+    if d4rl is not None:
+        if online and d4rl in FQL_D4RL_O2O:
+            return _with_source(FQL_D4RL_O2O[d4rl], f'{FQL_SRC} O2O flags for {d4rl}')
+        note = ' (no O2O row; offline flags)' if online else ''
+        return _with_source(FQL_D4RL_OFFLINE[d4rl], f'{FQL_SRC} D4RL flags for {d4rl}{note}')
+    spec = names.parse_env_name(env_name)
+    env = f'{spec.suite}-{spec.dataset_kind}'
+    key = (spec.suite, spec.dataset_kind)
+    if online and key in FQL_OGBENCH_O2O:
+        return _with_source(FQL_OGBENCH_O2O[key], f'{FQL_SRC} O2O flags for {env} (run on the default task)')
+    if key in FQL_OGBENCH_OFFLINE:
+        note = ' (no O2O row; offline flags)' if online else ''
+        return _with_source(FQL_OGBENCH_OFFLINE[key], f'{FQL_SRC} offline flags for {env}{note}')
+    return {'alpha': (FQL_DEFAULT_ALPHA, f'unknown: FQL published no flags for {env}; agent default α')}
+
+
+def _mfql_presets(env_name: str, online: bool) -> Preset:
+    d4rl = d4rl_task(env_name)
+    if d4rl is not None:
+        presets = {'discount': MFQL_D4RL_DISCOUNT}
+        if d4rl in MFQL_D4RL:
+            presets.update(_with_source(MFQL_D4RL[d4rl], T7_SRC))
+        else:
+            presets['alpha'] = (MFQL_DEFAULT_ALPHA, f'unknown: no published MeanFlowQL α for {d4rl}; agent default '
+                                                    'α₀ (FQL α weights a different loss, so it is not reused)')
+        return presets
+    spec = names.parse_env_name(env_name)
+    env, task = f'{spec.suite}-{spec.dataset_kind}', spec.effective_task
+    key = (spec.suite, spec.dataset_kind)
+    presets: Preset = {'discount': MFQL_OGBENCH_DISCOUNT}
+    rows = MFQL_OGBENCH_O2O.get(key) if online else None
+    rows = rows or MFQL_OGBENCH_OFFLINE.get(key, [])
+    for values, source, quoted_task in rows:
+        if online and key not in MFQL_OGBENCH_O2O:
+            source += ' (offline value; no O2O value known)'
+        if quoted_task is not None and quoted_task != task:
+            source += f' (quoted for task{quoted_task}; assumed the same for task{task}, as FQL tunes per env)'
+        presets.update(_with_source(values, source))
+    if 'alpha' not in presets:
+        presets['alpha'] = (MFQL_DEFAULT_ALPHA, f'unknown: no published MeanFlowQL α for {env}; agent default α₀ '
+                                                '(FQL α weights a different loss, so it is not reused)')
+    return presets
+
+
+def get_presets(agent_name: str, env_name: str, online: bool = False) -> Preset:
+    """{config key: (value, source)} for `agent_name` ('mfql' | 'fql') on one task.
+
+    `env_name` is a state-based OGBench single-task name (see datasets/names.py) or a D4RL name
+    ('antmaze-large-play-v2', 'pen-cloned-v1'); `online` selects the offline-to-online values where published.
+    Every result sets `alpha` (a published value or the documented fallback).
+    """
+    if agent_name == 'fql':
+        return _fql_presets(env_name, online)
+    if agent_name == 'mfql':
+        return _mfql_presets(env_name, online)
+    raise ValueError(f'no presets for agent {agent_name!r}; known agents: {", ".join(AGENTS)}')
+
+
+def apply_presets(config: ml_collections.ConfigDict, env_name: str, explicit_keys: Collection[str],
+                  online: bool = False) -> tuple[ml_collections.ConfigDict, dict[str, str]]:
+    """A copy of `config` with the task's presets applied, except keys set explicitly on the command line.
+
+    Returns (config, record) where record maps each preset key to its source, or to 'command line' for
+    explicit keys (with the preset that was overridden), for flags.json. A preset key missing from the
+    agent config is a bug in this file or in the agent's get_config, and raises ValueError.
+    """
+    if 'agent_name' not in config:
+        raise ValueError('agent config has no agent_name key; cannot choose presets')
+    agent_name = config.agent_name
+    presets = get_presets(agent_name, env_name, online)
+    unknown = sorted(key for key in presets if key not in config)
+    if unknown:
+        raise ValueError(f'presets for agent {agent_name!r} on {env_name!r} name keys {unknown} that the agent config '
+                         f'lacks (a bug in configs.py or in the agent get_config); config keys: {sorted(config)}')
+    explicit = set(explicit_keys)
+    new_config = config.copy_and_resolve_references()
+    record = {}
+    for key, (value, source) in presets.items():
+        if key in explicit:
+            record[key] = f'command line (preset {value!r} from {source} not applied)'
+        else:
+            new_config[key] = value
+            record[key] = source
+    for key in sorted(explicit - set(presets)):
+        record[key] = 'command line'
+    return new_config, record
+
+
+def _flag_value(value: Any) -> str:
+    """Command-line text of a preset value: 300.0 -> '300', 0.995 -> '0.995'."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def paper_commands(agents: Collection[str] = AGENTS, seeds: int = 8) -> list[str]:
+    """The exact commands of the OGBench state-based grid (10 envs x task1..5 per agent), presets written out.
+
+    One line per (agent, task); each line trains `seeds` seeds together (`--num_seeds`).
+    """
+    if isinstance(agents, str):
+        raise TypeError(f'agents must be a collection of agent names, got the string {agents!r}')
+    for agent in agents:
+        if agent not in AGENTS:
+            raise ValueError(f'unknown agent {agent!r}; known agents: {", ".join(AGENTS)}')
+    if not (isinstance(seeds, int) and seeds >= 1):
+        raise ValueError(f'seeds must be a positive int, got {seeds!r}')
+    commands = []
+    for agent in agents:
+        for family in PAPER_OGBENCH_FAMILIES:
+            for env_name in names.expand_env_names(family):
+                flags = ' '.join(f'--agent.{key}={_flag_value(value)}'
+                                 for key, (value, _) in sorted(get_presets(agent, env_name).items()))
+                commands.append(f'python main.py --env_name={env_name} --agent=agents/{agent}.py '
+                                f'--num_seeds={seeds} --offline_steps={PAPER_OGBENCH_OFFLINE_STEPS} {flags}')
+    return commands
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description='Print the exact commands of the paper OGBench grid.')
+    parser.add_argument('--agents', default=','.join(AGENTS), help='comma-separated agents (mfql,fql)')
+    parser.add_argument('--seeds', type=int, default=8, help='seeds per command (--num_seeds)')
+    args = parser.parse_args(argv)
+    try:
+        commands = paper_commands(tuple(a.strip() for a in args.agents.split(',') if a.strip()), args.seeds)
+    except ValueError as error:
+        parser.error(str(error))
+    print('\n'.join(commands))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,156 @@
+"""configs.py: per-task presets with sources, explicit flags win, the paper command grid."""
+
+import re
+import subprocess
+import sys
+
+import ml_collections
+import pytest
+
+import configs
+from agents import fql, mfql
+
+AGENT_CONFIGS = {'fql': fql.get_config, 'mfql': mfql.get_config}
+D4RL_NAMES = [f'antmaze-{m}-v2' for m in ('umaze', 'umaze-diverse', 'medium-play', 'medium-diverse', 'large-play',
+                                          'large-diverse')]
+D4RL_NAMES += [f'{e}-{k}-v1' for e in ('pen', 'door', 'hammer', 'relocate') for k in ('human', 'cloned', 'expert')]
+
+
+def values(presets):
+    return {key: value for key, (value, _) in presets.items()}
+
+
+def test_fql_cube_single_task2():
+    presets = configs.get_presets('fql', 'cube-single-play-singletask-task2-v0')
+    assert values(presets) == {'alpha': 300.0}
+    assert presets['alpha'][1].startswith('[FQL README]')
+
+
+def test_fql_humanoidmaze_medium_without_task_suffix():
+    presets = configs.get_presets('fql', 'humanoidmaze-medium-navigate-singletask-v0')
+    assert values(presets) == {'alpha': 30.0, 'discount': 0.995}
+
+
+def test_fql_antmaze_giant_and_o2o_rows():
+    assert values(configs.get_presets('fql', 'antmaze-giant-navigate-singletask-task3-v0')) == {
+        'alpha': 10.0, 'discount': 0.995, 'q_agg': 'min'}
+    online = configs.get_presets('fql', 'humanoidmaze-medium-navigate-singletask-v0', online=True)
+    assert values(online) == {'alpha': 100.0, 'discount': 0.995} and 'O2O' in online['alpha'][1]
+    # No O2O row for cube-single: the offline flags, and the source says so.
+    fallback = configs.get_presets('fql', 'cube-single-play-singletask-task1-v0', online=True)
+    assert values(fallback) == {'alpha': 300.0} and 'no O2O row' in fallback['alpha'][1]
+
+
+def test_fql_d4rl_flags():
+    assert values(configs.get_presets('fql', 'antmaze-large-play-v2')) == {'alpha': 3.0}
+    assert values(configs.get_presets('fql', 'antmaze-umaze-v2')) == {'alpha': 10.0}
+    assert values(configs.get_presets('fql', 'pen-expert-v1')) == {'alpha': 3000.0, 'q_agg': 'min'}
+    assert values(configs.get_presets('fql', 'relocate-human-v1')) == {'alpha': 10000.0, 'q_agg': 'min'}
+    assert values(configs.get_presets('fql', 'door-cloned-v1')) == {'alpha': 30000.0, 'q_agg': 'min'}
+    assert values(configs.get_presets('fql', 'door-cloned-v1', online=True)) == {'alpha': 1000.0, 'q_agg': 'min'}
+    assert 'D4RL' in configs.get_presets('fql', 'hammer-cloned-v1')['alpha'][1]
+
+
+def test_mfql_presets_sources():
+    large = configs.get_presets('mfql', 'humanoidmaze-large-navigate-singletask-task1-v0')
+    assert values(large) == {'alpha': 6000.0, 'discount': 0.995, 'time_steps': 50, 'num_candidates_eval': 5,
+                             'num_candidates_target': 5}
+    assert large['alpha'][1].startswith('[MF README]')
+    medium = configs.get_presets('mfql', 'humanoidmaze-medium-navigate-singletask-v0')  # default task = task1
+    assert medium['alpha'] == (150.0, configs.T7_SRC) and medium['time_steps'][0] == 50
+    online = configs.get_presets('mfql', 'humanoidmaze-medium-navigate-singletask-task1-v0', online=True)
+    assert values(online)['alpha'] == 2000.0 and values(online)['time_steps'] == 100
+    assert online['alpha'][1].startswith('[MF README]')
+    # cube-double's row is quoted for task2, the default task; other tasks reuse it and say so.
+    assert configs.get_presets('mfql', 'cube-double-play-singletask-v0')['alpha'] == (120.0, configs.T7_SRC)
+    task4 = configs.get_presets('mfql', 'cube-double-play-singletask-task4-v0')['alpha']
+    assert task4[0] == 120.0 and 'quoted for task2' in task4[1] and 'task4' in task4[1]
+    # Unknown: the agent default α₀, marked unknown, not FQL's α (300).
+    scene = configs.get_presets('mfql', 'scene-play-singletask-task2-v0')
+    assert scene['alpha'][0] == 10.0 and scene['alpha'][1].startswith('unknown')
+    assert scene['discount'] == configs.MFQL_OGBENCH_DISCOUNT and '[2nd]' in scene['discount'][1]
+    assert values(configs.get_presets('mfql', 'antmaze-giant-navigate-singletask-task2-v0'))[
+        'num_candidates_target'] == 1
+    assert values(configs.get_presets('mfql', 'door-cloned-v1')) == {
+        'discount': 0.99, 'alpha': 9000.0, 'num_candidates_eval': 5, 'num_candidates_target': 5, 'time_steps': 50}
+    assert configs.get_presets('mfql', 'pen-human-v1')['alpha'][1].startswith('unknown')
+
+
+def test_fallback_alpha_is_the_agent_default():
+    assert configs.FQL_DEFAULT_ALPHA == fql.get_config().alpha
+    assert configs.MFQL_DEFAULT_ALPHA == mfql.get_config().alpha
+
+
+def test_apply_presets_explicit_keys_win_and_sources_recorded():
+    config = fql.get_config()
+    config.alpha = 77.0  # as if set by --agent.alpha=77
+    new, record = configs.apply_presets(config, 'humanoidmaze-medium-navigate-singletask-task3-v0', {'alpha'})
+    assert new.alpha == 77.0 and new.discount == 0.995
+    assert record['discount'].startswith('[FQL README]')
+    assert record['alpha'].startswith('command line') and '30' in record['alpha']
+    assert config.discount == 0.99  # the input config is not modified
+    # An explicit key with no preset is still recorded.
+    new, record = configs.apply_presets(fql.get_config(), 'cube-single-play-singletask-task2-v0', ['tau'])
+    assert new.alpha == 300.0 and record == {'alpha': record['alpha'], 'tau': 'command line'}
+    assert isinstance(new.alpha, float)
+
+
+def test_apply_presets_unknown_key_is_a_clear_error():
+    config = ml_collections.ConfigDict(dict(agent_name='fql', alpha=10.0))  # lacks discount
+    with pytest.raises(ValueError, match=r"keys \['discount'\] that the agent config lacks"):
+        configs.apply_presets(config, 'humanoidmaze-large-navigate-singletask-task1-v0', set())
+    with pytest.raises(ValueError, match='agent_name'):
+        configs.apply_presets(ml_collections.ConfigDict(dict(alpha=1.0)), 'scene-play-singletask-v0', set())
+
+
+def test_bad_names_raise():
+    with pytest.raises(ValueError, match='known agents'):
+        configs.get_presets('iql', 'scene-play-singletask-v0')
+    with pytest.raises(ValueError, match='Unknown OGBench'):
+        configs.get_presets('fql', 'cube-singel-play-singletask-task1-v0')
+    with pytest.raises(ValueError, match='Unknown OGBench'):
+        configs.get_presets('fql', 'antmaze-umaze-v3')
+
+
+@pytest.mark.parametrize('agent', ['fql', 'mfql'])
+def test_every_preset_key_exists_in_the_agent_config(agent):
+    env_names = [n for f in configs.PAPER_OGBENCH_FAMILIES for n in [f + '-v0', f + '-task3-v0']] + D4RL_NAMES
+    for env_name in env_names:
+        for online in (False, True):
+            new, record = configs.apply_presets(AGENT_CONFIGS[agent](), env_name, set(), online)
+            assert 'alpha' in record and new.alpha == configs.get_presets(agent, env_name, online)['alpha'][0]
+
+
+def test_paper_commands_grid():
+    commands = configs.paper_commands()
+    assert len(commands) == 100 and len(set(commands)) == 100
+    expected_alpha = {'fql': {'antmaze-large': 10, 'antmaze-giant': 10, 'humanoidmaze-medium': 30,
+                              'humanoidmaze-large': 30, 'antsoccer-arena': 10, 'cube-single': 300,
+                              'cube-double': 300, 'scene': 300, 'puzzle-3x3': 1000, 'puzzle-4x4': 1000},
+                      'mfql': {'humanoidmaze-medium': 150, 'humanoidmaze-large': 6000, 'cube-double': 120}}
+    seen = set()
+    for command in commands:
+        match = re.match(r'python main\.py --env_name=(?P<env>([a-z0-9x-]+?)-(navigate|play)-singletask-task(\d)-v0) '
+                         r'--agent=agents/(?P<agent>fql|mfql)\.py --num_seeds=8 --offline_steps=1000000 ', command)
+        assert match, command
+        suite = match.group(2)
+        alpha = int(re.search(r'--agent\.alpha=(\d+)( |$)', command).group(1))
+        assert alpha == expected_alpha[match['agent']].get(suite, 10), command
+        seen.add((match['agent'], match['env']))
+    assert len(seen) == 100
+    fql_lines = [c for c in commands if 'agents/fql.py' in c]
+    assert sum('--agent.q_agg=min' in c for c in fql_lines) == 10  # antmaze-large and antmaze-giant
+    assert sum('--agent.discount=0.995' in c for c in fql_lines) == 20
+    assert configs.paper_commands(agents=('fql',), seeds=3)[0].count('--num_seeds=3') == 1
+    with pytest.raises(ValueError, match='unknown agent'):
+        configs.paper_commands(agents=('sac',))
+    with pytest.raises(ValueError, match='seeds'):
+        configs.paper_commands(seeds=0)
+
+
+def test_cli_prints_the_grid_without_importing_jax():
+    code = ('import sys, configs; configs.main(["--agents=fql", "--seeds=2"]); '
+            'assert "jax" not in sys.modules and "ogbench" not in sys.modules, "heavy import"')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 50 and all('--num_seeds=2' in line and 'agents/fql.py' in line for line in lines)

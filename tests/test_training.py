@@ -206,7 +206,7 @@ def test_batched_evaluation_matches_per_episode_bookkeeping():
     state = toy_states([0, 1], data)
     seeds, episodes = [0, 1], 5
     pool = evaluation.EvalEnvPool(FakeEnv, num_seeds=2, envs_per_seed=2)  # 3 rounds: 2 + 2 + 1 episodes
-    policy = evaluation.make_policy_fn()
+    policy = evaluation.policy_actions
     keys = jax.random.split(jax.random.PRNGKey(3), 2)
     results, stats = evaluation.evaluate(state.agent, pool, policy, keys, seeds, episodes)
     for s, seed in enumerate(seeds):
@@ -228,7 +228,7 @@ def toy_inputs(run_dir: str, data: dict, seeds=(0,), lr: float = 1e-2) -> TaskIn
 
 
 def toy_options(**overrides) -> RunOptions:
-    values = dict(offline_steps=20, steps_per_call=3, log_interval=5, eval_interval=10, eval_episodes=0,
+    values = dict(offline_steps=20, steps_per_call=5, log_interval=5, eval_interval=10, eval_episodes=0,
                   save_interval=10, batch_size=8, progress_bar=False)
     values.update(overrides)
     return RunOptions(**values)

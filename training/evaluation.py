@@ -30,17 +30,18 @@ def episode_env_seed(seed: int, episode: int) -> int:
     return int(np.random.SeedSequence([seed, episode, 0x6576616C]).generate_state(1)[0])
 
 
-def make_policy_fn() -> PolicyFn:
-    """Jitted (agents (S,…), observations (S, M, obs_dim), keys (S, 2), t ()) -> actions (S, M, act_dim).
+@jax.jit
+def policy_actions(agents: Any, observations: jax.Array, keys: jax.Array, t: jax.Array) -> jax.Array:
+    """(agents (S,…), observations (S, M, obs_dim), keys (S, 2), t ()) -> actions (S, M, act_dim).
 
     Seed s acts with `agent_s.sample_actions(obs_s, fold_in(key_s, t))`; t is the env-step counter
     of the evaluation (a traced scalar, so no recompilation per step).
     """
 
-    def per_seed(agent: Any, observations: jax.Array, key: jax.Array, t: jax.Array) -> jax.Array:
-        return agent.sample_actions(observations, jax.random.fold_in(key, t))
+    def per_seed(agent: Any, seed_observations: jax.Array, key: jax.Array) -> jax.Array:
+        return agent.sample_actions(seed_observations, jax.random.fold_in(key, t))
 
-    return jax.jit(jax.vmap(per_seed, in_axes=(0, 0, 0, None)))
+    return jax.vmap(per_seed)(agents, observations, keys)
 
 
 class EvalEnvPool:
@@ -66,7 +67,7 @@ def evaluate(agents: Any, pool: EvalEnvPool, policy_fn: PolicyFn, policy_keys: j
     Args:
       agents: the S stacked agents (leading (S,) axis).
       pool: S × M envs (M episodes of each seed run at once).
-      policy_fn: from `make_policy_fn`.
+      policy_fn: `policy_actions` (or any function with its signature).
       policy_keys: (S, 2) keys for this evaluation (e.g. the evaluation stream folded with the step).
       seeds: the S seed values (for the env reset seeds).
       num_episodes: E episodes per seed (>= 1).

@@ -26,6 +26,8 @@ SPMD over the devices with no change to the code that calls it. It uses the larg
 that divides S (so S = 1 on 8 devices uses one device) and says so.
 """
 
+import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax.struct
@@ -75,8 +77,8 @@ def stacked_streams(seeds: list[int]) -> SeedStreams:
 def create_training_states(agent_class: type, example_batch: Batch, config: Any,
                            streams: SeedStreams) -> TrainingState:
     """Builds S agents at once: `jax.vmap` of `agent_class.create` over the (S, 2) create keys."""
-    create = jax.jit(jax.vmap(lambda key: agent_class.create(key, example_batch, config)))
-    return TrainingState(agent=create(streams.create), sample_key=streams.sample)
+    agents = jax.vmap(lambda key: agent_class.create(key, example_batch, config))(streams.create)
+    return TrainingState(agent=agents, sample_key=streams.sample)
 
 
 def next_call_size(step: int, end_step: int, intervals: tuple[int, ...], max_updates: int,
@@ -157,52 +159,73 @@ class SeedPlacement:
         return jax.tree.map(lambda x: jax.device_put(x, self.replicated), tree)
 
 
+@dataclasses.dataclass(frozen=True)
+class DatasetSampler:
+    """Uniform batches from a `Dataset` (hashable, so compiled functions are shared between runs)."""
+
+    batch_size: int
+
+    def __call__(self, data: Any, key: jax.Array) -> Batch:
+        return data.sample(key, self.batch_size)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+def _fused_over_seeds(state: TrainingState, data: Any, num_updates: int, sample_batch: SampleBatchFn,
+                      data_seed_axes: Any, _donate: bool) -> tuple[TrainingState, Info, jax.Array]:
+    per_seed = functools.partial(fused_updates, num_updates=num_updates, sample_batch=sample_batch)
+    return jax.vmap(lambda st, d: per_seed(st, d), in_axes=(0, data_seed_axes))(state, data)
+
+
+_fused_over_seeds_donating = jax.jit(_fused_over_seeds.__wrapped__, static_argnums=(2, 3, 4, 5),
+                                     donate_argnums=(0,))
+
+
 class FusedUpdater:
     """Jitted, seed-vmapped `fused_updates`, compiled once per distinct number of updates K.
 
     Call as `updater(state, data, num_updates)` with `state` stacked over seeds (leading (S,) axis).
     `data_seed_axes` is the `in_axes` of `data` under the seed vmap: None for a dataset shared by all
     seeds, or a pytree prefix such as (None, 0) for (shared dataset, per-seed replay buffer).
+    The jitted function is module-level with `sample_batch` static, so runs with the same agent
+    config, data shapes and (hashable) sampler reuse each other's compilations.
     """
 
     def __init__(self, sample_batch: SampleBatchFn, data_seed_axes: Any = None):
         self._sample_batch = sample_batch
         self._data_seed_axes = data_seed_axes
-        self._compiled: dict[int, Callable] = {}
+        self._sizes: set[int] = set()
+        # Donating the old state lets XLA update it in place; the CPU backend cannot use donated
+        # buffers (and warns), so donate only on accelerators.
+        self._donate = jax.default_backend() != 'cpu'
 
     @property
     def compiled_sizes(self) -> list[int]:
-        """The distinct K compiled so far."""
-        return sorted(self._compiled)
+        """The distinct K used so far (each is one compilation)."""
+        return sorted(self._sizes)
 
     def __call__(self, state: TrainingState, data: Any, num_updates: int) -> tuple[TrainingState, Info, jax.Array]:
         if num_updates < 1:
             raise ValueError(f'num_updates must be >= 1, got {num_updates}')
-        if num_updates not in self._compiled:
-            def per_seed(seed_state, seed_data, k=num_updates):
-                return fused_updates(seed_state, seed_data, k, self._sample_batch)
-            # Donating the old state lets XLA update it in place; the CPU backend cannot use donated
-            # buffers (and warns), so donate only on accelerators.
-            donate = (0,) if jax.default_backend() != 'cpu' else ()
-            self._compiled[num_updates] = jax.jit(
-                jax.vmap(per_seed, in_axes=(0, self._data_seed_axes)), donate_argnums=donate)
-        return self._compiled[num_updates](state, data)
+        self._sizes.add(num_updates)
+        function = _fused_over_seeds_donating if self._donate else _fused_over_seeds
+        return function(state, data, num_updates, self._sample_batch, self._data_seed_axes, self._donate)
 
 
-def make_validation_fn(sample_batch: SampleBatchFn) -> Callable[[TrainingState, Any, jax.Array], Info]:
-    """Jitted, seed-vmapped validation loss: (state (S,…), val data, keys (S, 2)) -> info of (S,) arrays.
+@functools.partial(jax.jit, static_argnums=(3,))
+def validation_losses(state: TrainingState, data: Any, keys: jax.Array, sample_batch: SampleBatchFn) -> Info:
+    """Seed-vmapped validation loss: (state (S,…), val data, keys (S, 2)) -> info of (S,) arrays.
 
     Draws one batch from the validation data and evaluates `agent.total_loss(batch,
     agent.network.params, rng)` (FQL's convention: the current parameters, no gradient step).
     """
 
-    def per_seed(state: TrainingState, data: Any, key: jax.Array) -> Info:
+    def per_seed(seed_state: TrainingState, key: jax.Array) -> Info:
         batch_key, loss_key = jax.random.split(key)
         batch = sample_batch(data, batch_key)
-        _, info = state.agent.total_loss(batch, state.agent.network.params, loss_key)
+        _, info = seed_state.agent.total_loss(batch, seed_state.agent.network.params, loss_key)
         return info
 
-    return jax.jit(jax.vmap(per_seed, in_axes=(0, None, 0)))
+    return jax.vmap(per_seed)(state, keys)
 
 
 def first_nonfinite_key(mean_info: dict[str, np.ndarray]) -> tuple[str, int] | None:

@@ -25,6 +25,7 @@ checkpointed, so the last good checkpoint stays on disk.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -37,8 +38,8 @@ from tqdm import tqdm
 
 from datasets.buffer import Dataset, ReplayBuffer, sample_union
 from training import checkpoint, evaluation, logger
-from training.fused import (FusedUpdater, SeedPlacement, TrainingState, create_training_states, first_nonfinite_key,
-                            fused_updates, make_validation_fn, next_call_size, stacked_streams)
+from training.fused import (DatasetSampler, FusedUpdater, SeedPlacement, TrainingState, create_training_states,
+                            first_nonfinite_key, fused_updates, next_call_size, stacked_streams, validation_losses)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -168,6 +169,43 @@ def _online_env_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step, 0x6F6E6C6E]).generate_state(1)[0])
 
 
+@jax.jit
+def fold_keys(keys: jax.Array, data: int | jax.Array) -> jax.Array:
+    """(S, 2) keys -> fold_in(key_s, data) for each seed s."""
+    return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
+
+
+@dataclasses.dataclass(frozen=True)
+class UnionSampler:
+    """Uniform batches from dataset ∪ replay buffer; `data` = (Dataset, ReplayBuffer)."""
+
+    batch_size: int
+
+    def __call__(self, data: tuple[Dataset, ReplayBuffer], key: jax.Array) -> dict[str, jax.Array]:
+        return sample_union(data[0], data[1], key, self.batch_size)
+
+
+@jax.jit
+def _online_actions(agents: Any, observations: jax.Array, keys: jax.Array) -> jax.Array:
+    """(S,…) agents, (S, obs_dim) observations, (S, 2) keys -> (S, action_dim) actions."""
+    return jax.vmap(lambda agent, obs, key: agent.sample_actions(obs[None], key)[0])(agents, observations, keys)
+
+
+@functools.partial(jax.jit, static_argnums=(6,))
+def _online_step(state: TrainingState, buffer: ReplayBuffer, dataset: Dataset, transition: dict[str, jax.Array],
+                 observations: jax.Array, act_keys: jax.Array, sampler: UnionSampler):
+    """One online update for all seeds: append each seed's transition to its buffer, one update on a
+    batch from dataset ∪ buffer, then the actions for the next observations (S, obs_dim)."""
+
+    def per_seed(seed_state, seed_buffer, seed_transition, observation, act_key):
+        seed_buffer = seed_buffer.add(seed_transition)
+        seed_state, info, first_bad = fused_updates(seed_state, (dataset, seed_buffer), 1, sampler)
+        action = seed_state.agent.sample_actions(observation[None], act_key)[0]
+        return seed_state, seed_buffer, info, first_bad, action
+
+    return jax.vmap(per_seed)(state, buffer, transition, observations, act_keys)
+
+
 class TaskRun:
     """State and outputs of one task's training (see the module docstring for the schedule)."""
 
@@ -199,8 +237,6 @@ class TaskRun:
         self.last_checkpoint: str | None = None
         self.online_episode_stats: list[dict[str, float]] = [{} for _ in self.seeds]
         self._eval_pool = None
-        self._policy_fn = None
-        self._validation_fn = make_validation_fn(lambda data, key: data.sample(key, self.batch_size))
         self.wandb = (logger.WandbLogger(inputs.wandb_project, os.path.basename(inputs.run_dir.rstrip('/')),
                                          inputs.metadata) if inputs.wandb_project else None)
 
@@ -262,8 +298,9 @@ class TaskRun:
     def _log_training(self, info: dict[str, np.ndarray]) -> None:
         values = {f'training/{k}': v for k, v in info.items()}
         if self.val_dataset is not None:
-            keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(self.streams.validation, self.step)
-            val_info = jax.device_get(self._validation_fn(self.state, self.val_dataset, keys))
+            keys = fold_keys(self.streams.validation, self.step)
+            val_info = jax.device_get(validation_losses(self.state, self.val_dataset, keys,
+                                                        DatasetSampler(self.batch_size)))
             values.update({f'validation/{k}': v for k, v in val_info.items()})
         updates_per_sec = self.updates_since_log / max(self.train_seconds_since_log, 1e-9)
         timing = {'time/updates_per_sec': updates_per_sec, 'time/total': time.perf_counter() - self.start_time}
@@ -278,9 +315,8 @@ class TaskRun:
         if self._eval_pool is None:
             per_seed = max(1, min(self.options.eval_episodes, self.options.eval_parallel_envs // len(self.seeds)))
             self._eval_pool = evaluation.EvalEnvPool(self.inputs.env_factory, len(self.seeds), per_seed)
-            self._policy_fn = evaluation.make_policy_fn()
-        keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(self.streams.evaluation, self.step)
-        results, stats = evaluation.evaluate(self.state.agent, self._eval_pool, self._policy_fn, keys, self.seeds,
+        keys = fold_keys(self.streams.evaluation, self.step)
+        results, stats = evaluation.evaluate(self.state.agent, self._eval_pool, evaluation.policy_actions, keys, self.seeds,
                                              self.options.eval_episodes)
         for s, result in enumerate(results):
             row = {f'evaluation/{k}': v for k, v in result.items()}
@@ -311,7 +347,7 @@ class TaskRun:
     # ----------------------------------------------------------------------------------- phases
     def run_offline(self) -> None:
         options = self.options
-        updater = FusedUpdater(lambda data, key: data.sample(key, self.batch_size))
+        updater = FusedUpdater(DatasetSampler(self.batch_size))
         extra = (1,) if options.eval_episodes > 0 else ()
         bar = tqdm(total=options.total_steps, initial=self.step, disable=not options.progress_bar,
                    desc=self.inputs.task, unit='upd', mininterval=2.0, smoothing=0.1)
@@ -334,22 +370,10 @@ class TaskRun:
         options, num_seeds = self.options, len(self.seeds)
         if self.step >= options.total_steps:
             return
-        union = lambda data, key: sample_union(data[0], data[1], key, self.batch_size)
-
-        def per_seed(state: TrainingState, buffer: ReplayBuffer, dataset: Dataset, transition: dict,
-                     observation: jax.Array, act_key: jax.Array):
-            buffer = buffer.add(transition)
-            state, info, first_bad = fused_updates(state, (dataset, buffer), 1, union)
-            action = state.agent.sample_actions(observation[None], act_key)[0]
-            return state, buffer, info, first_bad, action
-
-        online_step = jax.jit(jax.vmap(per_seed, in_axes=(0, 0, None, 0, 0, 0)))
-        act = jax.jit(jax.vmap(lambda agent, obs, key: agent.sample_actions(obs[None], key)[0]))
-        fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
         envs = [self.inputs.env_factory() for _ in self.seeds]
         observations = np.stack([env.reset(seed=_online_env_seed(seed, self.step))[0]
                                  for env, seed in zip(envs, self.seeds)]).astype(np.float32)
-        actions = np.asarray(act(self.state.agent, observations, fold(self.streams.online, self.step)))
+        actions = np.asarray(_online_actions(self.state.agent, observations, fold_keys(self.streams.online, self.step)))
         episode_return = np.zeros(num_seeds)
         bar = tqdm(total=options.total_steps, initial=self.step, disable=not options.progress_bar,
                    desc=f'{self.inputs.task} (online)', unit='upd', mininterval=2.0, smoothing=0.1)
@@ -374,9 +398,10 @@ class TaskRun:
                 next_observations[s] = next_obs
             transition = {k: np.asarray(v, np.float32) for k, v in transition.items()}
             call_start = self.step
-            act_keys = fold(self.streams.online, self.step + 1)
-            self.state, self.buffer, info, first_bad, actions = online_step(
-                self.state, self.buffer, self.dataset, transition, next_observations, act_keys)
+            act_keys = fold_keys(self.streams.online, self.step + 1)
+            self.state, self.buffer, info, first_bad, actions = _online_step(
+                self.state, self.buffer, self.dataset, transition, next_observations, act_keys,
+                UnionSampler(self.batch_size))
             info, first_bad, actions = jax.device_get((info, first_bad, actions))
             observations = next_observations
             self.step += 1

@@ -2,4 +2,11 @@
 
 This package shadows the Hugging Face `datasets` package when code runs from the project root;
 mfql does not use that package.
+
+Modules (import them directly; this package imports nothing heavy):
+- `names`: OGBench single-task name grammar (`parse_env_name`, `expand_env_names`).
+- `ogbench_data`: `load_datasets(env_name, dataset_dir, generate_missing_episodes)` -> (train, val) numpy
+  dicts via OGBench's loader, after validating the files; `make_env(env_name)` for evaluation.
+- `generate`: local generation of manipulation datasets (`python -m datasets.generate ...`).
+- `buffer`: device-resident `Dataset`, `ReplayBuffer`, `sample_union`, `dataset_from_numpy`.
 """

@@ -236,6 +236,12 @@ def collect_episode(suite: str, dataset_kind: str, seed: int, split_index: int,
     return _COLLECTORS[(suite, dataset_kind)].collect(seed, split_index, episode_index)
 
 
+def _current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def write_npz_atomically(path: str, arrays: dict[str, np.ndarray]) -> None:
     """Writes `arrays` as a compressed .npz (np.savez_compressed's format) that appears only when complete.
 
@@ -257,6 +263,7 @@ def write_npz_atomically(path: str, arrays: dict[str, np.ndarray]) -> None:
                         np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temp_path, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(temp_path, path)
     except BaseException:
         if os.path.exists(temp_path):

@@ -12,11 +12,13 @@ task and per environment, mean ± std over seeds). `--resume` continues every ta
 and skips finished tasks.
 """
 
+import dataclasses
 import difflib
 import importlib.util
 import os
 import re
 import sys
+from typing import Any
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -78,9 +80,7 @@ def check_agent_argv(argv: list[str]) -> list[str]:
 
 
 if __name__ == '__main__':
-    EXPLICIT_AGENT_KEYS = check_agent_argv(sys.argv[1:])
-else:
-    EXPLICIT_AGENT_KEYS = explicit_agent_keys(sys.argv[1:])
+    check_agent_argv(sys.argv[1:])  # before DEFINE_config_file, which parses --agent.* from sys.argv
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('env_name', 'cube-double-play-singletask-v0',
@@ -139,17 +139,20 @@ def _run_options(batch_size: int):
     return options
 
 
-def _task_configs(tasks: list[str]) -> list[tuple]:
+def _task_configs(tasks: list[str], explicit_keys: list[str]) -> list[tuple]:
     """(config, preset sources) per task: presets, then the explicit --agent.* flags, then the budgets."""
     import configs
     for budget in ('offline_steps', 'online_steps'):
-        if budget in EXPLICIT_AGENT_KEYS:
+        if budget in explicit_keys:
             raise SystemExit(f'error: set the budget with --{budget}, not --agent.{budget} (main.py copies it '
                              'into the agent config)')
     result = []
     for task in tasks:
-        config, sources = configs.apply_presets(FLAGS.agent.copy_and_resolve_references(), task,
-                                                EXPLICIT_AGENT_KEYS, FLAGS.online_steps > 0)
+        try:
+            config, sources = configs.apply_presets(FLAGS.agent.copy_and_resolve_references(), task,
+                                                    explicit_keys, FLAGS.online_steps > 0)
+        except ValueError as error:
+            raise SystemExit(f'error: {error}')
         for budget in ('offline_steps', 'online_steps'):
             if budget in config:
                 config[budget] = getattr(FLAGS, budget)
@@ -172,13 +175,29 @@ def _ensure_datasets(tasks: list[str]) -> None:
                                        show_progress=FLAGS.progress_bar)
 
 
-def main(_argv: list[str]) -> None:
-    from agents import get_agent_class
-    from datasets import names, ogbench_data
-    from training import logger
-    from training.runner import NonFiniteLossError, TaskInputs, train_task
-    from training.summary import write_summary
+@dataclasses.dataclass
+class RunPlan:
+    """Everything decided from the flags before any data is loaded or any computation runs."""
 
+    agent_name: str
+    explicit_keys: list[str]  # --agent.KEY flags given on the command line (they override presets)
+    tasks: list[str]
+    run_root: str
+    run_dirs: list[str]
+    task_configs: list[tuple]  # (ml_collections.ConfigDict, preset sources) per task
+    seeds: list[int]
+    options: Any  # training.runner.RunOptions
+
+
+def plan_run(argv: list[str] | None = None) -> RunPlan:
+    """Validates every flag and resolves tasks, configs, seeds and folders; SystemExit on bad input.
+
+    `argv` (default: sys.argv[1:]) is only used to see which --agent.KEY flags were given explicitly.
+    """
+    from agents import get_agent_class
+    from datasets import names
+
+    explicit_keys = explicit_agent_keys(sys.argv[1:] if argv is None else argv)
     seeds = resolve_seeds()
     if FLAGS.generate_missing_data < 0:
         raise SystemExit(f'error: --generate_missing_data must be >= 0, got {FLAGS.generate_missing_data}')
@@ -187,43 +206,57 @@ def main(_argv: list[str]) -> None:
     except ValueError as error:
         raise SystemExit(f'error: --env_name: {error}')
     try:
-        agent_class = get_agent_class(FLAGS.agent.agent_name)
+        get_agent_class(FLAGS.agent.agent_name)
     except ValueError as error:
         raise SystemExit(f'error: {error}')
-    task_configs = _task_configs(tasks)
+    task_configs = _task_configs(tasks, explicit_keys)
     options = _run_options(int(task_configs[0][0].batch_size))
-
+    if FLAGS.wandb and importlib.util.find_spec('wandb') is None:
+        raise SystemExit('error: --wandb was given but the wandb package is not installed (pip install wandb)')
     agent_name = FLAGS.agent.agent_name
     run_name = FLAGS.run_name or f'{agent_name}_{FLAGS.env_name.replace(",", "+")}'
-    run_root = os.path.join(FLAGS.save_dir, run_name)
+    run_root = os.path.join(os.path.expanduser(FLAGS.save_dir), run_name)
     run_dirs = [os.path.join(run_root, task) for task in tasks]
     if not FLAGS.resume:
         existing = [d for d in run_dirs if os.path.isdir(d) and os.listdir(d)]
         if existing:
             raise SystemExit(f'error: run folder {existing[0]} already exists; pass --resume to continue it, or '
                              'choose another --run_name / --save_dir')
+    return RunPlan(agent_name, explicit_keys, tasks, run_root, run_dirs, task_configs, seeds, options)
+
+
+def main(_argv: list[str]) -> None:
+    from agents import get_agent_class
+    from datasets import ogbench_data
+    from training import logger
+    from training.runner import NonFiniteLossError, TaskInputs, train_task
+    from training.summary import write_summary
+
+    plan = plan_run()
     try:
-        _ensure_datasets(tasks)
+        _ensure_datasets(plan.tasks)
     except ValueError as error:  # DatasetError is a ValueError
         raise SystemExit(f'error: {error}')
 
-    flag_values = {name: FLAGS[name].value for name in FLAGS if name in _OWN_FLAGS}
-    base_metadata = dict(flags=flag_values, explicit_agent_keys=EXPLICIT_AGENT_KEYS, seeds=seeds,
+    agent_class = get_agent_class(plan.agent_name)
+    flag_values = {name: FLAGS[name].value for name in _OWN_FLAGS}
+    flag_values['agent'] = _agent_file_from_argv(sys.argv[1:])
+    base_metadata = dict(flags=flag_values, explicit_agent_keys=plan.explicit_keys, seeds=plan.seeds,
                          **logger.run_metadata(REPO_DIR))
     results = []
-    for task, run_dir, (config, sources) in zip(tasks, run_dirs, task_configs):
+    for task, run_dir, (config, sources) in zip(plan.tasks, plan.run_dirs, plan.task_configs):
         train, val = ogbench_data.load_datasets(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,
                                                 show_progress=FLAGS.progress_bar)
         metadata = dict(base_metadata, agent_config=config.to_dict(), preset_sources=sources)
         inputs = TaskInputs(task=task, agent_class=agent_class, config=config, train_data=train, val_data=val,
-                            env_factory=lambda task=task: ogbench_data.make_env(task), seeds=seeds,
+                            env_factory=lambda task=task: ogbench_data.make_env(task), seeds=plan.seeds,
                             run_dir=run_dir, metadata=metadata,
                             wandb_project=FLAGS.wandb_project if FLAGS.wandb else None)
         try:
-            results.append(train_task(inputs, options))
+            results.append(train_task(inputs, plan.options))
         except NonFiniteLossError as error:
             raise SystemExit(f'error: {error}')
-    csv_path, md_path = write_summary(run_root, results, agent_name)
+    csv_path, md_path = write_summary(plan.run_root, results, plan.agent_name)
     with open(md_path) as f:
         print(f.read())
     print(f'summary written to {csv_path} and {md_path}')

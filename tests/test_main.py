@@ -1,0 +1,221 @@
+"""main.py: flag checks (in-process, before any compute), family expansion, and CPU smoke runs.
+
+Smoke runs use a 2-episode cube-single-play dataset generated once per session, tiny networks, and
+a shared JAX compilation cache so repeated runs (kill / resume) do not recompile.
+"""
+
+import ast
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from absl import flags
+
+from training import checkpoint
+from training.logger import read_csv
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TASK = 'cube-single-play-singletask-task2-v0'
+
+import main  # noqa: E402  (defines the absl flags once for the in-process tests)
+
+
+@pytest.fixture(autouse=True)
+def in_repo_dir(monkeypatch):
+    monkeypatch.chdir(REPO_DIR)  # agent config paths (agents/fql.py) are relative to the working directory
+
+
+@pytest.fixture(scope='session')
+def dataset_dir(tmp_path_factory) -> str:
+    from datasets.generate import generate_dataset
+    directory = str(tmp_path_factory.mktemp('ogbench_data'))
+    generate_dataset('cube-single-play-v0', 2, seed=0, dataset_dir=directory, show_progress=False)
+    return directory
+
+
+@pytest.fixture(scope='session')
+def compile_cache(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp('jax_cache'))
+
+
+def parse(*args: str) -> None:
+    """Parses main.py's flags in-process (fresh each time).
+
+    ml_collections defines the --agent.KEY override flags only for keys present in sys.argv when
+    main.py is imported, so in-process the overrides are applied to FLAGS.agent here, as it would.
+    """
+    overrides = [a for a in args if a.startswith('--agent.')]
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(['main.py', *[a for a in args if a not in overrides]])
+    for override in overrides:
+        key, value = override[len('--agent.'):].split('=', 1)
+        flags.FLAGS.agent[key] = type(flags.FLAGS.agent[key])(ast.literal_eval(value))
+
+
+def plan(*args: str):
+    parse(*args)
+    return main.plan_run(list(args))
+
+
+# ----------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize('args, message', [
+    (['--offline_steps=-5'], 'offline_steps must be >= 0, got -5'),
+    (['--online_steps=-1'], 'online_steps must be >= 0, got -1'),
+    (['--offline_steps=0'], 'nothing to train'),
+    (['--eval_interval=0'], 'eval_interval must be >= 1 when evaluating'),
+    (['--eval_episodes=-2'], 'eval_episodes must be >= 0'),
+    (['--steps_per_call=0'], 'steps_per_call must be >= 1'),
+    (['--log_interval=0'], 'log_interval must be >= 1'),
+    (['--num_seeds=0'], 'num_seeds must be >= 1'),
+    (['--seeds=1,1'], 'seeds must be distinct'),
+    (['--seeds=a,b'], 'comma-separated integers'),
+    (['--env_name=cube-single-play-singletask-task9-v0'], '--env_name'),
+    (['--env_name=cube-sngle-play-singletask'], '--env_name'),
+    (['--generate_missing_data=-1'], 'generate_missing_data must be >= 0'),
+    (['--agent.offline_steps=10'], 'set the budget with --offline_steps'),
+])
+def test_bad_flags_stop_before_any_compute(args, message, tmp_path):
+    with pytest.raises(SystemExit) as error:
+        plan(f'--save_dir={tmp_path}', *args)
+    assert message in str(error.value)
+
+
+def test_eval_interval_zero_is_fine_without_evaluation(tmp_path):
+    run = plan(f'--save_dir={tmp_path}', '--eval_interval=0', '--eval_episodes=0')
+    assert run.options.eval_episodes == 0
+
+
+def test_existing_run_folder_needs_resume(tmp_path):
+    run = plan(f'--save_dir={tmp_path}', f'--env_name={TASK}')
+    os.makedirs(run.run_dirs[0])
+    open(os.path.join(run.run_dirs[0], 'x'), 'w').close()
+    with pytest.raises(SystemExit, match='already exists; pass --resume'):
+        plan(f'--save_dir={tmp_path}', f'--env_name={TASK}')
+    assert plan(f'--save_dir={tmp_path}', f'--env_name={TASK}', '--resume').run_dirs == run.run_dirs
+
+
+def test_family_expands_to_five_tasks_with_presets_and_explicit_flags_winning(tmp_path):
+    run = plan(f'--save_dir={tmp_path}', '--env_name=cube-double-play-singletask', '--agent=agents/fql.py',
+               '--agent.alpha=7', '--num_seeds=3', '--offline_steps=1234')
+    assert run.tasks == [f'cube-double-play-singletask-task{i}-v0' for i in range(1, 6)]
+    assert [os.path.basename(d) for d in run.run_dirs] == run.tasks
+    assert run.run_root == os.path.join(str(tmp_path), 'fql_cube-double-play-singletask')
+    assert run.seeds == [0, 1, 2] and run.explicit_keys == ['alpha']
+    for config, sources in run.task_configs:
+        assert config.alpha == 7 and 'command line' in sources['alpha']
+        assert config.offline_steps == 1234
+    assert run.options.offline_steps == 1234 and run.options.batch_size == 256
+    # Without the explicit flag the per-environment preset applies (FQL README: 300 for cube-double).
+    preset = plan(f'--save_dir={tmp_path}', '--env_name=cube-double-play-singletask-task2-v0',
+                  '--agent=agents/fql.py')
+    assert preset.task_configs[0][0].alpha == 300 and preset.explicit_keys == []
+    assert plan(f'--save_dir={tmp_path}', f'--env_name={TASK},{TASK.replace("task2", "task3")}',
+                '--seeds=4,9').seeds == [4, 9]
+
+
+def run_main(args: list[str], cache_dir: str, timeout: float = 300, **popen_kwargs):
+    env = dict(os.environ, JAX_PLATFORMS='cpu', MUJOCO_GL='egl', JAX_COMPILATION_CACHE_DIR=cache_dir,
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0.5')
+    command = [sys.executable, 'main.py', *args]
+    if popen_kwargs.get('background'):
+        return subprocess.Popen(command, cwd=REPO_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+    return subprocess.run(command, cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--agent.nonexistent=1'], "unknown agent config key 'nonexistent'"),
+    (['--agent=agents/fql.py', '--agent.alphaa=3'], 'did you mean alpha'),
+    (['--agent=agents/nope.py'], "agent config file 'agents/nope.py' not found"),
+])
+def test_command_line_agent_errors_are_clear(args, message, compile_cache):
+    result = run_main(args, compile_cache, timeout=60)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+def test_missing_dataset_without_generation_is_a_clear_error(tmp_path, compile_cache):
+    result = run_main([f'--env_name={TASK}', f'--dataset_dir={tmp_path}/empty', f'--save_dir={tmp_path}/exp'],
+                      compile_cache, timeout=120)
+    assert result.returncode != 0 and 'cube-single-play-v0.npz' in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert not os.path.exists(f'{tmp_path}/exp')
+
+
+# ------------------------------------------------------------------------------------ smoke runs
+FQL_TINY = ['--agent=agents/fql.py', '--agent.actor_hidden_dims=(8,8)', '--agent.value_hidden_dims=(8,8)',
+            '--agent.batch_size=16', '--agent.flow_steps=2']
+
+
+def fql_args(dataset_dir: str, save_dir: str) -> list[str]:
+    return [f'--env_name={TASK}', f'--dataset_dir={dataset_dir}', f'--save_dir={save_dir}', '--run_name=r',
+            '--num_seeds=2', '--offline_steps=40', '--online_steps=3', '--eval_interval=40', '--eval_episodes=1',
+            '--log_interval=5', '--save_interval=5', '--steps_per_call=1', '--progress_bar=false', *FQL_TINY]
+
+
+def test_fql_smoke_with_eval_online_and_kill_then_resume_is_bitwise_identical(dataset_dir, compile_cache, tmp_path):
+    reference = run_main(fql_args(dataset_dir, f'{tmp_path}/reference'), compile_cache)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    assert '| cube-single-play-singletask-task2-v0 | 2 | 43 |' in reference.stdout
+    run_dir = f'{tmp_path}/reference/r/{TASK}'
+    for seed in (0, 1):
+        seed_dir = f'{run_dir}/seed{seed}'
+        assert [row['step'] for row in read_csv(f'{seed_dir}/eval.csv')] == [1, 40, 43]  # step 1, interval, end
+        rows = read_csv(f'{seed_dir}/train.csv')
+        assert [row['step'] for row in rows] == list(range(5, 45, 5))
+        assert {'training/critic/loss', 'training/actor/loss', 'validation/critic/loss',
+                'time/updates_per_sec'} <= set(rows[0])
+        assert 'online/episode_return' not in rows[-1]  # cube-single episodes last 200 steps > 3 online steps
+        info = json.load(open(f'{seed_dir}/flags.json'))
+        assert info['seed'] == seed and info['agent_config']['actor_hidden_dims'] == [8, 8]
+        assert info['flags']['online_steps'] == 3 and info['git_hash'] != '' and info['devices']
+        assert json.load(open(f'{seed_dir}/final.json'))['step'] == 43
+    assert os.path.getsize(f'{run_dir}/curves.png') > 1000
+    assert os.path.exists(f'{tmp_path}/reference/r/summary.csv')
+
+    # Kill a second run (SIGKILL) once it has written a checkpoint, then resume it.
+    killed_dir = f'{tmp_path}/killed/r/{TASK}'
+    process = run_main(fql_args(dataset_dir, f'{tmp_path}/killed'), compile_cache, background=True)
+    deadline = time.time() + 240
+    while not checkpoint.checkpoint_steps(f'{killed_dir}/seed1') and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, 'the run finished before it could be killed'
+    killed_at = checkpoint.latest_common_step([f'{killed_dir}/seed0', f'{killed_dir}/seed1'])
+    assert killed_at is not None and killed_at < 43
+    resumed = run_main(fql_args(dataset_dir, f'{tmp_path}/killed') + ['--resume'], compile_cache)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f'resumed 2 seed(s) from step {killed_at}' in resumed.stdout
+    for seed in (0, 1):
+        with open(checkpoint.checkpoint_path(f'{run_dir}/seed{seed}', 43), 'rb') as f:
+            expected = f.read()
+        with open(checkpoint.checkpoint_path(f'{killed_dir}/seed{seed}', 43), 'rb') as f:
+            assert f.read() == expected  # params, optimiser, target, rngs, sampling key and replay buffer
+        assert [row['step'] for row in read_csv(f'{killed_dir}/seed{seed}/eval.csv')] == [1, 40, 43]
+        assert [row['step'] for row in read_csv(f'{killed_dir}/seed{seed}/train.csv')] == list(range(5, 45, 5))
+        assert (read_csv(f'{killed_dir}/seed{seed}/eval.csv')[-1]['evaluation/return']
+                == read_csv(f'{run_dir}/seed{seed}/eval.csv')[-1]['evaluation/return'])
+
+
+def test_mfql_smoke_with_eval_and_online(dataset_dir, compile_cache, tmp_path):
+    args = [f'--env_name={TASK}', f'--dataset_dir={dataset_dir}', f'--save_dir={tmp_path}', '--agent=agents/mfql.py',
+            '--agent.actor_arch=mlp', '--agent.actor_mlp_hidden_dims=(8,8)', '--agent.value_hidden_dims=(8,8)',
+            '--agent.batch_size=16', '--offline_steps=30', '--online_steps=2', '--eval_interval=30',
+            '--eval_episodes=1', '--log_interval=10', '--save_interval=0', '--steps_per_call=10',
+            '--progress_bar=false']
+    result = run_main(args, compile_cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seed_dir = f'{tmp_path}/mfql_{TASK}/{TASK}/seed0'
+    assert [row['step'] for row in read_csv(f'{seed_dir}/eval.csv')] == [1, 30, 32]
+    rows = read_csv(f'{seed_dir}/train.csv')
+    assert [row['step'] for row in rows] == [10, 20, 30]
+    assert any(key.startswith('training/') and 'mfi' in key for key in rows[0])
+    info = json.load(open(f'{seed_dir}/flags.json'))
+    assert info['agent_config']['offline_steps'] == 30 and info['agent_config']['agent_name'] == 'mfql'
+    assert checkpoint.checkpoint_steps(seed_dir) == [32]  # save_interval=0: only at the end

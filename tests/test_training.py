@@ -4,9 +4,7 @@ A tiny regression agent (`ToyAgent`) with the real agent interface keeps these f
 tests (tests/test_main.py) run the real agents.
 """
 
-import glob
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -264,40 +262,6 @@ def test_nan_learning_rate_is_caught_at_the_second_update(tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"'critic/loss' \(nan\) for seed 3 at step 2 .*covered steps 1..5"):
         train_task(toy_inputs(str(tmp_path / 'run'), toy_data(), seeds=(3,), lr=float('nan')),
                    toy_options(steps_per_call=5, log_interval=5))
-
-
-def test_resume_after_a_kill_is_bitwise_identical_and_csv_has_no_duplicates(tmp_path):
-    data = toy_data()
-    reference_dir, resumed_dir = str(tmp_path / 'reference'), str(tmp_path / 'resumed')
-    result = train_task(toy_inputs(reference_dir, data, seeds=(0, 1)), toy_options())
-    assert isinstance(result, TaskResult) and result.step == 20
-    shutil.copytree(reference_dir, resumed_dir)
-    for seed in (0, 1):  # as if killed just after the step-10 checkpoint: later files gone, later CSV rows stale
-        seed_dir = os.path.join(resumed_dir, f'seed{seed}')
-        os.remove(checkpoint.checkpoint_path(seed_dir, 20))
-        os.remove(os.path.join(seed_dir, 'final.json'))
-        open(checkpoint.checkpoint_path(seed_dir, 20) + '.tmp', 'wb').write(b'partial write')
-    train_task(toy_inputs(resumed_dir, data, seeds=(0, 1)), toy_options(resume=True))
-    for seed in (0, 1):
-        with open(checkpoint.checkpoint_path(os.path.join(reference_dir, f'seed{seed}'), 20), 'rb') as f:
-            expected = f.read()
-        with open(checkpoint.checkpoint_path(os.path.join(resumed_dir, f'seed{seed}'), 20), 'rb') as f:
-            assert f.read() == expected
-        rows = read_csv(os.path.join(resumed_dir, f'seed{seed}', 'train.csv'))
-        assert [row['step'] for row in rows] == [5, 10, 15, 20]
-        assert 'validation/critic/loss' in rows[0] and 'time/updates_per_sec' in rows[0]
-    assert checkpoint.checkpoint_steps(os.path.join(resumed_dir, 'seed0')) == [10, 20]  # keep=2
-
-
-def test_checkpoint_template_mismatch_names_the_leaf(tmp_path):
-    data = Dataset(data={k: jnp.asarray(v) for k, v in toy_data().items()})
-    state = jax.tree.map(lambda x: np.asarray(x)[0], toy_states([0], data))
-    checkpoint.save_checkpoint(str(tmp_path), 7, state)
-    wrong = state.replace(sample_key=np.zeros(3, np.uint32))
-    with pytest.raises(ValueError, match=r'sample_key.*expected uint32\(3,\)'):
-        checkpoint.load_checkpoint(str(tmp_path), 7, wrong)
-    assert checkpoint.latest_common_step([str(tmp_path)]) == 7
-    assert checkpoint.latest_common_step([str(tmp_path), str(tmp_path / 'none')]) is None
 
 
 def test_csv_logger_adds_columns_and_truncates_on_resume(tmp_path):

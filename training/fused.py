@@ -17,8 +17,10 @@ checkpointed with it.
 
 Step boundaries. Logging, evaluation and checkpoints happen between calls, after an exact number of
 updates: `next_call_size` shortens a call so that it ends on the next boundary. Only a few distinct K
-get compiled (the requested K and the remainders that the boundary intervals produce), and each is
-compiled once (`FusedUpdater` caches one jitted function per K).
+get compiled (the requested K and the remainders that the boundary intervals produce; with FQL's
+defaults and K = 100: 1 for the step-1 evaluation, 99, and 100), each once (K is a static argument
+of one module-level jitted function). The loop reads the (S,)-averaged metrics back after every call
+(one host sync per K updates) for the NaN guard.
 
 Devices. With several devices, `SeedPlacement` shards the seed axis over a 1-D mesh
 (`NamedSharding(mesh, P('seeds'))`) and replicates the dataset; the jitted vmapped function then runs
@@ -169,15 +171,17 @@ class DatasetSampler:
         return data.sample(key, self.batch_size)
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
 def _fused_over_seeds(state: TrainingState, data: Any, num_updates: int, sample_batch: SampleBatchFn,
-                      data_seed_axes: Any, _donate: bool) -> tuple[TrainingState, Info, jax.Array]:
+                      data_seed_axes: Any) -> tuple[TrainingState, Info, jax.Array]:
+    """`fused_updates` vmapped over the leading seed axis of `state` (and of `data` where data_seed_axes says)."""
     per_seed = functools.partial(fused_updates, num_updates=num_updates, sample_batch=sample_batch)
     return jax.vmap(lambda st, d: per_seed(st, d), in_axes=(0, data_seed_axes))(state, data)
 
 
-_fused_over_seeds_donating = jax.jit(_fused_over_seeds.__wrapped__, static_argnums=(2, 3, 4, 5),
-                                     donate_argnums=(0,))
+# Donating the old state lets XLA update it in place; the CPU backend cannot use donated buffers
+# (and warns), so the donating version is used only on accelerators.
+_fused_jit = jax.jit(_fused_over_seeds, static_argnums=(2, 3, 4))
+_fused_jit_donating = jax.jit(_fused_over_seeds, static_argnums=(2, 3, 4), donate_argnums=(0,))
 
 
 class FusedUpdater:
@@ -194,8 +198,6 @@ class FusedUpdater:
         self._sample_batch = sample_batch
         self._data_seed_axes = data_seed_axes
         self._sizes: set[int] = set()
-        # Donating the old state lets XLA update it in place; the CPU backend cannot use donated
-        # buffers (and warns), so donate only on accelerators.
         self._donate = jax.default_backend() != 'cpu'
 
     @property
@@ -207,8 +209,8 @@ class FusedUpdater:
         if num_updates < 1:
             raise ValueError(f'num_updates must be >= 1, got {num_updates}')
         self._sizes.add(num_updates)
-        function = _fused_over_seeds_donating if self._donate else _fused_over_seeds
-        return function(state, data, num_updates, self._sample_batch, self._data_seed_axes, self._donate)
+        function = _fused_jit_donating if self._donate else _fused_jit
+        return function(state, data, num_updates, self._sample_batch, self._data_seed_axes)
 
 
 @functools.partial(jax.jit, static_argnums=(3,))

@@ -16,7 +16,11 @@ transition is (s, a, r, mask = 1 − terminated, s', terminal = terminated or tr
 reset after terminated or truncated. Each seed's buffer holds `online_steps` transitions, so for
 FQL's budgets nothing is ever overwritten (see `datasets/buffer.py` for the union semantics). A
 resumed online phase restarts the interrupted episodes (the simulator state is not checkpointed),
-so only offline resumes are bitwise identical to an uninterrupted run.
+so only offline resumes are bitwise identical to an uninterrupted run. (A run killed in the offline
+phase resumes bitwise identically through the online phase too: the online envs are reset with seeds
+derived from the seed and step.) Training rows of the online phase also carry
+`online/episode_return` and `online/episode_success` of each seed's last finished episode, and
+`time/updates_per_sec` there includes the env steps.
 
 NaN guard. After each call the averaged metrics are checked on the host; a NaN/inf stops training
 with `NonFiniteLossError` naming the first non-finite key, the seed, and the exact update (the
@@ -331,9 +335,11 @@ class TaskRun:
         self.plot()
 
     def _save(self) -> None:
+        host_state = jax.device_get(self.state)
+        host_buffer = jax.device_get(self.buffer) if self.buffer is not None else None
         for s, directory in enumerate(self.seed_dirs):
-            buffer = _buffer_payload(jax.device_get(self.buffer), s) if self.buffer is not None else None
-            path = checkpoint.save_checkpoint(directory, self.step, _slice_seed(jax.device_get(self.state), s), buffer)
+            buffer = _buffer_payload(host_buffer, s) if host_buffer is not None else None
+            path = checkpoint.save_checkpoint(directory, self.step, _slice_seed(host_state, s), buffer)
             if s == 0:
                 self.last_checkpoint = path
 

@@ -1,0 +1,86 @@
+"""Checkpoints: bitwise resume, atomic writes, pruning, template checks, replay-buffer round trip."""
+
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from datasets.buffer import Dataset, ReplayBuffer
+from tests.test_training import toy_data, toy_inputs, toy_options, toy_states
+from training import checkpoint
+from training.logger import read_csv
+from training.runner import TaskResult, _buffer_payload, _restore_buffer, train_task
+
+
+def test_resume_after_a_kill_is_bitwise_identical_and_csv_has_no_duplicates(tmp_path):
+    data = toy_data()
+    reference_dir, resumed_dir = str(tmp_path / 'reference'), str(tmp_path / 'resumed')
+    result = train_task(toy_inputs(reference_dir, data, seeds=(0, 1)), toy_options())
+    assert isinstance(result, TaskResult) and result.step == 20
+    shutil.copytree(reference_dir, resumed_dir)
+    for seed in (0, 1):  # as if killed just after the step-10 checkpoint: later files gone, later CSV rows stale
+        seed_dir = os.path.join(resumed_dir, f'seed{seed}')
+        os.remove(checkpoint.checkpoint_path(seed_dir, 20))
+        os.remove(os.path.join(seed_dir, 'final.json'))
+        open(checkpoint.checkpoint_path(seed_dir, 20) + '.tmp', 'wb').write(b'partial write')
+    train_task(toy_inputs(resumed_dir, data, seeds=(0, 1)), toy_options(resume=True))
+    for seed in (0, 1):
+        with open(checkpoint.checkpoint_path(os.path.join(reference_dir, f'seed{seed}'), 20), 'rb') as f:
+            expected = f.read()
+        with open(checkpoint.checkpoint_path(os.path.join(resumed_dir, f'seed{seed}'), 20), 'rb') as f:
+            assert f.read() == expected
+        rows = read_csv(os.path.join(resumed_dir, f'seed{seed}', 'train.csv'))
+        assert [row['step'] for row in rows] == [5, 10, 15, 20]
+        assert 'validation/critic/loss' in rows[0] and 'time/updates_per_sec' in rows[0]
+    assert checkpoint.checkpoint_steps(os.path.join(resumed_dir, 'seed0')) == [10, 20]  # keep=2
+
+
+def test_checkpoint_template_mismatch_names_the_leaf(tmp_path):
+    data = Dataset(data={k: jnp.asarray(v) for k, v in toy_data().items()})
+    state = jax.tree.map(lambda x: np.asarray(x)[0], toy_states([0], data))
+    checkpoint.save_checkpoint(str(tmp_path), 7, state)
+    wrong = state.replace(sample_key=np.zeros(3, np.uint32))
+    with pytest.raises(ValueError, match=r'sample_key.*expected uint32\(3,\)'):
+        checkpoint.load_checkpoint(str(tmp_path), 7, wrong)
+    assert checkpoint.latest_common_step([str(tmp_path)]) == 7
+    assert checkpoint.latest_common_step([str(tmp_path), str(tmp_path / 'none')]) is None
+
+
+def test_save_is_atomic_prunes_old_and_ignores_partial_files(tmp_path):
+    seed_dir = str(tmp_path)
+    state = {'w': np.arange(3, dtype=np.float32), 'key': np.array([1, 2], np.uint32)}
+    for step in (5, 10, 15):
+        checkpoint.save_checkpoint(seed_dir, step, state, keep=2)
+    assert checkpoint.checkpoint_steps(seed_dir) == [10, 15]
+    with open(checkpoint.checkpoint_path(seed_dir, 20) + '.tmp', 'wb') as f:  # a write cut short by a kill
+        f.write(b'\x00' * 7)
+    assert checkpoint.checkpoint_steps(seed_dir) == [10, 15]
+    restored, buffer = checkpoint.load_checkpoint(seed_dir, 15, state)
+    np.testing.assert_array_equal(restored['w'], state['w'])
+    assert restored['key'].dtype == np.uint32 and buffer is None
+    with pytest.raises(ValueError, match=r"\['w'\].*saved float32\(3,\), expected float32\(4,\)"):
+        checkpoint.load_checkpoint(seed_dir, 15, {'w': np.zeros(4, np.float32), 'key': state['key']})
+
+
+def test_replay_buffer_round_trips_through_a_checkpoint(tmp_path):
+    transition = {'observations': jnp.zeros(3), 'rewards': jnp.zeros(())}
+    empty = ReplayBuffer.create(transition, capacity=6)
+    filled = []
+    for s in range(2):  # two seeds holding 2 and 4 transitions
+        buffer = empty
+        for i in range(2 + 2 * s):
+            buffer = buffer.add({'observations': jnp.full(3, 10 * s + i, jnp.float32), 'rewards': jnp.float32(-i)})
+        filled.append(buffer)
+    stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *filled))
+    for s in range(2):
+        checkpoint.save_checkpoint(str(tmp_path / f'seed{s}'), 3, {'x': np.zeros(1)}, _buffer_payload(stacked, s))
+    payloads = [checkpoint.load_checkpoint(str(tmp_path / f'seed{s}'), 3, {'x': np.zeros(1)})[1] for s in range(2)]
+    assert [p['size'] for p in payloads] == [2, 4] and len(payloads[0]['data']['observations']) == 2
+    restored = _restore_buffer(jax.device_get(empty), payloads)
+    for key in ('observations', 'rewards'):
+        np.testing.assert_array_equal(restored.data[key], stacked.data[key])
+    np.testing.assert_array_equal(restored.size, [2, 4])
+    np.testing.assert_array_equal(restored.insert_index, [2, 4])

@@ -93,7 +93,7 @@ flags.DEFINE_integer('online_steps', 0, 'Online updates after the offline phase 
 flags.DEFINE_integer('eval_interval', 100_000, 'Evaluate every this many updates (also at step 1 and at the end).')
 flags.DEFINE_integer('eval_episodes', 50, 'Evaluation episodes per seed (0 = no evaluation).')
 flags.DEFINE_integer('eval_parallel_envs', 8, 'Env instances stepped in lock-step during evaluation, over all '
-                     'seeds (each OGBench manipulation env takes ~70-170 MB).')
+                     'seeds (each OGBench manipulation env costs ~100-230 MB of RAM and ~1 s to build).')
 flags.DEFINE_integer('log_interval', 5_000, 'Log training metrics every this many updates.')
 flags.DEFINE_integer('save_interval', 1_000_000, 'Checkpoint every this many updates (always at the end; 0 = only '
                      'at the end).')

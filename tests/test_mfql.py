@@ -279,34 +279,38 @@ def test_losses_match_their_formulas():
     batch, rng = _batch(), jax.random.PRNGKey(4)
     agent = _random_agent(q_agg='min', num_candidates_target=3, alpha_mode='fixed', alpha=3.0)
     params = agent.network.params
+    normalized = agent.replace(config=flax.core.FrozenDict(dict(agent.config, normalize_q_loss=True)))
+    critic_rng, actor_rng, mfi_rng = jax.random.split(rng, 3)
+
+    @jax.jit
+    def losses():  # everything under one compilation
+        return dict(critic=agent.critic_loss(batch, params, rng), actor=agent.actor_loss(batch, params, rng),
+                    normalized=normalized.actor_loss(batch, params, rng), total=agent.total_loss(batch, params, rng),
+                    parts=(agent.critic_loss(batch, params, critic_rng)[0], agent.actor_loss(batch, params, actor_rng)[0],
+                           agent.mfi_loss(batch, params, mfi_rng)[0]),
+                    next_actions=agent.best_of_n(batch['next_observations'],
+                                                 jax.random.normal(rng, (3, BATCH, ACTION_DIM)))[0])
+
+    out = losses()
     critic = agent.network.select('critic')
-    # Critic: y = r + γ mask min_m Q̄_m(s', a'), a' from the same noises as inside the loss.
-    noises = jax.random.normal(rng, (3, BATCH, ACTION_DIM))
-    next_actions, _ = jax.jit(agent.best_of_n)(batch['next_observations'], noises)
-    next_q = critic(batch['next_observations'], next_actions, params=agent.target_critic_params).min(axis=0)
+    # Critic: y = r + γ mask min_m Q̄_m(s', a'), a' = best of the same 3 noises as inside the loss.
+    next_q = critic(batch['next_observations'], out['next_actions'], params=agent.target_critic_params).min(axis=0)
     y = batch['rewards'] + 0.99 * batch['masks'] * next_q
     q = critic(batch['observations'], batch['actions'])
-    loss, info = jax.jit(agent.critic_loss)(batch, params, rng)
-    np.testing.assert_allclose(loss, jnp.mean((q - y[None]) ** 2), rtol=1e-5)
-    np.testing.assert_allclose(info['target_q_mean'], y.mean(), rtol=1e-5)
+    np.testing.assert_allclose(out['critic'][0], jnp.mean((q - y[None]) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(out['critic'][1]['target_q_mean'], y.mean(), rtol=1e-5)
     # Actor: −mean_B mean_m Q(s, clip(â)) + mean relu(â − 1) + mean relu(−1 − â).
     e = jax.random.normal(rng, batch['actions'].shape)
     a_hat = agent.actor_fn()(batch['observations'], e, jnp.ones((BATCH, 1)))
     assert float(jnp.abs(a_hat).max()) > 1.0  # the random actor leaves the box, so the bound loss is active
     q_hat = critic(batch['observations'], jnp.clip(a_hat, -1, 1)).mean(axis=0)
     bound = jnp.mean(jax.nn.relu(a_hat - 1)) + jnp.mean(jax.nn.relu(-1 - a_hat))
-    loss, info = jax.jit(agent.actor_loss)(batch, params, rng)
-    np.testing.assert_allclose(loss, -q_hat.mean() + bound, rtol=1e-5)
-    assert float(info['bound_loss']) > 0
-    normalized = agent.replace(config=flax.core.FrozenDict(dict(agent.config, normalize_q_loss=True)))
-    np.testing.assert_allclose(jax.jit(normalized.actor_loss)(batch, params, rng)[1]['q_loss'],
-                               -q_hat.mean() / jnp.abs(q_hat).mean(), rtol=1e-5)
+    np.testing.assert_allclose(out['actor'][0], -q_hat.mean() + bound, rtol=1e-5)
+    assert float(out['actor'][1]['bound_loss']) > 0
+    np.testing.assert_allclose(out['normalized'][1]['q_loss'], -q_hat.mean() / jnp.abs(q_hat).mean(), rtol=1e-5)
     # Total: L_critic + L_actor + α L_MFI with the fixed α, each term from its own rng split.
-    total, info = jax.jit(agent.total_loss)(batch, params, rng)
-    critic_rng, actor_rng, mfi_rng = jax.random.split(rng, 3)
-    parts = jax.jit(lambda: (agent.critic_loss(batch, params, critic_rng)[0], agent.actor_loss(batch, params, actor_rng)[0],
-                             agent.mfi_loss(batch, params, mfi_rng)[0]))()
-    np.testing.assert_allclose(total, parts[0] + parts[1] + 3.0 * parts[2], rtol=1e-5)
+    total, info = out['total']
+    np.testing.assert_allclose(total, out['parts'][0] + out['parts'][1] + 3.0 * out['parts'][2], rtol=1e-5)
     assert float(info['alpha']) == 3.0
 
 
@@ -346,15 +350,15 @@ def test_sample_actions_uses_eval_candidates():
 
 
 def test_vmap_over_seeds_and_scan_match_single_agents():
-    """Seeds by `jax.vmap` of create/update equal separate agents run by `jax.lax.scan`."""
+    """Seeds by `jax.vmap` of update equal the same agents run one by one with `jax.lax.scan`."""
     batch, config = _batch(), _config(**UPDATE_CONFIG)
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     agents = jax.vmap(lambda k: MFQLAgent.create(k, batch, config))(keys)
+    single = jax.tree_util.tree_map(lambda x: x[1], agents)  # seed 1 on its own
     update = jax.vmap(lambda a: a.update(batch))
     agents, _ = update(agents)
     agents, infos = update(agents)
     assert float(jnp.abs(infos['critic/loss'][0] - infos['critic/loss'][1])) > 0
-    single = jax.jit(lambda k: MFQLAgent.create(k, batch, config))(keys[1])
     scanned, scanned_infos = jax.lax.scan(lambda a, _: a.update(batch), single, None, length=2)
     np.testing.assert_allclose(infos['total/loss'][1], scanned_infos['total/loss'][1], rtol=1e-5)
     jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x[1], y, rtol=1e-4, atol=1e-6),

@@ -210,7 +210,8 @@ def main() -> None:
         result |= dict(sw_ratio=result['sw'] / floor, early_oob=float(fractions.mean()), init_oob=float(fractions[0]),
                        seconds=time.time() - variant_start)
         results[variant] = result
-        print(f"{variant}: modes {result['modes']}/16, in-mode {result['in_mode']:.3f}, SW {result['sw']:.4f} ({result['sw_ratio']:.2f}x floor), "
+        print(f"{variant}: modes {result['modes']}/16, in-mode {result['in_mode']:.3f}, "
+              f"SW {result['sw']:.4f} ({result['sw_ratio']:.2f}x floor), "
               f"OOB first {len(fractions)} steps {result['early_oob']:.4f}, final {result['final_oob']:.4f}, "
               f"{result['seconds']:.0f}s", flush=True)
     true = np.asarray(sample_grid(jax.random.PRNGKey(args.seed + 3000), args.num_eval))
@@ -268,7 +269,8 @@ def write_report(args: argparse.Namespace, results: dict, floor: float, floor_st
     if 'naive' in results:
         samples = results['naive']['samples']
         lines.append(f"- naive samples: mean ({samples[:, 0].mean():+.3f}, {samples[:, 1].mean():+.3f}), std "
-                     f"{samples.std(axis=0).mean():.3f} per axis (data: mean 0, std {np.sqrt(0.3125 + SIGMA ** 2):.3f}); "
+                     f"{samples.std(axis=0).mean():.3f} per axis "
+                     f"(data: mean 0, std {np.sqrt(0.3125 + SIGMA ** 2):.3f}); "
                      'a collapse to the data mean is what its regression optimum u = e − E[a] predicts.')
     lines += [f'- The SW2 floor itself varies by ±{floor_std / floor:.0%} between sample pairs, so ratio differences '
               'smaller than that are not meaningful. Out-of-bound fractions count one-step samples (256 per step) '

@@ -286,8 +286,8 @@ def test_losses_match_their_formulas():
     def losses():  # everything under one compilation
         return dict(critic=agent.critic_loss(batch, params, rng), actor=agent.actor_loss(batch, params, rng),
                     normalized=normalized.actor_loss(batch, params, rng), total=agent.total_loss(batch, params, rng),
-                    parts=(agent.critic_loss(batch, params, critic_rng)[0], agent.actor_loss(batch, params, actor_rng)[0],
-                           agent.mfi_loss(batch, params, mfi_rng)[0]),
+                    parts=(agent.critic_loss(batch, params, critic_rng)[0],
+                           agent.actor_loss(batch, params, actor_rng)[0], agent.mfi_loss(batch, params, mfi_rng)[0]),
                     next_actions=agent.best_of_n(batch['next_observations'],
                                                  jax.random.normal(rng, (3, BATCH, ACTION_DIM)))[0])
 

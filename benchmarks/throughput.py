@@ -1,0 +1,326 @@
+"""Training and acting throughput of MFQL and FQL, measured side by side in one process.
+
+    python benchmarks/throughput.py --quick      # < 5 min on 2 CPU cores
+    python benchmarks/throughput.py              # more windows, more K and S values
+
+What it measures (all cases share one process and are timed in interleaved rounds, so slow drifts of
+the machine hit every case alike; each figure is the median over rounds):
+- compile time of the fused training call (`training.fused.fused_updates`, vmapped over seeds, jitted);
+- updates/s (aggregate over seeds) of that call, with batches sampled on the device;
+- FLOPs per update from XLA's own cost analysis of the compiled call. XLA's cost analysis counts the
+  body of a while loop (our `lax.scan` over K updates) once, so the figure of a K-update call is the
+  cost of one update of every seed; we divide by S;
+- achieved GFLOP/s = FLOPs/update × updates/s, and its ratio to the dense float32 matmul ceiling of
+  this machine, measured in the same rounds (a 2048² @ 2048² product);
+- fusion gain (K = 1 vs larger K) and vmapped-seed gain (S = 1, 4, 8) at the small size (2×256);
+- single-observation action latency (`sample_actions`, best-of-N for MFQL) and the env-steps/s of
+  the batched evaluation (OGBench cube-single, all episodes in lock-step, one policy call per step).
+Training data is synthetic (random arrays with cube-single's shapes): throughput does not depend
+on the values. Writes a Markdown table to `benchmarks/results/throughput-<backend>.md`.
+"""
+
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault('MUJOCO_GL', 'egl')
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from agents import get_agent_class  # noqa: E402
+from agents.fql import get_config as fql_config  # noqa: E402
+from agents.mfql import get_config as mfql_config  # noqa: E402
+from datasets.buffer import Dataset  # noqa: E402
+from training.fused import create_training_states, fused_updates, stacked_streams  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool('quick', False, 'Fewer rounds and K/S values (< 5 min on 2 CPU cores).')
+flags.DEFINE_string('out', None, 'Markdown output path (default benchmarks/results/throughput-<backend>.md).')
+flags.DEFINE_integer('rounds', None, 'Interleaved timing rounds (default 3 quick, 5 full).')
+
+OBS_DIM, ACTION_DIM, NUM_ROWS = 28, 5, 100_000  # cube-single shapes; 100 episodes' worth of rows
+SMALL = (256, 256)
+
+
+def agent_config(agent: str, **overrides: Any) -> Any:
+    config = mfql_config() if agent == 'mfql' else fql_config()
+    config.update(overrides)
+    return config
+
+
+def small_overrides(agent: str) -> dict:
+    if agent == 'mfql':  # the small MFQL uses the MLP actor: a 2×256 DiT is not a meaningful "small" net
+        return dict(actor_arch='mlp', actor_mlp_hidden_dims=SMALL, value_hidden_dims=SMALL)
+    return dict(actor_hidden_dims=SMALL, value_hidden_dims=SMALL)
+
+
+@dataclass
+class Case:
+    """One timed configuration: an agent config, K updates per call, S seeds."""
+
+    label: str
+    agent: str
+    config: Any
+    num_updates: int
+    num_seeds: int = 1
+    compile_seconds: float = 0.0
+    flops_per_update: float = 0.0
+    window_calls: int = 1
+    rates: list = field(default_factory=list)  # aggregate updates/s, one per round
+    _call: Callable | None = None
+    _state: Any = None
+
+    @property
+    def updates_per_second(self) -> float:
+        return statistics.median(self.rates)
+
+
+def synthetic_dataset() -> Dataset:
+    rng = np.random.default_rng(0)
+    arrays = dict(
+        observations=rng.standard_normal((NUM_ROWS, OBS_DIM), dtype=np.float32),
+        actions=rng.uniform(-1, 1, (NUM_ROWS, ACTION_DIM)).astype(np.float32),
+        rewards=-rng.integers(0, 2, NUM_ROWS).astype(np.float32),
+        masks=np.ones(NUM_ROWS, np.float32),
+        next_observations=rng.standard_normal((NUM_ROWS, OBS_DIM), dtype=np.float32),
+        terminals=np.zeros(NUM_ROWS, np.float32),
+    )
+    return Dataset(data={k: jnp.asarray(v) for k, v in arrays.items()})
+
+
+def xla_flops(compiled: Any) -> float:
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+    return float(analysis.get('flops', 0.0))
+
+
+def prepare(case: Case, dataset: Dataset) -> None:
+    """Builds S agents, compiles the fused K-update call (timed), reads its FLOPs, sizes a window."""
+    batch_size = case.config.batch_size
+    example = jax.tree.map(lambda x: x[:batch_size], dataset.data)
+    agent_class = get_agent_class(case.agent)
+    state = create_training_states(agent_class, example, case.config, stacked_streams(list(range(case.num_seeds))))
+    sample = lambda data, key: data.sample(key, batch_size)  # noqa: E731
+    call = jax.jit(jax.vmap(lambda s, d: fused_updates(s, d, case.num_updates, sample), in_axes=(0, None)))
+    start = time.perf_counter()
+    compiled = call.lower(state, dataset).compile()
+    case.compile_seconds = time.perf_counter() - start
+    case.flops_per_update = xla_flops(compiled) / case.num_seeds
+    state, _, _ = compiled(state, dataset)  # warm-up call
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    state, _, _ = compiled(state, dataset)
+    jax.block_until_ready(state)
+    one_call = time.perf_counter() - start
+    case.window_calls = max(1, int(round(window_seconds() / max(one_call, 1e-6))))
+    case._call, case._state = compiled, state
+
+
+def time_window(case: Case, dataset: Dataset) -> None:
+    state = case._state
+    start = time.perf_counter()
+    for _ in range(case.window_calls):
+        state, _, _ = case._call(state, dataset)
+    jax.block_until_ready(state)
+    seconds = time.perf_counter() - start
+    case._state = state
+    case.rates.append(case.window_calls * case.num_updates * case.num_seeds / seconds)
+
+
+class MatmulCeiling:
+    """float32 dense matmul rate of this machine: 2·n³ FLOPs per product."""
+
+    def __init__(self, n: int = 2048):
+        self.n = n
+        key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
+        self.a = jax.random.normal(key_a, (n, n))
+        self.b = jax.random.normal(key_b, (n, n))
+        self.product = jax.jit(lambda a, b: a @ b)
+        jax.block_until_ready(self.product(self.a, self.b))
+        start = time.perf_counter()
+        jax.block_until_ready(self.product(self.a, self.b))
+        self.reps = max(1, int(window_seconds() / (time.perf_counter() - start)))
+        self.rates: list[float] = []
+
+    def time_window(self) -> None:
+        start = time.perf_counter()
+        for _ in range(self.reps):
+            out = self.product(self.a, self.b)
+        jax.block_until_ready(out)
+        self.rates.append(2 * self.n ** 3 * self.reps / (time.perf_counter() - start) / 1e9)
+
+    @property
+    def gflops(self) -> float:
+        return statistics.median(self.rates)
+
+
+def window_seconds() -> float:
+    return 1.5 if FLAGS.quick else 3.0
+
+
+def action_latency(agent: str, config: Any, dataset: Dataset, calls: int) -> float:
+    """Median seconds of `sample_actions` on ONE observation (obs_dim,), including the transfer back."""
+    example = jax.tree.map(lambda x: x[:config.batch_size], dataset.data)
+    agent_state = get_agent_class(agent).create(jax.random.PRNGKey(0), example, config)
+    observation = np.asarray(dataset.data['observations'][0])
+    key = jax.random.PRNGKey(1)
+    np.asarray(agent_state.sample_actions(observation, key))  # compile
+    times = []
+    for i in range(calls):
+        start = time.perf_counter()
+        np.asarray(agent_state.sample_actions(observation, jax.random.fold_in(key, i)))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def evaluation_rate(agent: str, config: Any, episodes: int) -> tuple[float, int]:
+    """Env steps/s of one batched evaluation on cube-single (all `episodes` in lock-step)."""
+    from datasets.ogbench_data import make_env
+    from training.evaluation import EvalEnvPool, evaluate, policy_actions
+
+    env_name = 'cube-single-play-singletask-task2-v0'
+    probe = make_env(env_name)
+    observation, _ = probe.reset(seed=0)
+    example = dict(observations=jnp.zeros((config.batch_size, observation.shape[-1]), jnp.float32),
+                   actions=jnp.zeros((config.batch_size, probe.action_space.shape[-1]), jnp.float32))
+    probe.close()
+    agents = jax.vmap(lambda k: get_agent_class(agent).create(k, example, config))(
+        jax.random.split(jax.random.PRNGKey(0), 1))
+    pool = EvalEnvPool(lambda: make_env(env_name), num_seeds=1, envs_per_seed=episodes)
+    policy = policy_actions
+    keys = jax.random.split(jax.random.PRNGKey(1), 1)
+    evaluate(agents, pool, policy, keys, seeds=[0], num_episodes=min(episodes, 2))  # compile + warm the envs
+    _, stats = evaluate(agents, pool, policy, keys, seeds=[0], num_episodes=episodes)
+    pool.close()
+    return stats['env_steps_per_sec'], int(stats['env_steps'])
+
+
+def machine_description() -> list[str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    import flax
+    import ogbench
+    import optax
+    return [
+        f'- CPU: {cpu}; {os.cpu_count()} logical cores visible; backend `{jax.default_backend()}`; '
+        f'devices: {", ".join(str(d) for d in jax.devices())}',
+        f'- Python {platform.python_version()}, jax {jax.__version__}, flax {flax.__version__}, '
+        f'optax {optax.__version__}, ogbench {getattr(ogbench, "__version__", "?")}',
+    ]
+
+
+def main(_: Any) -> None:
+    quick = FLAGS.quick
+    rounds = FLAGS.rounds or (3 if quick else 5)
+    dataset = synthetic_dataset()
+    default_k = 10  # default-size updates take 0.1–0.3 s each on 2 CPU cores: K = 10 keeps windows short
+    fused_k = (100,) if quick else (10, 100, 1000)
+    seed_counts = (4, 8)
+
+    cases = [
+        Case('MFQL default (DiT actor, best-of-5 target)', 'mfql', agent_config('mfql'), default_k),
+        Case('FQL default (4×512, 10 Euler steps)', 'fql', agent_config('fql'), default_k),
+        Case('MFQL, MLP actor 4×512, N_target = 1', 'mfql',
+             agent_config('mfql', actor_arch='mlp', num_candidates_target=1), default_k),
+    ]
+    for agent in ('mfql', 'fql'):
+        for k in (1, *fused_k):
+            cases.append(Case(f'{agent.upper()} 2×256, K = {k}', agent, agent_config(agent, **small_overrides(agent)), k))
+        for s in seed_counts:
+            cases.append(Case(f'{agent.upper()} 2×256, K = {fused_k[-1] if quick else 100}, S = {s}', agent,
+                              agent_config(agent, **small_overrides(agent)), fused_k[-1] if quick else 100, s))
+
+    total_start = time.perf_counter()
+    for case in cases:
+        prepare(case, dataset)
+        print(f'compiled {case.label} (S={case.num_seeds}, K={case.num_updates}) in {case.compile_seconds:.1f} s',
+              flush=True)
+    ceiling = MatmulCeiling()
+    for r in range(rounds):
+        ceiling.time_window()
+        for case in cases:
+            time_window(case, dataset)
+        print(f'round {r + 1}/{rounds} done ({time.perf_counter() - total_start:.0f} s)', flush=True)
+
+    latency_calls = 100 if quick else 500
+    latencies = {
+        'MFQL default (DiT, best-of-5)': action_latency('mfql', agent_config('mfql'), dataset, latency_calls),
+        'MFQL default, N = 1': action_latency('mfql', agent_config('mfql', num_candidates_eval=1), dataset,
+                                              latency_calls),
+        'FQL default': action_latency('fql', agent_config('fql'), dataset, latency_calls),
+    }
+    eval_episodes = 10 if quick else 50
+    eval_rate, eval_steps = evaluation_rate('mfql', agent_config('mfql'), eval_episodes)
+
+    lines = report(cases, ceiling, latencies, (eval_rate, eval_steps, eval_episodes), rounds,
+                   time.perf_counter() - total_start)
+    print('\n'.join(lines))
+    out = FLAGS.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results',
+                                    f'throughput-{jax.default_backend()}.md')
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    tmp = out + '.tmp'
+    with open(tmp, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    os.replace(tmp, out)
+    print(f'wrote {out}')
+
+
+def report(cases: list[Case], ceiling: MatmulCeiling, latencies: dict, evaluation: tuple, rounds: int,
+           seconds: float) -> list[str]:
+    by_label = {c.label: c for c in cases}
+    command = 'python benchmarks/throughput.py' + (' --quick' if FLAGS.quick else '')
+    lines = [f'# Throughput ({jax.default_backend()})', '', f'Command: `{command}` ({rounds} interleaved rounds, '
+             f'{seconds / 60:.1f} min in all). Batch 256, synthetic data with cube-single shapes.', '',
+             *machine_description(), f'- Dense float32 matmul ceiling (2048², median of rounds): '
+             f'**{ceiling.gflops:.0f} GFLOP/s** (rounds: {", ".join(f"{r:.0f}" for r in ceiling.rates)})', '',
+             '## Training updates', '',
+             '| case | S | K | compile (s) | updates/s (aggregate) | GFLOP / update (XLA) | GFLOP/s | % of matmul ceiling |',
+             '|---|---|---|---|---|---|---|---|']
+    for c in cases:
+        achieved = c.flops_per_update * c.updates_per_second / 1e9
+        lines.append(f'| {c.label} | {c.num_seeds} | {c.num_updates} | {c.compile_seconds:.1f} | '
+                     f'{c.updates_per_second:.1f} | {c.flops_per_update / 1e9:.2f} | {achieved:.0f} | '
+                     f'{100 * achieved / ceiling.gflops:.0f}% |')
+    mfql_default, fql_default, mfql_equal = cases[0], cases[1], cases[2]
+    small = {c.agent: {} for c in cases}
+    for c in cases[3:]:
+        small[c.agent][(c.num_updates, c.num_seeds)] = c.updates_per_second
+    lines += ['', '## Ratios (same run)', '',
+              f'- MFQL (MLP actor 4×512, N_target = 1) vs FQL default: '
+              f'**{mfql_equal.updates_per_second / fql_default.updates_per_second:.2f}×** updates/s '
+              f'({mfql_equal.flops_per_update / 1e9:.2f} vs {fql_default.flops_per_update / 1e9:.2f} GFLOP/update)',
+              f'- MFQL default vs FQL default: **{mfql_default.updates_per_second / fql_default.updates_per_second:.2f}×** '
+              f'updates/s ({mfql_default.flops_per_update / 1e9:.2f} vs {fql_default.flops_per_update / 1e9:.2f} '
+              'GFLOP/update)']
+    for agent, rates in small.items():
+        single = {k: v for (k, s), v in rates.items() if s == 1}
+        best_k = max(single, key=single.get)
+        lines.append(f'- {agent.upper()} 2×256 fusion: K = {best_k} gives **{single[best_k] / single[1]:.2f}×** '
+                     f'the updates/s of K = 1 ({single[best_k]:.0f} vs {single[1]:.0f})')
+        for (k, s), v in sorted(rates.items()):
+            if s > 1:
+                lines.append(f'- {agent.upper()} 2×256, {s} vmapped seeds (K = {k}): **{v / single[k]:.2f}×** the '
+                             f'aggregate updates/s of one seed ({v:.0f} vs {single[k]:.0f})')
+    del by_label
+    lines += ['', '## Acting', '', '| policy | single-observation latency (ms, median) |', '|---|---|']
+    lines += [f'| {name} | {1e3 * value:.2f} |' for name, value in latencies.items()]
+    rate, steps, episodes = evaluation
+    lines += ['', f'Batched evaluation (MFQL default, best-of-5, cube-single, {episodes} episodes in lock-step, '
+              f'{steps} env steps): **{rate:.0f} env steps/s**.']
+    return lines
+
+
+if __name__ == '__main__':
+    app.run(main)

@@ -19,6 +19,7 @@ Training data is synthetic (random arrays with cube-single's shapes): throughput
 on the values. Writes a Markdown table to `benchmarks/results/throughput-<backend>.md`.
 """
 
+import importlib.metadata
 import os
 import platform
 import statistics
@@ -114,10 +115,8 @@ def prepare(case: Case, dataset: Dataset) -> None:
     compiled = call.lower(state, dataset).compile()
     case.compile_seconds = time.perf_counter() - start
     case.flops_per_update = xla_flops(compiled) / case.num_seeds
-    state, _, _ = compiled(state, dataset)  # warm-up call
-    jax.block_until_ready(state)
     start = time.perf_counter()
-    state, _, _ = compiled(state, dataset)
+    state, _, _ = compiled(state, dataset)  # warm-up call, also sizes the timing window
     jax.block_until_ready(state)
     one_call = time.perf_counter() - start
     case.window_calls = max(1, int(round(window_seconds() / max(one_call, 1e-6))))
@@ -162,16 +161,35 @@ class MatmulCeiling:
         return statistics.median(self.rates)
 
 
+def layer_matmul_rates(repeats: int = 200) -> dict[str, float]:
+    """GFLOP/s of single matmuls at the layer shapes of a batch-256 update (the work the updates consist of)."""
+    rates = {}
+    for rows, inner, outer in ((256, 512, 512), (1280, 512, 512), (256, 256, 256), (256, 256, 1024)):
+        a = jax.random.normal(jax.random.PRNGKey(0), (rows, inner))
+        b = jax.random.normal(jax.random.PRNGKey(1), (inner, outer))
+        product = jax.jit(lambda x, y: x @ y)
+        jax.block_until_ready(product(a, b))
+        start = time.perf_counter()
+        for _ in range(repeats):
+            out = product(a, b)
+        jax.block_until_ready(out)
+        rates[f'({rows}×{inner}) @ ({inner}×{outer})'] = 2 * rows * inner * outer * repeats / (
+            time.perf_counter() - start) / 1e9
+    return rates
+
+
 def window_seconds() -> float:
-    return 1.5 if FLAGS.quick else 3.0
+    return 1.0 if FLAGS.quick else 3.0
 
 
-def action_latency(agent: str, config: Any, dataset: Dataset, calls: int) -> float:
+def action_latency(agent: str, config: Any, dataset: Dataset, calls: int, slim: bool = False) -> float:
     """Median seconds of `sample_actions` on ONE observation (obs_dim,), including the transfer back."""
     example = jax.tree.map(lambda x: x[:config.batch_size], dataset.data)
     agent_state = get_agent_class(agent).create(jax.random.PRNGKey(0), example, config)
     observation = np.asarray(dataset.data['observations'][0])
     key = jax.random.PRNGKey(1)
+    if slim:  # without the optimiser state: shows what flattening the full agent pytree per call costs
+        agent_state = agent_state.replace(network=agent_state.network.replace(opt_state=()))
     np.asarray(agent_state.sample_actions(observation, key))  # compile
     times = []
     for i in range(calls):
@@ -211,13 +229,12 @@ def machine_description() -> list[str]:
     except (OSError, StopIteration):
         pass
     import flax
-    import ogbench
     import optax
     return [
         f'- CPU: {cpu}; {os.cpu_count()} logical cores visible; backend `{jax.default_backend()}`; '
         f'devices: {", ".join(str(d) for d in jax.devices())}',
         f'- Python {platform.python_version()}, jax {jax.__version__}, flax {flax.__version__}, '
-        f'optax {optax.__version__}, ogbench {getattr(ogbench, "__version__", "?")}',
+        f'optax {optax.__version__}, ogbench {importlib.metadata.version("ogbench")}',
     ]
 
 
@@ -259,12 +276,15 @@ def main(_: Any) -> None:
         'MFQL default (DiT, best-of-5)': action_latency('mfql', agent_config('mfql'), dataset, latency_calls),
         'MFQL default, N = 1': action_latency('mfql', agent_config('mfql', num_candidates_eval=1), dataset,
                                               latency_calls),
+        'MFQL default (DiT, best-of-5), optimiser state not passed': action_latency(
+            'mfql', agent_config('mfql'), dataset, latency_calls, slim=True),
         'FQL default': action_latency('fql', agent_config('fql'), dataset, latency_calls),
     }
+    layer_rates = layer_matmul_rates()
     eval_episodes = 10 if quick else 50
     eval_rate, eval_steps = evaluation_rate('mfql', agent_config('mfql'), eval_episodes)
 
-    lines = report(cases, ceiling, latencies, (eval_rate, eval_steps, eval_episodes), rounds,
+    lines = report(cases, ceiling, layer_rates, latencies, (eval_rate, eval_steps, eval_episodes), rounds,
                    time.perf_counter() - total_start)
     print('\n'.join(lines))
     out = FLAGS.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results',
@@ -277,15 +297,17 @@ def main(_: Any) -> None:
     print(f'wrote {out}')
 
 
-def report(cases: list[Case], ceiling: MatmulCeiling, latencies: dict, evaluation: tuple, rounds: int,
+def report(cases: list[Case], ceiling: MatmulCeiling, layer_rates: dict, latencies: dict, evaluation: tuple,
+           rounds: int,
            seconds: float) -> list[str]:
-    by_label = {c.label: c for c in cases}
     command = 'python benchmarks/throughput.py' + (' --quick' if FLAGS.quick else '')
     lines = [f'# Throughput ({jax.default_backend()})', '', f'Command: `{command}` ({rounds} interleaved rounds, '
              f'{seconds / 60:.1f} min in all). Batch 256, synthetic data with cube-single shapes.', '',
              *machine_description(), f'- Dense float32 matmul ceiling (2048², median of rounds): '
              f'**{ceiling.gflops:.0f} GFLOP/s** (rounds: {", ".join(f"{r:.0f}" for r in ceiling.rates)})', '',
-             '## Training updates', '',
+             '- Single matmuls at the layer shapes of a batch-256 update (GFLOP/s, % of the ceiling): ' + '; '.join(
+                 f'{shape}: {rate:.0f} ({100 * rate / ceiling.gflops:.0f}%)' for shape, rate in layer_rates.items()),
+             '', '## Training updates', '',
              '| case | S | K | compile (s) | updates/s (aggregate) | GFLOP / update (XLA) | GFLOP/s | % of matmul ceiling |',
              '|---|---|---|---|---|---|---|---|']
     for c in cases:
@@ -313,7 +335,6 @@ def report(cases: list[Case], ceiling: MatmulCeiling, latencies: dict, evaluatio
             if s > 1:
                 lines.append(f'- {agent.upper()} 2×256, {s} vmapped seeds (K = {k}): **{v / single[k]:.2f}×** the '
                              f'aggregate updates/s of one seed ({v:.0f} vs {single[k]:.0f})')
-    del by_label
     lines += ['', '## Acting', '', '| policy | single-observation latency (ms, median) |', '|---|---|']
     lines += [f'| {name} | {1e3 * value:.2f} |' for name, value in latencies.items()]
     rate, steps, episodes = evaluation

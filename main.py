@@ -1,19 +1,21 @@
-"""Train MeanFlowQL or FQL on OGBench single-task environments.
+"""Train MeanFlowQL or FQL on OGBench single-task environments, or on D4RL AntMaze / Adroit via Minari.
 
     python main.py --env_name=cube-double-play-singletask-task2-v0 --agent=agents/mfql.py
     python main.py --env_name=cube-double-play-singletask --agent=agents/fql.py --agent.alpha=300 --num_seeds=4
+    python main.py --env_name=antmaze-umaze-v2 --agent=agents/mfql.py   # needs requirements-d4rl.txt
 
 Flags -> per-task presets (`configs.apply_presets`; explicit `--agent.KEY` flags win) -> datasets ->
 `Agent.create` -> `training.runner.train_task`. No algorithm logic lives here.
 
 Outputs: `<save_dir>/<run_name>/<task>/seed<k>/{train.csv, eval.csv, flags.json, final.json, checkpoints/}`,
 `<save_dir>/<run_name>/<task>/curves.png`, and `<save_dir>/<run_name>/summary.{csv,md}` (final success per
-task and per environment, mean ± std over seeds). `--resume` continues every task from its newest checkpoint
+task and per environment, mean ± std over seeds; D4RL tasks add the normalised score ×100). `--resume` continues every task from its newest checkpoint
 and skips finished tasks.
 """
 
 import dataclasses
 import difflib
+import functools
 import importlib.util
 import os
 import re
@@ -88,7 +90,8 @@ flags.DEFINE_string('env_name', 'cube-double-play-singletask-v0',
 flags.DEFINE_integer('seed', 0, 'Seed of the first run; with --num_seeds=S the seeds are seed, ..., seed+S-1.')
 flags.DEFINE_integer('num_seeds', 1, 'Number of seeds trained together in one process (vmapped).')
 flags.DEFINE_list('seeds', [], 'Explicit comma-separated seeds (overrides --seed/--num_seeds), e.g. 0,1,2.')
-flags.DEFINE_integer('offline_steps', 1_000_000, 'Offline updates.')
+flags.DEFINE_integer('offline_steps', 1_000_000, 'Offline updates (default 1M; 500K when every task is a D4RL '
+                     'task, the papers\' D4RL budget).')
 flags.DEFINE_integer('online_steps', 0, 'Online updates after the offline phase (one env step each).')
 flags.DEFINE_integer('eval_interval', 100_000, 'Evaluate every this many updates (also at step 1 and at the end).')
 flags.DEFINE_integer('eval_episodes', 50, 'Evaluation episodes per seed (0 = no evaluation).')
@@ -100,7 +103,8 @@ flags.DEFINE_integer('save_interval', 1_000_000, 'Checkpoint every this many upd
 flags.DEFINE_integer('steps_per_call', 100, 'K: offline updates fused into one jitted call (lax.scan).')
 flags.DEFINE_string('save_dir', 'exp/', 'Root folder of the run folders.')
 flags.DEFINE_string('run_name', '', 'Run folder name under save_dir (default: <agent_name>_<env_name>).')
-flags.DEFINE_string('dataset_dir', '~/.ogbench/data', "Folder of OGBench's dataset files (OGBench's default).")
+flags.DEFINE_string('dataset_dir', '~/.ogbench/data', "Folder of OGBench's dataset files (OGBench's default). D4RL "
+                    'tasks read Minari\'s store instead ($MINARI_DATASETS_PATH, default ~/.minari/datasets).')
 flags.DEFINE_integer('generate_missing_data', 0, 'If a manipulation dataset is missing and cannot be downloaded, '
                      'generate this many episodes locally (0 = do not generate).')
 flags.DEFINE_boolean('resume', False, 'Continue from the newest checkpoints in the run folder.')
@@ -162,9 +166,12 @@ def _task_configs(tasks: list[str], explicit_keys: list[str]) -> list[tuple]:
 
 def _ensure_datasets(tasks: list[str]) -> None:
     """Makes sure every task's dataset files exist (download / generate / clear error) before training."""
-    from datasets import names, ogbench_data
+    from datasets import d4rl, names, ogbench_data
     seen = set()
     for task in tasks:
+        if d4rl.is_d4rl_name(task):
+            d4rl.ensure_dataset(task)
+            continue
         spec = names.parse_env_name(task)
         if spec.dataset_name in seen:
             continue
@@ -173,6 +180,28 @@ def _ensure_datasets(tasks: list[str]) -> None:
         if not all(os.path.exists(p) for p in paths):
             ogbench_data.load_datasets(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,
                                        show_progress=FLAGS.progress_bar)
+
+
+def _check_d4rl_tasks(tasks: list[str]) -> None:
+    """D4RL tasks: the optional extra must be installed; the default budget becomes the papers' 500K.
+
+    A list mixing D4RL and OGBench tasks has no common default budget, so it needs --offline_steps.
+    """
+    import configs
+    from datasets import d4rl
+    d4rl_tasks = [task for task in tasks if d4rl.is_d4rl_name(task)]
+    if not d4rl_tasks:
+        return
+    try:
+        d4rl.check_extra(d4rl_tasks[0])
+    except ImportError as error:
+        raise SystemExit(f'error: {error}')
+    if FLAGS['offline_steps'].present:
+        return
+    if len(d4rl_tasks) < len(tasks):
+        raise SystemExit('error: --env_name mixes D4RL and OGBench tasks, whose default budgets differ (500K vs '
+                         '1M offline steps); pass --offline_steps explicitly or run them separately')
+    FLAGS.offline_steps = configs.PAPER_D4RL_OFFLINE_STEPS
 
 
 @dataclasses.dataclass
@@ -205,6 +234,7 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
         tasks = names.expand_env_names(FLAGS.env_name)
     except ValueError as error:
         raise SystemExit(f'error: --env_name: {error}')
+    _check_d4rl_tasks(tasks)
     try:
         get_agent_class(FLAGS.agent.agent_name)
     except ValueError as error:
@@ -227,7 +257,7 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
 
 def main(_argv: list[str]) -> None:
     from agents import get_agent_class
-    from datasets import ogbench_data
+    from datasets import d4rl, ogbench_data
     from training import logger
     from training.runner import NonFiniteLossError, TaskInputs, train_task
     from training.summary import write_summary
@@ -245,13 +275,23 @@ def main(_argv: list[str]) -> None:
                          **logger.run_metadata(REPO_DIR))
     results = []
     for task, run_dir, (config, sources) in zip(plan.tasks, plan.run_dirs, plan.task_configs):
-        train, val = ogbench_data.load_datasets(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,
-                                                show_progress=FLAGS.progress_bar)
         metadata = dict(base_metadata, agent_config=config.to_dict(), preset_sources=sources)
+        if d4rl.is_d4rl_name(task):
+            try:
+                train, val = d4rl.load_dataset(task)
+            except ValueError as error:  # DatasetError
+                raise SystemExit(f'error: {error}')
+            metadata['d4rl'] = dataclasses.asdict(d4rl.parse_d4rl_name(task))
+            env_kwargs = dict(env_factory=lambda task=task: d4rl.make_env(task),
+                              online_env_factory=lambda task=task: d4rl.make_env(task, online=True),
+                              return_to_score=functools.partial(d4rl.normalized_score, task))
+        else:
+            train, val = ogbench_data.load_datasets(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,
+                                                    show_progress=FLAGS.progress_bar)
+            env_kwargs = dict(env_factory=lambda task=task: ogbench_data.make_env(task))
         inputs = TaskInputs(task=task, agent_class=agent_class, config=config, train_data=train, val_data=val,
-                            env_factory=lambda task=task: ogbench_data.make_env(task), seeds=plan.seeds,
-                            run_dir=run_dir, metadata=metadata,
-                            wandb_project=FLAGS.wandb_project if FLAGS.wandb else None)
+                            seeds=plan.seeds, run_dir=run_dir, metadata=metadata,
+                            wandb_project=FLAGS.wandb_project if FLAGS.wandb else None, **env_kwargs)
         try:
             results.append(train_task(inputs, plan.options))
         except NonFiniteLossError as error:

@@ -10,6 +10,9 @@ Without `-task<k>` OGBench uses a default task (`DEFAULT_TASKS`).
 A *family* is a name without the task and version, e.g. `cube-double-play-singletask`,
 and stands for its five tasks. This module is pure Python (no jax/ogbench import), so
 `configs.py` and the command line can use it cheaply.
+
+`expand_env_names` also accepts the paper's 18 D4RL names (`antmaze-umaze-v2`, `pen-cloned-v1`, ...;
+see `datasets.d4rl`), which need the optional D4RL extra only when their data or envs are used.
 """
 
 import dataclasses
@@ -155,8 +158,11 @@ def expand_env_names(spec: str) -> list[str]:
     """Expands a task spec into single-task names, in order, without duplicates.
 
     `spec` is one name, a comma-separated list, or a family such as `cube-double-play-singletask`
-    (its five tasks, task1..task5). Every entry is validated.
+    (its five tasks, task1..task5). Every entry is validated. D4RL names (`antmaze-umaze-v2`) are
+    single tasks and pass through unchanged.
     """
+    from datasets import d4rl  # here, not at the top: d4rl imports ogbench_data, which imports this module
+
     names: list[str] = []
     entries = [entry.strip() for entry in spec.split(',')]
     if not spec.strip() or any(not entry for entry in entries):
@@ -167,6 +173,8 @@ def expand_env_names(spec: str) -> list[str]:
             if entry not in singletask_families():
                 raise _unknown(entry, 'task family', singletask_families())
             expanded = [f'{entry}-task{k}-v0' for k in range(1, NUM_TASKS + 1)]
+        elif d4rl.is_d4rl_name(entry) or d4rl.looks_like_d4rl_name(entry):
+            expanded = [d4rl.parse_d4rl_name(entry).name]
         else:
             expanded = [parse_env_name(entry).name]
         names += [name for name in expanded if name not in names]

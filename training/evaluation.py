@@ -5,8 +5,10 @@ Protocol (FQL's, with deterministic seeding):
 - episode e of seed s starts from `env.reset(seed=episode_env_seed(s, e))`, so every evaluation of a
   seed sees the same E initial states (common random numbers across evaluation steps) and a run is
   reproducible from `--seed`;
-- per episode: success = `info['success']` at the final step (OGBench), return = Σ rewards, length;
-  the reported numbers are their means over the E episodes. Nothing is selected or stopped on them.
+- per episode: success = `info['success']` at the final step (OGBench), return = Σ rewards, length,
+  and, when a `return_to_score` map is given (D4RL), score = return_to_score(return) (D4RL's
+  normalised score ×100); the reported numbers are their means over the E episodes. Nothing is
+  selected or stopped on them.
 
 Batching. An `EvalEnvPool` keeps S × M env instances (M = episodes run at once per seed). Each round
 resets M episodes per seed, then steps all live episodes together: one jitted call
@@ -23,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 PolicyFn = Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
+ReturnToScore = Callable[[np.ndarray], np.ndarray]  # (E,) episode returns -> (E,) scores
 
 
 def episode_env_seed(seed: int, episode: int) -> int:
@@ -61,7 +64,8 @@ class EvalEnvPool:
 
 
 def evaluate(agents: Any, pool: EvalEnvPool, policy_fn: PolicyFn, policy_keys: jax.Array,
-             seeds: list[int], num_episodes: int) -> tuple[list[dict[str, float]], dict[str, float]]:
+             seeds: list[int], num_episodes: int,
+             return_to_score: ReturnToScore | None = None) -> tuple[list[dict[str, float]], dict[str, float]]:
     """Runs `num_episodes` episodes per seed; returns (per-seed metrics, timing stats).
 
     Args:
@@ -71,10 +75,13 @@ def evaluate(agents: Any, pool: EvalEnvPool, policy_fn: PolicyFn, policy_keys: j
       policy_keys: (S, 2) keys for this evaluation (e.g. the evaluation stream folded with the step).
       seeds: the S seed values (for the env reset seeds).
       num_episodes: E episodes per seed (>= 1).
+      return_to_score: optional map from episode returns to scores (e.g. D4RL's normalised score ×100),
+        applied per episode before averaging.
 
     Returns:
       per seed: {'success': mean final-step info['success'], 'return': mean Σ reward,
-                 'episode_length': mean length}; stats: {'env_steps', 'seconds', 'env_steps_per_sec'}.
+                 'episode_length': mean length, and 'score': mean per-episode score if
+                 `return_to_score` is given}; stats: {'env_steps', 'seconds', 'env_steps_per_sec'}.
     """
     if num_episodes < 1:
         raise ValueError(f'num_episodes must be >= 1, got {num_episodes}')
@@ -112,5 +119,8 @@ def evaluate(agents: Any, pool: EvalEnvPool, policy_fn: PolicyFn, policy_keys: j
     seconds = time.perf_counter() - start
     per_seed_metrics = [{'success': float(successes[s].mean()), 'return': float(returns[s].mean()),
                          'episode_length': float(lengths[s].mean())} for s in range(num_seeds)]
+    if return_to_score is not None:
+        for s in range(num_seeds):
+            per_seed_metrics[s]['score'] = float(np.mean(return_to_score(returns[s])))
     stats = {'env_steps': env_steps, 'seconds': seconds, 'env_steps_per_sec': env_steps / max(seconds, 1e-9)}
     return per_seed_metrics, stats

@@ -13,7 +13,9 @@ policy after the previous update, so env steps cannot be fused: every step is on
 (one jitted call that appends the transition to each seed's replay buffer, does one update on a
 batch drawn uniformly from dataset ∪ buffer (`sample_union`), and picks the next actions). The
 transition is (s, a, r, mask = 1 − terminated, s', terminal = terminated or truncated); the env is
-reset after terminated or truncated. Each seed's buffer holds `online_steps` transitions, so for
+reset after terminated or truncated (the online env comes from `online_env_factory` when given: for
+D4RL AntMaze it shifts rewards by −1 like the dataset, while evaluation keeps the raw reward that
+D4RL's normalised score expects). Each seed's buffer holds `online_steps` transitions, so for
 FQL's budgets nothing is ever overwritten (see `datasets/buffer.py` for the union semantics). A
 resumed online phase restarts the interrupted episodes (the simulator state is not checkpointed),
 so only offline resumes are bitwise identical to an uninterrupted run. (A run killed in the offline
@@ -108,6 +110,7 @@ class TaskResult:
     success: list[float]
     episode_return: list[float]
     success_last3: list[float]  # mean of the last three evaluations (OGBench's reporting in the paper)
+    score: list[float] | None = None  # final normalised score ×100 (D4RL tasks only; the paper's D4RL metric)
 
 
 @dataclasses.dataclass
@@ -119,11 +122,13 @@ class TaskInputs:
     config: Any  # ml_collections.ConfigDict (after presets and --agent.* flags)
     train_data: dict[str, np.ndarray]  # numpy transition dict (datasets.ogbench_data.load_datasets)
     val_data: dict[str, np.ndarray] | None
-    env_factory: Callable[[], Any]  # builds one evaluation / online env
+    env_factory: Callable[[], Any]  # builds one evaluation env (and the online env unless online_env_factory)
     seeds: list[int]
     run_dir: str
     metadata: dict[str, Any]  # flags, preset sources, git hash, versions (written to flags.json)
     wandb_project: str | None = None
+    online_env_factory: Callable[[], Any] | None = None  # online env if it differs (D4RL AntMaze: reward − 1)
+    return_to_score: evaluation.ReturnToScore | None = None  # episode returns -> scores (D4RL normalised ×100)
 
 
 def seed_dir(run_dir: str, seed: int) -> str:
@@ -322,7 +327,7 @@ class TaskRun:
             self._eval_pool = evaluation.EvalEnvPool(self.inputs.env_factory, len(self.seeds), per_seed)
         keys = fold_keys(self.streams.evaluation, self.step)
         results, stats = evaluation.evaluate(self.state.agent, self._eval_pool, evaluation.policy_actions, keys, self.seeds,
-                                             self.options.eval_episodes)
+                                             self.options.eval_episodes, self.inputs.return_to_score)
         for s, result in enumerate(results):
             row = {f'evaluation/{k}': v for k, v in result.items()}
             row.update({'time/eval_env_steps_per_sec': stats['env_steps_per_sec'],
@@ -330,8 +335,9 @@ class TaskRun:
             self.eval_logs[s].log(self.step, row)
             if self.wandb:
                 self.wandb.log(self.step, s, row)
-        mean_success = np.mean([r['success'] for r in results])
-        tqdm.write(f'{self.inputs.task} step {self.step}: evaluation/success {mean_success:.3f} (mean of '
+        metric = 'score' if self.inputs.return_to_score is not None else 'success'
+        mean_metric = np.mean([r[metric] for r in results])
+        tqdm.write(f'{self.inputs.task} step {self.step}: evaluation/{metric} {mean_metric:.3f} (mean of '
                    f'{len(self.seeds)} seed(s)), {stats["env_steps_per_sec"]:.0f} env steps/s')
         self.plot()
 
@@ -377,7 +383,7 @@ class TaskRun:
         options, num_seeds = self.options, len(self.seeds)
         if self.step >= options.total_steps:
             return
-        envs = [self.inputs.env_factory() for _ in self.seeds]
+        envs = [(self.inputs.online_env_factory or self.inputs.env_factory)() for _ in self.seeds]
         observations = np.stack([env.reset(seed=_online_env_seed(seed, self.step))[0]
                                  for env, seed in zip(envs, self.seeds)]).astype(np.float32)
         actions = np.asarray(_online_actions(self.state.agent, observations, fold_keys(self.streams.online, self.step)))
@@ -422,23 +428,27 @@ class TaskRun:
     def finish(self) -> TaskResult:
         """Writes final.json per seed and the curves; returns the final evaluation."""
         success, returns, last3 = [], [], []
+        scores = [] if self.inputs.return_to_score is not None else None
         for s, directory in enumerate(self.seed_dirs):
             rows = [r for r in self.eval_logs[s].rows if 'evaluation/success' in r and r['evaluation/success'] != '']
             final = rows[-1] if rows and int(float(rows[-1]['step'])) == self.options.total_steps else None
             success.append(float(final['evaluation/success']) if final else float('nan'))
             returns.append(float(final['evaluation/return']) if final else float('nan'))
             last3.append(float(np.mean([float(r['evaluation/success']) for r in rows[-3:]])) if final else float('nan'))
-            logger.write_json(os.path.join(directory, 'final.json'), {
-                'task': self.inputs.task, 'seed': self.seeds[s], 'step': self.step,
-                'evaluation/success': success[-1], 'evaluation/return': returns[-1],
-                'evaluation/success_last3': last3[-1]})
+            payload = {'task': self.inputs.task, 'seed': self.seeds[s], 'step': self.step,
+                       'evaluation/success': success[-1], 'evaluation/return': returns[-1],
+                       'evaluation/success_last3': last3[-1]}
+            if scores is not None:
+                scores.append(float(final['evaluation/score']) if final else float('nan'))
+                payload['evaluation/score'] = scores[-1]
+            logger.write_json(os.path.join(directory, 'final.json'), payload)
         if self.options.eval_episodes > 0:
             self.plot()
         if self._eval_pool is not None:
             self._eval_pool.close()
         if self.wandb:
             self.wandb.close()
-        return TaskResult(self.inputs.task, self.seeds, self.step, success, returns, last3)
+        return TaskResult(self.inputs.task, self.seeds, self.step, success, returns, last3, scores)
 
 
 def _to_device(arrays: dict[str, np.ndarray]) -> Dataset:
@@ -457,8 +467,9 @@ def completed_result(run_dir: str, task: str, seeds: list[int], total_steps: int
         if final['step'] != total_steps:
             return None
         finals.append(final)
+    scores = [f['evaluation/score'] for f in finals] if all('evaluation/score' in f for f in finals) else None
     return TaskResult(task, seeds, total_steps, [f['evaluation/success'] for f in finals],
-                      [f['evaluation/return'] for f in finals], [f['evaluation/success_last3'] for f in finals])
+                      [f['evaluation/return'] for f in finals], [f['evaluation/success_last3'] for f in finals], scores)
 
 
 def train_task(inputs: TaskInputs, options: RunOptions) -> TaskResult:

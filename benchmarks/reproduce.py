@@ -1,0 +1,439 @@
+"""CPU-scale reproduction study: MeanFlowQL against FQL on two OGBench cube-single-play tasks.
+
+    python benchmarks/reproduce.py                 # the whole study (~2 h on 2 CPU cores), resumable
+    python benchmarks/reproduce.py --report_only   # rebuild the table and figure from finished runs
+
+What it does, in order:
+1. Generates the cube-single-play dataset locally (`datasets.generate`, `--num_episodes` train episodes of
+   1001 steps plus a tenth as many validation episodes, fixed seed), unless the files are already there.
+2. Trains every run of the study with `main.py` (one subprocess per run, `--num_seeds` vmapped seeds each,
+   `--resume`, so an interrupted study continues from its last checkpoint). With `--workers=2` two runs go
+   side by side, each pinned to its own CPU core: on 2 cores this is ~1.2x faster than one run on both.
+   The runs: FQL and MFQL on each task, plus two MFQL ablations on the first task (N = 1 candidate in the
+   Bellman target and at evaluation; a fixed α instead of the adaptive rule).
+3. Writes `benchmarks/results/reproduce-cpu.{md,csv,png}`: the success table (per seed, the mean of the
+   last two evaluations of `--eval_episodes` episodes; then mean ± std over seeds), the ablation table,
+   training diagnostics (MFI fit, out-of-bound actions, α, Q values), wall times, the exact commands and
+   the library versions.
+
+Both agents get the same network size and kind (2-layer 256-wide GELU MLPs for the actor(s) and the twin
+critic), batch size, number of updates and seeds. The authors' DiT actor runs ~4 updates/s on 2 CPU cores
+and would not fit the 2-hour budget; it is what `main.py` uses by default and what GPU runs should use.
+Every other setting is the agent's own default or published preset for cube-single (`configs.py`).
+"""
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_DIR)
+
+from training.logger import write_json  # noqa: E402
+
+DATASET = 'cube-single-play-v0'
+SUCCESS = 'evaluation/success'
+SMALL_NETS = {
+    'fql': ["--agent.actor_hidden_dims=(256,256)", "--agent.value_hidden_dims=(256,256)"],
+    'mfql': ["--agent.actor_arch=mlp", "--agent.actor_mlp_hidden_dims=(256,256)",
+             "--agent.value_hidden_dims=(256,256)"],
+}
+# Logged training metrics shown in the diagnostics table (mean over seeds of the last logged row).
+DIAGNOSTICS = {
+    'fql': ('actor/mse', 'actor/distill_loss', 'critic/q_mean', 'critic/q_max', 'critic/loss'),
+    'mfql': ('actor/mfi_mse', 'actor/out_of_bound_fraction', 'alpha', 'critic/q_mean', 'critic/q_max',
+             'critic/loss'),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One main.py invocation of the study."""
+
+    name: str  # run folder name, e.g. 'mfql_task2'
+    agent: str  # 'fql' | 'mfql'
+    task: str  # OGBench single-task name
+    label: str  # how the tables name it
+    extra_flags: tuple[str, ...] = ()  # agent overrides beyond SMALL_NETS (ablations)
+
+
+def task_name(task: int) -> str:
+    return f'cube-single-play-singletask-task{task}-v0'
+
+
+def study_runs(args: argparse.Namespace) -> list[Run]:
+    """The study's runs in the order they start.
+
+    MFQL on the first task and FQL on the second go first: the first shows whether MFQL's settings learn
+    at all, the second is the check that the second task is learnable by FQL at this budget.
+    """
+    first, second = args.tasks
+    mfql_first = Run(f'mfql_task{first}', 'mfql', task_name(first), 'MFQL')
+    return [
+        mfql_first,
+        Run(f'fql_task{second}', 'fql', task_name(second), 'FQL'),
+        Run(f'fql_task{first}', 'fql', task_name(first), 'FQL'),
+        Run(f'mfql_task{second}', 'mfql', task_name(second), 'MFQL'),
+        dataclasses.replace(mfql_first, name=f'mfql_task{first}_n1', label='MFQL, N = 1 (no best-of-N)',
+                            extra_flags=('--agent.num_candidates_eval=1', '--agent.num_candidates_target=1')),
+        dataclasses.replace(mfql_first, name=f'mfql_task{first}_fixed_alpha', label='MFQL, fixed α',
+                            extra_flags=('--agent.alpha_mode=fixed',)),
+    ]
+
+
+def run_command(run: Run, args: argparse.Namespace) -> list[str]:
+    """The exact main.py command of a run (also printed in the report)."""
+    command = [
+        'python', 'main.py', f'--agent=agents/{run.agent}.py', f'--env_name={run.task}',
+        f'--dataset_dir={args.data_dir}', f'--save_dir={args.work_dir}', f'--run_name={run.name}',
+        f'--num_seeds={args.num_seeds}', f'--offline_steps={args.steps}', f'--eval_interval={args.eval_interval}',
+        f'--eval_episodes={args.eval_episodes}', f'--log_interval={args.log_interval}',
+        f'--save_interval={args.eval_interval}', '--progress_bar=false', '--resume',
+    ]
+    command += SMALL_NETS[run.agent]
+    if run.agent == 'mfql':
+        command.append(f'--agent.alpha={args.mfql_alpha:g}')
+    command += list(run.extra_flags)
+    return command
+
+
+def generate_command(args: argparse.Namespace) -> list[str]:
+    return ['python', '-m', 'datasets.generate', f'--env_name={DATASET}', f'--num_episodes={args.num_episodes}',
+            '--seed=0', f'--dataset_dir={args.data_dir}', f'--workers={args.workers}']
+
+
+def seed_dirs(run: Run, args: argparse.Namespace) -> list[str]:
+    return [os.path.join(args.work_path, run.name, run.task, f'seed{seed}') for seed in range(args.num_seeds)]
+
+
+def read_csv(path: str) -> list[dict[str, float]]:
+    if not os.path.exists(path):
+        return []
+    with open(path, newline='') as f:
+        return [{key: float(value) for key, value in row.items() if value not in ('', None)}
+                for row in csv.DictReader(f)]
+
+
+def is_finished(run: Run, args: argparse.Namespace) -> bool:
+    """True when every seed has its final evaluation (main.py writes it after the last update)."""
+    for directory in seed_dirs(run, args):
+        rows = read_csv(os.path.join(directory, 'eval.csv'))
+        if not rows or int(rows[-1]['step']) != args.steps:
+            return False
+    return True
+
+
+def last_logged_step(run: Run, args: argparse.Namespace) -> int:
+    rows = read_csv(os.path.join(seed_dirs(run, args)[0], 'train.csv'))
+    return int(rows[-1]['step']) if rows else 0
+
+
+# ----------------------------------------------------------------------------------------------- running
+def _pin_to_core(core: int | None):
+    if core is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {core})
+
+
+def _load_state(path: str) -> dict[str, Any]:
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return {'wall_seconds': {}}
+
+
+def train_all(runs: list[Run], args: argparse.Namespace, state_path: str) -> None:
+    """Runs every unfinished run with `args.workers` concurrent main.py processes; resumable."""
+    state = _load_state(state_path)
+    pending = [run for run in runs if not is_finished(run, args)]
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []
+    pin = args.workers > 1 and len(cores) >= args.workers
+    free_cores = list(cores[:args.workers]) if pin else [None] * args.workers
+    active: dict[str, tuple[Run, subprocess.Popen, float, Any, int | None]] = {}
+    log_dir = os.path.join(args.work_path, 'logs')
+    os.makedirs(log_dir, exist_ok=True)
+    env = dict(os.environ, MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'))
+    last_report = 0.0
+    while pending or active:
+        while pending and free_cores:
+            run = pending.pop(0)
+            core = free_cores.pop(0)
+            log = open(os.path.join(log_dir, f'{run.name}.log'), 'a')
+            command = run_command(run, args)
+            print(f'[start] {run.name} (core {core}): {shlex.join(command)}', flush=True)
+            process = subprocess.Popen(command, cwd=REPO_DIR, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                       preexec_fn=_pin_to_core(core))
+            active[run.name] = (run, process, time.time(), log, core)
+        time.sleep(5)
+        for name in list(active):
+            run, process, started, log, core = active[name]
+            if process.poll() is None:
+                continue
+            log.close()
+            state['wall_seconds'][name] = state['wall_seconds'].get(name, 0.0) + time.time() - started
+            write_json(state_path, state)
+            del active[name]
+            free_cores.append(core)
+            if process.returncode != 0:
+                for other in active.values():
+                    other[1].terminate()
+                raise SystemExit(f'error: run {name} failed with exit code {process.returncode}; see '
+                                 f'{os.path.join(log_dir, name + ".log")} (rerun this script to resume)')
+            print(f'[done] {name} in {state["wall_seconds"][name] / 60:.1f} min (total for this run)', flush=True)
+        if time.time() - last_report > args.progress_seconds and active:
+            last_report = time.time()
+            parts = [f'{name} {last_logged_step(run, args)}/{args.steps}' for name, (run, *_) in active.items()]
+            print(f'[progress {time.strftime("%H:%M:%S")}] ' + ', '.join(parts)
+                  + f'; {len(pending)} run(s) waiting', flush=True)
+
+
+# ----------------------------------------------------------------------------------------------- report
+def seed_scores(run: Run, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Per seed: the mean success of the last two evaluations, the first evaluation, and the curve."""
+    final, initial = [], []
+    for directory in seed_dirs(run, args):
+        rows = read_csv(os.path.join(directory, 'eval.csv'))
+        final.append(float(np.mean([row[SUCCESS] for row in rows[-2:]])))
+        initial.append(rows[0][SUCCESS])
+    return {'final': final, 'initial': initial}
+
+
+def curves(run: Run, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """(steps (E,), success (S, E)) from the seeds' eval.csv files."""
+    per_seed = [read_csv(os.path.join(d, 'eval.csv')) for d in seed_dirs(run, args)]
+    steps = np.array([row['step'] for row in per_seed[0]])
+    return steps, np.array([[row[SUCCESS] for row in rows] for rows in per_seed])
+
+
+def diagnostics(run: Run, args: argparse.Namespace) -> dict[str, float]:
+    """Mean over seeds of the last logged training metrics (DIAGNOSTICS) and of the updates/s."""
+    last_rows = [read_csv(os.path.join(d, 'train.csv'))[-1] for d in seed_dirs(run, args)]
+    values = {key: float(np.mean([row[f'training/{key}'] for row in last_rows])) for key in DIAGNOSTICS[run.agent]}
+    values['updates/s'] = float(np.mean([row['time/updates_per_sec'] for row in last_rows]))
+    return values
+
+
+def _mean_std(values: list[float]) -> str:
+    return f'{np.mean(values):.2f} ± {np.std(values):.2f}'
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata
+    result = {'python': platform.python_version()}
+    for package in ('jax', 'jaxlib', 'flax', 'optax', 'ogbench', 'mujoco', 'numpy'):
+        try:
+            result[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            result[package] = 'not installed'
+    return result
+
+
+def cpu_description() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            model = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        model = platform.processor() or 'unknown CPU'
+    return f'{model}, {len(os.sched_getaffinity(0))} cores'
+
+
+def dataset_size(args: argparse.Namespace) -> str:
+    sizes = []
+    for suffix in ('', '-val'):
+        with np.load(os.path.join(args.data_path, f'{DATASET}{suffix}.npz')) as data:
+            sizes.append(len(data['terminals']))
+    return f'{sizes[0]:,} train + {sizes[1]:,} val transitions'
+
+
+def plot(runs: list[Run], args: argparse.Namespace, path: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    panels = [(f'task{task}', [run for run in runs if run.task == task_name(task) and not run.extra_flags])
+              for task in args.tasks]
+    panels.append((f'task{args.tasks[0]} ablations', [run for run in runs if run.task == task_name(args.tasks[0])
+                                                      and run.agent == 'mfql']))
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), sharey=True)
+    for axis, (title, panel_runs) in zip(axes, panels):
+        for run in panel_runs:
+            steps, success = curves(run, args)
+            mean, std = success.mean(0), success.std(0)
+            axis.plot(steps, mean, marker='o', label=run.label)
+            axis.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        axis.set_title(f'cube-single-play {title}')
+        axis.set_xlabel('updates')
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    axes[0].set_ylabel(f'success (mean ± std over {args.num_seeds} seeds)')
+    figure.tight_layout()
+    temporary = path + '.tmp.png'
+    figure.savefig(temporary, dpi=110)
+    os.replace(temporary, path)
+    plt.close(figure)
+
+
+def write_report(runs: list[Run], args: argparse.Namespace, state_path: str) -> None:
+    state = _load_state(state_path)
+    os.makedirs(args.results_path, exist_ok=True)
+    stem = os.path.join(args.results_path, 'reproduce-cpu')
+    scores = {run.name: seed_scores(run, args) for run in runs}
+    rows = []
+    for run in runs:
+        for seed, (final, initial) in enumerate(zip(scores[run.name]['final'], scores[run.name]['initial'])):
+            rows.append(dict(run=run.name, agent=run.agent, task=run.task, seed=seed, initial_success=initial,
+                             final_success=final))
+    temporary = stem + '.csv.tmp'
+    with open(temporary, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, stem + '.csv')
+    plot(runs, args, stem + '.png')
+
+    last_two = f'{args.steps - args.eval_interval} and {args.steps}'
+    lines = [
+        '# Reproduction study at CPU scale: MFQL vs FQL on cube-single-play',
+        '',
+        f'Generated by `python benchmarks/reproduce.py` on {time.strftime("%Y-%m-%d")} ({cpu_description()}, no GPU).',
+        f'Dataset: `{DATASET}` generated locally with OGBench\'s oracles, {args.num_episodes} train episodes '
+        f'({dataset_size(args)}), seed 0.',
+        f'Budget per run: {args.steps:,} updates, batch 256, {args.num_seeds} seeds trained together (vmapped); '
+        f'evaluation every {args.eval_interval:,} updates with {args.eval_episodes} episodes per seed.',
+        f'Score per seed: mean success of the last two evaluations (updates {last_two}); table: mean ± std over '
+        'seeds. With 50 episodes × 3 seeds, differences under ~0.1 are noise.',
+        'Networks (both agents): 2×256 GELU MLP actor(s) and a 2×256 twin critic with LayerNorm. '
+        f'FQL: α = 300, γ = 0.99 (FQL\'s cube presets). MFQL: α = {args.mfql_alpha:g} (adaptive rule), '
+        'γ = 0.995, best-of-5 target and evaluation (see the α note below).',
+        '',
+        '## Main result',
+        '',
+        '| task | agent | success (initial) | success (final) | wall time | published (GPU, 1M updates, official data) |',
+        '|---|---|---|---|---|---|',
+    ]
+    main_runs = sorted((run for run in runs if not run.extra_flags),
+                       key=lambda run: (run.task != task_name(args.tasks[0]), run.agent))
+    for run in main_runs:
+        wall = state['wall_seconds'].get(run.name)
+        lines.append(f'| {run.task} | {run.label} | {_mean_std(scores[run.name]["initial"])} | '
+                     f'**{_mean_std(scores[run.name]["final"])}** | '
+                     f'{"n/a" if wall is None else f"{wall / 60:.0f} min"} | not available to us (see below) |')
+    lines += [
+        '',
+        f'## Ablation on task{args.tasks[0]} (same budget and seeds)',
+        '',
+        '| variant | success (final) | per-seed |',
+        '|---|---|---|',
+    ]
+    for run in runs:
+        if run.agent == 'mfql' and run.task == task_name(args.tasks[0]):
+            final = scores[run.name]['final']
+            lines.append(f'| {run.label} | {_mean_std(final)} | {", ".join(f"{x:.2f}" for x in final)} |')
+    lines += [
+        '',
+        '## Training diagnostics (last logged values, mean over seeds)',
+        '',
+        '| run | ' + ' | '.join(sorted({k for r in runs for k in (*DIAGNOSTICS[r.agent], 'updates/s')})) + ' |',
+    ]
+    keys = sorted({k for r in runs for k in (*DIAGNOSTICS[r.agent], 'updates/s')})
+    lines.append('|---' * (len(keys) + 1) + '|')
+    for run in runs:
+        values = diagnostics(run, args)
+        lines.append(f'| {run.name} | ' + ' | '.join(f'{values[k]:.3g}' if k in values else '' for k in keys) + ' |')
+    lines += [
+        '',
+        '![learning curves](reproduce-cpu.png)',
+        '',
+        '## Commands',
+        '',
+        '```',
+        f'python benchmarks/reproduce.py {" ".join(args.argv)}'.rstrip(),
+        '# which runs:',
+        shlex.join(generate_command(args)),
+        *[shlex.join(run_command(run, args)) for run in runs],
+        '```',
+        '',
+        'Versions: ' + ', '.join(f'{k} {v}' for k, v in versions().items()) + '.',
+        '',
+        f'Wall time of the study: {sum(state["wall_seconds"].values()) / 60:.0f} min of run time over '
+        f'{args.workers} concurrent worker(s); end-to-end {state.get("study_seconds", 0) / 60:.0f} min '
+        '(dataset generation included).',
+    ]
+    if args.notes_path and os.path.exists(args.notes_path):
+        with open(args.notes_path) as f:
+            lines += ['', f.read().strip()]
+    temporary = stem + '.md.tmp'
+    with open(temporary, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    os.replace(temporary, stem + '.md')
+    print('\n'.join(lines))
+    print(f'\nwrote {stem}.md, {stem}.csv and {stem}.png')
+
+
+# ----------------------------------------------------------------------------------------------- main
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--tasks', default='2,1', help='two cube-single-play task numbers; the first gets the ablations')
+    parser.add_argument('--steps', type=int, default=40_000, help='updates per run')
+    parser.add_argument('--num_seeds', type=int, default=3, help='seeds per run (vmapped)')
+    parser.add_argument('--eval_interval', type=int, default=10_000, help='updates between evaluations')
+    parser.add_argument('--eval_episodes', type=int, default=50, help='evaluation episodes per seed')
+    parser.add_argument('--log_interval', type=int, default=2_500, help='updates between training-metric rows')
+    parser.add_argument('--num_episodes', type=int, default=300, help='train episodes of the generated dataset')
+    parser.add_argument('--mfql_alpha', type=float, default=300.0, help='α₀ of MFQL (see the α note)')
+    parser.add_argument('--workers', type=int, default=2, help='runs trained side by side (one CPU core each)')
+    parser.add_argument('--data_dir', default='exp/reproduce/data', help='dataset folder')
+    parser.add_argument('--work_dir', default='exp/reproduce', help='run folders, logs and the study state')
+    parser.add_argument('--results_dir', default='benchmarks/results', help='where the report is written')
+    parser.add_argument('--notes', default='benchmarks/results/reproduce-notes.md',
+                        help='hand-written analysis appended to the report when the file exists')
+    parser.add_argument('--progress_seconds', type=float, default=120, help='seconds between progress lines')
+    parser.add_argument('--report_only', action='store_true', help='only rebuild the report from finished runs')
+    args = parser.parse_args(argv)
+    args.argv = argv
+    args.tasks = [int(task) for task in args.tasks.split(',')]
+    if len(args.tasks) != 2 or len(set(args.tasks)) != 2 or any(task not in range(1, 6) for task in args.tasks):
+        parser.error(f'--tasks must be two different task numbers in 1..5, got {args.tasks}')
+    if args.steps % args.eval_interval or args.steps < 2 * args.eval_interval:
+        parser.error('--steps must be a multiple of --eval_interval and at least two intervals, got '
+                     f'{args.steps} and {args.eval_interval}')
+    # The commands keep the folders as given (main.py runs from the repository root); file reads use the
+    # absolute *_path versions.
+    for name in ('data_dir', 'work_dir', 'results_dir', 'notes'):
+        setattr(args, name.replace('_dir', '') + '_path', os.path.abspath(os.path.join(REPO_DIR, getattr(args, name))))
+    return args
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    runs = study_runs(args)
+    os.makedirs(args.work_path, exist_ok=True)
+    state_path = os.path.join(args.work_path, 'study_state.json')
+    if not args.report_only:
+        started = time.time()
+        if not all(os.path.exists(os.path.join(args.data_path, f'{DATASET}{s}.npz')) for s in ('', '-val')):
+            print(f'[data] {shlex.join(generate_command(args))}', flush=True)
+            subprocess.run(generate_command(args), cwd=REPO_DIR, check=True,
+                           env=dict(os.environ, MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl')))
+        train_all(runs, args, state_path)
+        state = _load_state(state_path)
+        state['study_seconds'] = state.get('study_seconds', 0.0) + time.time() - started
+        write_json(state_path, state)
+    missing = [run.name for run in runs if not is_finished(run, args)]
+    if missing:
+        raise SystemExit(f'error: runs not finished: {missing}; run without --report_only to train them')
+    write_report(runs, args, state_path)
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

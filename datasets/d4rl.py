@@ -309,7 +309,9 @@ def load_dataset(name: str) -> tuple[dict[str, np.ndarray], None]:
 
     task = parse_d4rl_name(name)
     try:
-        dataset = minari.load_dataset(minari_id)
+        with warnings.catch_warnings():  # Minari rebuilds the stored EnvSpec; gymnasium notes that v5 exists
+            warnings.simplefilter('ignore', DeprecationWarning)
+            dataset = minari.load_dataset(minari_id)
     except Exception as error:  # unreadable or incompatible files
         raise DatasetError(f'{local_dataset_dir(minari_id)}: Minari cannot load {minari_id} '
                            f'({type(error).__name__}: {error}).') from error

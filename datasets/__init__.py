@@ -7,6 +7,8 @@ Modules (import them directly; this package imports nothing heavy):
 - `names`: OGBench single-task name grammar (`parse_env_name`, `expand_env_names`).
 - `ogbench_data`: `load_datasets(env_name, dataset_dir, generate_missing_episodes)` -> (train, val) numpy
   dicts via OGBench's loader, after validating the files; `make_env(env_name)` for evaluation.
+- `d4rl`: optional D4RL AntMaze/Adroit tasks via Minari (`load_dataset(name)`, `make_env(name)`,
+  `normalized_score(name, returns)`); needs `pip install -r requirements-d4rl.txt`.
 - `generate`: local generation of manipulation datasets (`python -m datasets.generate ...`).
 - `buffer`: device-resident `Dataset`, `ReplayBuffer`, `sample_union`, `dataset_from_numpy`.
 """

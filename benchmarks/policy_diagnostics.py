@@ -1,0 +1,113 @@
+"""What a trained policy does on held-out data: fit to the data actions, action bounds, and Q improvement.
+
+    python benchmarks/policy_diagnostics.py --run_dir=exp/reproduce/mfql_task2 [--step=40000]
+
+For every seed folder of a main.py run (`<run_dir>/<task>/seed<k>`), it rebuilds the agent from
+`flags.json`, loads the checkpoint at `--step` (default: the newest) and, on `--num_samples` transitions of
+the task's validation split, reports (means over the samples, then mean ± std over seeds):
+- `mse_to_data`: mean over samples and action dims of (a_policy − a_data)², with a_policy the one-step action
+  from one noise draw (MFQL: g(s, e, b=0, t=1); FQL: μ(s, z)), before clipping. A pure behaviour-cloning policy
+  on this data scores about twice the data's conditional action variance; a policy that ignores the data
+  scores much more.
+- `out_of_bounds`: fraction of one-step action entries outside [−1, 1] (before clipping).
+- `q_data`, `q_one_step`, `q_policy`: ensemble-mean Q of the online critic at the data action, at the clipped
+  one-step action, and at the action `sample_actions` returns (MFQL: best of N by the target critic).
+  `q_policy − q_data` > 0 says the policy picks actions its critic prefers to the behaviour policy's.
+These separate "the generator does not fit the data" from "the Q term does not move the policy" when an agent
+does not learn.
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from agents import get_agent_class  # noqa: E402
+from datasets import ogbench_data  # noqa: E402
+from training import checkpoint  # noqa: E402
+from training.fused import TrainingState  # noqa: E402
+
+BATCH_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations', 'terminals')
+
+
+def one_step_actions(agent, observations: jax.Array, noise: jax.Array) -> jax.Array:
+    """The agent's single-sample action before clipping: (B, o), (B, d) -> (B, d)."""
+    if agent.config['agent_name'] == 'mfql':
+        return agent.actor_fn()(observations, noise, jnp.ones((1, 1)))
+    if agent.config['agent_name'] == 'fql':
+        return agent.one_step_actions(observations, noise)
+    raise ValueError(f"no one-step action rule for agent {agent.config['agent_name']!r}")
+
+
+@jax.jit
+def _measure(agent, observations: jax.Array, data_actions: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
+    noise_rng, policy_rng = jax.random.split(rng)
+    noise = jax.random.normal(noise_rng, data_actions.shape)
+    raw = one_step_actions(agent, observations, noise)
+    policy = agent.sample_actions(observations, policy_rng)
+    critic = agent.network.select('critic')
+
+    def q(actions):
+        return critic(observations, actions).mean(axis=0).mean()
+
+    return {'mse_to_data': jnp.mean((raw - data_actions) ** 2),
+            'out_of_bounds': jnp.mean(jnp.abs(raw) > 1.0),
+            'q_data': q(data_actions), 'q_one_step': q(jnp.clip(raw, -1.0, 1.0)), 'q_policy': q(policy)}
+
+
+def seed_metrics(seed_dir: str, step: int | None, val: dict[str, np.ndarray], num_samples: int) -> dict:
+    with open(os.path.join(seed_dir, 'flags.json')) as f:
+        flags = json.load(f)
+    config = ml_collections.ConfigDict(flags['agent_config'])
+    agent_class = get_agent_class(config.agent_name)
+    example = {key: jnp.asarray(val[key][:1]) for key in BATCH_KEYS}
+    template = TrainingState(agent=agent_class.create(jax.random.PRNGKey(0), example, config),
+                             sample_key=jax.random.PRNGKey(0))
+    steps = checkpoint.checkpoint_steps(seed_dir)
+    if not steps:
+        raise SystemExit(f'error: no checkpoints in {seed_dir}')
+    step = steps[-1] if step is None else step
+    if step not in steps:
+        raise SystemExit(f'error: no checkpoint at step {step} in {seed_dir}; saved steps: {steps}')
+    state, _ = checkpoint.load_checkpoint(seed_dir, step, template)
+    index = np.random.default_rng(0).choice(len(val['actions']), min(num_samples, len(val['actions'])),
+                                            replace=False)
+    metrics = _measure(state.agent, jnp.asarray(val['observations'][index]), jnp.asarray(val['actions'][index]),
+                       jax.random.PRNGKey(1))
+    return {'step': step, **{key: float(value) for key, value in metrics.items()}}
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--run_dir', required=True, help='a main.py run folder (<save_dir>/<run_name>)')
+    parser.add_argument('--step', type=int, default=None, help='checkpoint step (default: the newest)')
+    parser.add_argument('--num_samples', type=int, default=4096, help='validation transitions used')
+    parser.add_argument('--dataset_dir', default=None, help="dataset folder (default: the run's own)")
+    args = parser.parse_args(argv)
+    task_dirs = sorted(d for d in glob.glob(os.path.join(args.run_dir, '*')) if glob.glob(os.path.join(d, 'seed*')))
+    if not task_dirs:
+        raise SystemExit(f'error: {args.run_dir} has no <task>/seed<k> folders')
+    for task_dir in task_dirs:
+        seed_dirs = sorted(glob.glob(os.path.join(task_dir, 'seed*')))
+        with open(os.path.join(seed_dirs[0], 'flags.json')) as f:
+            dataset_dir = args.dataset_dir or json.load(f)['flags']['dataset_dir']
+        _, val = ogbench_data.load_datasets(os.path.basename(task_dir), dataset_dir, show_progress=False)
+        per_seed = [seed_metrics(d, args.step, val, args.num_samples) for d in seed_dirs]
+        print(f'{task_dir} (step {per_seed[0]["step"]}, {len(per_seed)} seeds, '
+              f'{min(args.num_samples, len(val["actions"]))} val transitions)')
+        for key in ('mse_to_data', 'out_of_bounds', 'q_data', 'q_one_step', 'q_policy'):
+            values = [m[key] for m in per_seed]
+            print(f'  {key:14s} {np.mean(values):9.4f} ± {np.std(values):.4f}   per seed: '
+                  + ', '.join(f'{v:.4f}' for v in values))
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

@@ -1,18 +1,23 @@
 """CPU-scale reproduction study: MeanFlowQL against FQL on two OGBench cube-single-play tasks.
 
-    python benchmarks/reproduce.py                 # the whole study (~2 h on 2 CPU cores), resumable
-    python benchmarks/reproduce.py --report_only   # rebuild the table and figure from finished runs
+    python benchmarks/reproduce.py                     # the whole study, resumable
+    python benchmarks/reproduce.py --only=fql_task2    # just some runs (names as in the report)
+    python benchmarks/reproduce.py --report_only       # rebuild the tables and figure from finished runs
+
+Cost on our 2-core CPU: each run (3 seeds x 40k updates + 5 evaluations of 50 episodes per seed) takes
+42-50 min with two runs side by side, so the 8 runs take ~3.3 h; see the report for measured times.
 
 What it does, in order:
 1. Generates the cube-single-play dataset locally (`datasets.generate`, `--num_episodes` train episodes of
    1001 steps plus a tenth as many validation episodes, fixed seed), unless the files are already there.
 2. Trains every run of the study with `main.py` (one subprocess per run, `--num_seeds` vmapped seeds each,
    `--resume`, so an interrupted study continues from its last checkpoint). With `--workers=2` two runs go
-   side by side, each pinned to its own CPU core: on 2 cores this is ~1.2x faster than one run on both.
-   The runs: FQL and MFQL on each task, plus two MFQL ablations on the first task (N = 1 candidate in the
-   Bellman target and at evaluation; a fixed α instead of the adaptive rule).
-3. Writes `benchmarks/results/reproduce-cpu.{md,csv,png}`: the success table (per seed, the mean of the
-   last two evaluations of `--eval_episodes` episodes; then mean ± std over seeds), the ablation table,
+   side by side, each pinned to its own CPU core so that they do not compete for one.
+   The runs: FQL and MFQL on each task, an MFQL α sweep on the first task, and two MFQL ablations there
+   (N = 1 candidate in the Bellman target and at evaluation; a fixed α instead of the adaptive rule).
+3. Writes `benchmarks/results/reproduce-cpu.{md,csv,png}` from the finished runs: the success table (per seed,
+   the mean of the last two evaluations of `--eval_episodes` episodes; then mean ± std over seeds), the
+   MFQL-variants table,
    training diagnostics (MFI fit, out-of-bound actions, α, Q values), wall times, the exact commands and
    the library versions.
 

@@ -269,12 +269,14 @@ def plot(runs: list[Run], args: argparse.Namespace, path: str) -> None:
                                                       and run.agent == 'mfql']))
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), sharey=True, squeeze=False)
     axes = axes[0]
+    labels = list(dict.fromkeys(['FQL', 'MFQL', *(run.label for run in runs)]))
+    colors = {label: f'C{i}' for i, label in enumerate(labels)}  # one colour per variant in every panel
     for axis, (title, panel_runs) in zip(axes, panels):
         for run in panel_runs:
             steps, success = curves(run, args)
             mean, std = success.mean(0), success.std(0)
-            axis.plot(steps, mean, marker='o', label=run.label)
-            axis.fill_between(steps, mean - std, mean + std, alpha=0.2)
+            axis.plot(steps, mean, marker='o', label=run.label, color=colors[run.label])
+            axis.fill_between(steps, mean - std, mean + std, alpha=0.2, color=colors[run.label])
         axis.set_title(f'cube-single-play {title}')
         axis.set_xlabel('updates')
         axis.grid(alpha=0.3)
@@ -325,7 +327,7 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
         'Published figures (GPU, 1M updates, official data): the per-task cube-single numbers of both papers were '
         'not available to us (docs/reproducing.md); none are quoted.',
         'Wall time: main.py\'s own clock from the start of training to the final evaluation, 3 seeds on one '
-        'CPU core (two runs side by side).',
+        'CPU core (two runs side by side; a run that shared the cores with a third process took longer).',
         '',
         '## Main result',
         '',

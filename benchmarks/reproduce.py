@@ -43,6 +43,8 @@ import numpy as np
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_DIR)
 
+from training import logger  # noqa: E402
+
 DATASET = 'cube-single-play-v0'
 SUCCESS = 'evaluation/success'
 SMALL_NETS = {
@@ -125,11 +127,8 @@ def seed_dirs(run: Run, args: argparse.Namespace) -> list[str]:
 
 
 def read_csv(path: str) -> list[dict[str, float]]:
-    if not os.path.exists(path):
-        return []
-    with open(path, newline='') as f:
-        return [{key: float(value) for key, value in row.items() if value not in ('', None)}
-                for row in csv.DictReader(f)]
+    """`training.logger.read_csv`, with no rows for a file that does not exist yet (a run not started)."""
+    return logger.read_csv(path) if os.path.exists(path) else []
 
 
 def is_finished(run: Run, args: argparse.Namespace) -> bool:

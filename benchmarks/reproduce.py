@@ -30,6 +30,7 @@ Every other setting is the agent's own default or published preset for cube-sing
 import argparse
 import csv
 import dataclasses
+import json
 import os
 import platform
 import shlex
@@ -52,6 +53,11 @@ SMALL_NETS = {
     'mfql': ["--agent.actor_arch=mlp", "--agent.actor_mlp_hidden_dims=(256,256)",
              "--agent.value_hidden_dims=(256,256)"],
 }
+# MFQL settings that differ from its defaults so that both agents share one protocol: FQL's constant
+# learning rate and discount. The authors' actor schedule (1e-4, 5% warm-up, cosine to 1e-5) is sized for
+# 1M updates; squeezed into 40k it integrates to ~2.2 learning-rate-updates against FQL's 12, and the γ = 0.995
+# quoted for OGBench would make the critics' horizon differ between the agents.
+MFQL_PROTOCOL = ['--agent.actor_lr=3e-4', '--agent.lr_min_ratio=1', '--agent.discount=0.99']
 # Logged training metrics shown in the diagnostics table (mean over seeds of the last logged row).
 DIAGNOSTICS = {
     'fql': ('actor/mse', 'actor/distill_loss', 'critic/q_mean', 'critic/q_max', 'critic/loss'),
@@ -69,6 +75,8 @@ class Run:
     task: str  # OGBench single-task name
     label: str  # how the tables name it
     extra_flags: tuple[str, ...] = ()  # agent overrides beyond SMALL_NETS (ablations)
+    # Fixed-α ablation only: the adaptive-α run it would equal update for update if the rule never changed α.
+    reference: 'Run | None' = None
 
 
 def task_name(task: int) -> str:
@@ -85,19 +93,20 @@ def study_runs(args: argparse.Namespace) -> list[Run]:
     term better), then the ablations.
     """
     first, second = args.tasks
-    mfql_first = Run(f'mfql_task{first}', 'mfql', task_name(first), 'MFQL')
+    alpha = args.mfql_alpha
+    mfql_first = Run(f'mfql_a{alpha:g}_task{first}', 'mfql', task_name(first), 'MFQL')
     return [
         mfql_first,
         Run(f'fql_task{second}', 'fql', task_name(second), 'FQL'),
         Run(f'fql_task{first}', 'fql', task_name(first), 'FQL'),
-        Run(f'mfql_task{second}', 'mfql', task_name(second), 'MFQL'),
-        *[dataclasses.replace(mfql_first, name=f'mfql_task{first}_alpha{alpha:g}', label=f'MFQL, α = {alpha:g}',
-                              extra_flags=(f'--agent.alpha={alpha:g}',))
-          for alpha in args.mfql_alpha_sweep],
-        dataclasses.replace(mfql_first, name=f'mfql_task{first}_n1', label='MFQL, N = 1 (no best-of-N)',
+        *[dataclasses.replace(mfql_first, name=f'mfql_a{sweep:g}_task{first}', label=f'MFQL, α₀ = {sweep:g}',
+                              extra_flags=(f'--agent.alpha={sweep:g}',))
+          for sweep in args.mfql_alpha_sweep if sweep != alpha],
+        Run(f'mfql_a{alpha:g}_task{second}', 'mfql', task_name(second), 'MFQL'),
+        dataclasses.replace(mfql_first, name=f'mfql_a{alpha:g}_task{first}_n1', label='MFQL, N = 1 (no best-of-N)',
                             extra_flags=('--agent.num_candidates_eval=1', '--agent.num_candidates_target=1')),
-        dataclasses.replace(mfql_first, name=f'mfql_task{first}_fixed_alpha', label='MFQL, fixed α',
-                            extra_flags=('--agent.alpha_mode=fixed',)),
+        dataclasses.replace(mfql_first, name=f'mfql_a{alpha:g}_task{first}_fixed_alpha', label='MFQL, fixed α',
+                            extra_flags=('--agent.alpha_mode=fixed',), reference=mfql_first),
     ]
 
 
@@ -111,6 +120,8 @@ def run_command(run: Run, args: argparse.Namespace) -> list[str]:
         f'--save_interval={args.eval_interval}', '--progress_bar=false', '--resume',
     ]
     command += SMALL_NETS[run.agent]
+    if run.agent == 'mfql':
+        command += MFQL_PROTOCOL
     if run.agent == 'mfql' and not any(flag.startswith('--agent.alpha=') for flag in run.extra_flags):
         command.append(f'--agent.alpha={args.mfql_alpha:g}')
     command += list(run.extra_flags)
@@ -131,13 +142,46 @@ def read_csv(path: str) -> list[dict[str, float]]:
     return logger.read_csv(path) if os.path.exists(path) else []
 
 
-def is_finished(run: Run, args: argparse.Namespace) -> bool:
+def is_trained(run: Run, args: argparse.Namespace) -> bool:
     """True when every seed has its final evaluation (main.py writes it after the last update)."""
     for directory in seed_dirs(run, args):
         rows = read_csv(os.path.join(directory, 'eval.csv'))
         if not rows or int(rows[-1]['step']) != args.steps:
             return False
     return True
+
+
+def alpha_never_moved(run: Run, args: argparse.Namespace) -> bool:
+    """True if every logged α of every seed of a trained adaptive-α run equals its α₀ (each logged value is a
+    mean over its logging window, so any change of α would show; one ×1.2 or ×0.8 step moves it by ≥ 1e-4·α₀)."""
+    for directory in seed_dirs(run, args):
+        with open(os.path.join(directory, 'flags.json')) as f:
+            config = json.load(f)['agent_config']
+        rows = read_csv(os.path.join(directory, 'train.csv'))
+        if config['alpha_mode'] != 'adaptive' or not rows:
+            return False
+        logged = np.array([row[key] for row in rows for key in ('training/alpha', 'validation/alpha') if key in row])
+        if not np.allclose(logged, config['alpha'], rtol=1e-6, atol=0.0):
+            return False
+    return True
+
+
+def source_run(run: Run, args: argparse.Namespace) -> Run:
+    """The run whose folders hold `run`'s results: itself, except for the fixed-α ablation when the adaptive rule
+    never changed α in its reference run. Then the two are the same computation (same keys, same α at every
+    update; tests/test_mfql.py checks they give identical parameters), so the reference stands in for it."""
+    if run.reference is not None and is_trained(run.reference, args) and alpha_never_moved(run.reference, args):
+        return run.reference
+    return run
+
+
+def result_dirs(run: Run, args: argparse.Namespace) -> list[str]:
+    return seed_dirs(source_run(run, args), args)
+
+
+def is_finished(run: Run, args: argparse.Namespace) -> bool:
+    """True when the run's results exist: its own (or its stand-in's, `source_run`) final evaluations."""
+    return is_trained(source_run(run, args), args)
 
 
 def last_logged_step(run: Run, args: argparse.Namespace) -> int:
@@ -154,7 +198,7 @@ def _pin_to_core(core: int | None):
 
 def run_minutes(run: Run, args: argparse.Namespace) -> float:
     """Minutes from main.py's start of training to its final evaluation (its own clock, all seeds together)."""
-    return read_csv(os.path.join(seed_dirs(run, args)[0], 'eval.csv'))[-1]['time/total'] / 60
+    return read_csv(os.path.join(result_dirs(run, args)[0], 'eval.csv'))[-1]['time/total'] / 60
 
 
 def train_all(runs: list[Run], args: argparse.Namespace) -> None:
@@ -171,12 +215,19 @@ def train_all(runs: list[Run], args: argparse.Namespace) -> None:
     while pending or active:
         while pending and free_cores:
             run = pending.pop(0)
+            if is_finished(run, args):  # a stand-in finished meanwhile (`source_run`)
+                print(f'[skip] {run.name}: same computation as {source_run(run, args).name} (α never moved there)',
+                      flush=True)
+                continue
+            # The last run, alone on the machine, gets every core instead of one.
+            alone = pin and not pending and not active
             core = free_cores.pop(0)
             log = open(os.path.join(log_dir, f'{run.name}.log'), 'a')
             command = run_command(run, args)
-            print(f'[start] {run.name} (core {core}): {shlex.join(command)}', flush=True)
+            where = 'all cores' if alone else f'core {core}'
+            print(f'[start] {run.name} ({where}): {shlex.join(command)}', flush=True)
             process = subprocess.Popen(command, cwd=REPO_DIR, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                       preexec_fn=_pin_to_core(core))
+                                       preexec_fn=None if alone else _pin_to_core(core))
             active[run.name] = (run, process, time.time(), log, core)
         time.sleep(5)
         for name in list(active):
@@ -203,7 +254,7 @@ def train_all(runs: list[Run], args: argparse.Namespace) -> None:
 def seed_scores(run: Run, args: argparse.Namespace) -> dict[str, list[float]]:
     """Per seed: the mean success of the last two evaluations, the first evaluation, and the curve."""
     final, initial = [], []
-    for directory in seed_dirs(run, args):
+    for directory in result_dirs(run, args):
         rows = read_csv(os.path.join(directory, 'eval.csv'))
         final.append(float(np.mean([row[SUCCESS] for row in rows[-2:]])))
         initial.append(rows[0][SUCCESS])
@@ -212,14 +263,14 @@ def seed_scores(run: Run, args: argparse.Namespace) -> dict[str, list[float]]:
 
 def curves(run: Run, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     """(steps (E,), success (S, E)) from the seeds' eval.csv files."""
-    per_seed = [read_csv(os.path.join(d, 'eval.csv')) for d in seed_dirs(run, args)]
+    per_seed = [read_csv(os.path.join(d, 'eval.csv')) for d in result_dirs(run, args)]
     steps = np.array([row['step'] for row in per_seed[0]])
     return steps, np.array([[row[SUCCESS] for row in rows] for rows in per_seed])
 
 
 def diagnostics(run: Run, args: argparse.Namespace) -> dict[str, float]:
     """Mean over seeds of the last logged training metrics (DIAGNOSTICS) and of the updates/s."""
-    last_rows = [read_csv(os.path.join(d, 'train.csv'))[-1] for d in seed_dirs(run, args)]
+    last_rows = [read_csv(os.path.join(d, 'train.csv'))[-1] for d in result_dirs(run, args)]
     values = {key: float(np.mean([row[f'training/{key}'] for row in last_rows])) for key in DIAGNOSTICS[run.agent]}
     values['updates/s'] = float(np.mean([row['time/updates_per_sec'] for row in last_rows]))
     return values
@@ -265,7 +316,7 @@ def plot(runs: list[Run], args: argparse.Namespace, path: str) -> None:
     panels = [(f'task{task}', [run for run in runs if run.task == task_name(task) and not run.extra_flags])
               for task in args.tasks]
     panels.append((f'task{args.tasks[0]}: MFQL variants', [run for run in runs if run.task == task_name(args.tasks[0])
-                                                      and run.agent == 'mfql']))
+                                                      and run.agent == 'mfql' and source_run(run, args) == run]))
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), sharey=True, squeeze=False)
     axes = axes[0]
     labels = list(dict.fromkeys(['FQL', 'MFQL', *(run.label for run in runs)]))
@@ -299,8 +350,9 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
     rows = []
     for run in runs:
         for seed, (final, initial) in enumerate(zip(scores[run.name]['final'], scores[run.name]['initial'])):
-            rows.append(dict(run=run.name, agent=run.agent, task=run.task, seed=seed, initial_success=initial,
-                             final_success=final, minutes=round(run_minutes(run, args), 1)))
+            rows.append(dict(run=run.name, results_from=source_run(run, args).name, agent=run.agent, task=run.task,
+                             seed=seed, initial_success=initial, final_success=final,
+                             minutes=round(run_minutes(run, args), 1)))
     temporary = stem + '.csv.tmp'
     with open(temporary, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -322,7 +374,8 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
         'seeds (success as a fraction). With 50 episodes × 3 seeds, differences under ~0.1 are noise.',
         'Networks (both agents): 2×256 GELU MLP actor(s) and a 2×256 twin critic with LayerNorm. '
         f'FQL: α = 300, γ = 0.99 (FQL\'s cube presets), lr 3e-4. MFQL: α₀ = {args.mfql_alpha:g} unless stated '
-        '(adaptive rule), γ = 0.995, actor lr 1e-4 warm-up + cosine to 1e-5, best-of-5 target and evaluation.',
+        '(adaptive rule), γ = 0.99 and a constant actor lr 3e-4 after a 2k-update warm-up (FQL\'s values, not the '
+        'authors\' γ = 0.995 and 1e-4 → 1e-5 cosine schedule; see `MFQL_PROTOCOL`), best-of-5 target and evaluation.',
         'Published figures (GPU, 1M updates, official data): the per-task cube-single numbers of both papers were '
         'not available to us (docs/reproducing.md); none are quoted.',
         'Wall time: main.py\'s own clock from the start of training to the final evaluation, 3 seeds on one '
@@ -350,8 +403,14 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
     for run in runs:
         if run.agent == 'mfql' and run.task == task_name(args.tasks[0]):
             final = scores[run.name]['final']
-            lines.append(f'| {run.label} | {_mean_std(final)} | {", ".join(f"{x:.2f}" for x in final)} | '
-                         f'{run_minutes(run, args):.0f} min |')
+            source = source_run(run, args)
+            if source == run:
+                lines.append(f'| {run.label} | {_mean_std(final)} | {", ".join(f"{x:.2f}" for x in final)} | '
+                             f'{run_minutes(run, args):.0f} min |')
+            else:
+                lines.append(f'| {run.label}: the adaptive rule never changed α in `{source.name}` (every logged α '
+                             f'of every seed = α₀), so a fixed α is the same computation; its results stand in | '
+                             f'{_mean_std(final)} | {", ".join(f"{x:.2f}" for x in final)} | not retrained |')
     keys = sorted({k for r in runs for k in (*DIAGNOSTICS[r.agent], 'updates/s')})
     lines += [
         '',
@@ -361,6 +420,8 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
         '|---' * (len(keys) + 1) + '|',
     ]
     for run in runs:
+        if source_run(run, args) != run:
+            continue
         values = diagnostics(run, args)
         lines.append(f'| {run.name} | ' + ' | '.join(f'{values[k]:.3g}' if k in values else '' for k in keys) + ' |')
     if unfinished:
@@ -402,8 +463,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument('--eval_episodes', type=int, default=50, help='evaluation episodes per seed')
     parser.add_argument('--log_interval', type=int, default=2_500, help='updates between training-metric rows')
     parser.add_argument('--num_episodes', type=int, default=300, help='train episodes of the generated dataset')
-    parser.add_argument('--mfql_alpha', type=float, default=300.0, help="MFQL's α₀ (FQL's cube-single α)")
-    parser.add_argument('--mfql_alpha_sweep', default='30,100', help='extra MFQL α₀ values tried on the first task')
+    parser.add_argument('--mfql_alpha', type=float, default=30.0, help="MFQL's α₀ for the main runs and ablations")
+    parser.add_argument('--mfql_alpha_sweep', default='100', help='extra MFQL α₀ values tried on the first task')
     parser.add_argument('--only', default='', help='comma-separated run names to train (default: all)')
     parser.add_argument('--workers', type=int, default=2, help='runs trained side by side (one CPU core each)')
     parser.add_argument('--data_dir', default='exp/reproduce/data', help='dataset folder')

@@ -22,20 +22,25 @@ from training.fused import TrainingState  # noqa: E402
 
 
 def test_study_runs_order_names_and_flags():
-    args = reproduce.parse_args(['--tasks=2,1', '--mfql_alpha=300', '--mfql_alpha_sweep=30,100'])
+    args = reproduce.parse_args(['--tasks=2,1', '--mfql_alpha=30', '--mfql_alpha_sweep=30,100'])
     runs = reproduce.study_runs(args)
-    assert [run.name for run in runs] == ['mfql_task2', 'fql_task1', 'fql_task2', 'mfql_task1', 'mfql_task2_alpha30',
-                                          'mfql_task2_alpha100', 'mfql_task2_n1', 'mfql_task2_fixed_alpha']
+    assert [run.name for run in runs] == ['mfql_a30_task2', 'fql_task1', 'fql_task2', 'mfql_a100_task2',
+                                          'mfql_a30_task1', 'mfql_a30_task2_n1', 'mfql_a30_task2_fixed_alpha']
     commands = {run.name: reproduce.run_command(run, args) for run in runs}
     # One α flag per MFQL command: the sweep value replaces the default; FQL gets none (its preset applies).
-    assert [flag for flag in commands['mfql_task2_alpha30'] if flag.startswith('--agent.alpha=')] == ['--agent.alpha=30']
-    assert [flag for flag in commands['mfql_task2'] if flag.startswith('--agent.alpha=')] == ['--agent.alpha=300']
+    assert [flag for flag in commands['mfql_a100_task2'] if flag.startswith('--agent.alpha=')] == ['--agent.alpha=100']
+    assert [flag for flag in commands['mfql_a30_task2'] if flag.startswith('--agent.alpha=')] == ['--agent.alpha=30']
     assert not any(flag.startswith('--agent.alpha') for flag in commands['fql_task1'])
-    assert '--agent.num_candidates_target=1' in commands['mfql_task2_n1']
-    assert '--agent.alpha_mode=fixed' in commands['mfql_task2_fixed_alpha']
-    for command in commands.values():  # same budget, seeds, network size and resumability for every run
+    assert '--agent.num_candidates_target=1' in commands['mfql_a30_task2_n1']
+    assert '--agent.alpha_mode=fixed' in commands['mfql_a30_task2_fixed_alpha']
+    assert runs[-1].reference == runs[0]
+    for name, command in commands.items():  # same budget, seeds, network size and resumability for every run
         assert {'--num_seeds=3', '--offline_steps=40000', '--eval_episodes=50', '--resume'} <= set(command)
         assert '--agent.value_hidden_dims=(256,256)' in command
+        # MFQL shares FQL's learning rate and discount (FQL's own defaults).
+        assert (set(reproduce.MFQL_PROTOCOL) <= set(command)) == name.startswith('mfql')
+    assert [run.name for run in reproduce.study_runs(reproduce.parse_args([]))][:4] == [
+        'mfql_a30_task2', 'fql_task1', 'fql_task2', 'mfql_a100_task2']
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -69,6 +74,36 @@ def test_seed_score_is_mean_of_last_two_evaluations(tmp_path):
     unfinished_args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=2', '--steps=40',
                                             '--eval_interval=10'])
     assert not reproduce.is_finished(run, unfinished_args)
+
+
+def _write_seed(directory: str, successes: list[float], alphas: list[float], alpha_mode: str = 'adaptive') -> None:
+    os.makedirs(directory)
+    with open(os.path.join(directory, 'eval.csv'), 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['step', 'evaluation/success', 'time/total'])
+        writer.writerows([step, success, 60.0 * step] for step, success in zip([1, 10, 20, 30], successes))
+    with open(os.path.join(directory, 'train.csv'), 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['step', 'time/updates_per_sec', 'training/alpha', 'validation/alpha'])
+        writer.writerows([step, 10.0, alpha, alpha] for step, alpha in zip([10, 20, 30], alphas))
+    with open(os.path.join(directory, 'flags.json'), 'w') as f:
+        json.dump({'agent_config': {'alpha': 30.0, 'alpha_mode': alpha_mode}}, f)
+
+
+@pytest.mark.parametrize('alphas, stands_in', [([30.0, 30.0, 30.0], True), ([30.0, 30.0, 30.0024], False)])
+def test_fixed_alpha_ablation_reuses_reference_only_if_alpha_never_moved(tmp_path, alphas, stands_in):
+    args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=2', '--steps=30', '--eval_interval=10'])
+    runs = reproduce.study_runs(args)
+    reference, fixed = runs[0], runs[-1]
+    assert fixed.reference == reference
+    assert not reproduce.is_finished(fixed, args)  # nothing trained yet
+    for seed, directory in enumerate(reproduce.seed_dirs(reference, args)):
+        _write_seed(directory, [0.0, 0.1, 0.2, 0.4 + seed / 10], alphas if seed == 1 else [30.0] * 3)
+    assert reproduce.is_finished(reference, args)
+    assert reproduce.is_finished(fixed, args) == stands_in
+    assert (reproduce.source_run(fixed, args) == reference) == stands_in
+    if stands_in:
+        np.testing.assert_allclose(reproduce.seed_scores(fixed, args)['final'], [0.3, 0.35])
 
 
 def _save_fresh_agent(agent_module, seed_dir: str, val: dict, config: ml_collections.ConfigDict) -> None:
@@ -114,3 +149,45 @@ def test_policy_diagnostics_fql_and_missing_checkpoint(tmp_path):
     assert 0.0 <= metrics['out_of_bounds'] <= 1.0 and metrics['mse_to_data'] > 0.0
     with pytest.raises(SystemExit, match='no checkpoint at step 8'):
         policy_diagnostics.seed_metrics(str(tmp_path / 'seed0'), 8, val, num_samples=16)
+
+
+HLO_SNIPPET = '''HloModule jit_update
+
+%fused_computation.16 (param_0.23: f32[2,1280,256], param_1.24: f32[2,256,256]) -> f32[2,1280,256] {
+  %param_0.23 = f32[2,1280,256]{2,1,0} parameter(0)
+  %param_1.24 = f32[2,256,256]{2,1,0} parameter(1)
+  ROOT %dot.401 = f32[2,1280,256]{2,1,0} dot(%param_0.23, %param_1.24), lhs_contracting_dims={2}
+}
+
+%fused_computation (param_0: f32[2,256,256]) -> f32[2,256] {
+  %param_0 = f32[2,256,256]{2,1,0} parameter(0)
+  %constant.1 = f32[] constant(0)
+  ROOT %reduce.3 = f32[2,256]{1,0} reduce(%param_0, %constant.1), dimensions={1}
+}
+
+ENTRY %main.7 (p0: f32[2,1280,256], p1: f32[2,256,256]) -> f32[2,256] {
+  %p0 = f32[2,1280,256]{2,1,0} parameter(0)
+  %p1 = f32[2,256,256]{2,1,0} parameter(1)
+  %ynn_fusion.16 = f32[2,1280,256]{2,1,0} fusion(%p0, %p1), kind=kCustom, calls=%fused_computation.16
+  %dot.7 = f32[2,256,256]{2,1,0} dot(%p1, %p1), metadata={op_name="jit(update)/modules_actor/Dense_0/dot_general"}
+  ROOT %ynn_fusion = f32[2,256]{1,0} fusion(%dot.7), kind=kCustom, calls=%fused_computation, metadata={op_name="jit(update)/transpose(jvp(ModuleDict))/modules_critic/LayerNorm_1/reduce_sum"}
+}
+'''
+
+
+def test_profile_classifies_matmul_fusions_and_names_sources():
+    import profile_update
+    # The fusion holding a dot and the dots themselves (also the one inside the fusion), not the reduce fusion.
+    assert profile_update.matmul_ops(HLO_SNIPPET) == {'ynn_fusion.16', 'dot.401', 'dot.7'}
+    sources = profile_update.op_sources(HLO_SNIPPET)
+    assert sources['ynn_fusion'] == 'modules_critic/LayerNorm_1/reduce_sum'
+    assert sources['dot.7'] == 'modules_actor/Dense_0/dot_general'
+
+
+def test_profile_exclusive_times_subtract_nested_events():
+    import profile_update
+    # (start, duration, name): an executor event holding two ops, one of which holds a third; then a lone op.
+    events = [(0, 100, 'ThunkExecutor::Execute'), (10, 30, 'fusion.1'), (15, 10, 'dot.2'), (50, 20, 'fusion.1'),
+              (200, 5, 'copy.3')]
+    times = profile_update.exclusive_times(events)
+    assert times == {'ThunkExecutor::Execute': 50, 'fusion.1': 40, 'dot.2': 10, 'copy.3': 5}

@@ -241,6 +241,30 @@ def test_update_alpha_bookkeeping_polyak_target_and_lr():
     assert float(info['actor/lr']) == pytest.approx(0.6e-4)
 
 
+
+@pytest.mark.parametrize('threshold, alpha_moves', [(5.0, False), (1.0, True)])
+def test_adaptive_alpha_that_never_moves_equals_fixed_alpha(threshold, alpha_moves):
+    """With α unchanged at every check, the adaptive rule is the fixed-α computation exactly (same keys, same
+    parameters); benchmarks/reproduce.py relies on this to reuse an adaptive run as its fixed-α ablation.
+    Threshold 1 makes every check move α (L_MFI is never exactly the window mean), and the runs differ."""
+    batch = _batch()
+
+    def train(mode: str) -> tuple[MFQLAgent, list[float]]:
+        agent = _random_agent(**UPDATE_CONFIG, alpha_mode=mode, alpha_threshold=threshold)
+        alphas = []
+        for _ in range(8):  # checks at updates 2, 4, 6, 8; the window has ≥ 2 values from update 4 on
+            agent, info = agent.update(batch)
+            alphas.append(float(info['alpha']))
+        return agent, alphas
+
+    adaptive, adaptive_alphas = train('adaptive')
+    fixed, fixed_alphas = train('fixed')
+    assert fixed_alphas == [10.0] * 8
+    assert (adaptive_alphas != fixed_alphas) == alpha_moves
+    same = jax.tree_util.tree_all(jax.tree_util.tree_map(lambda x, y: bool(jnp.array_equal(x, y)),
+                                                         adaptive.network.params, fixed.network.params))
+    assert same != alpha_moves
+
 def test_actor_lr_schedule_from_config():
     schedule = actor_lr_schedule(dict(actor_lr=1e-4, lr_min_ratio=0.1, lr_warmup_fraction=0.05,
                                       offline_steps=1000))

@@ -24,8 +24,8 @@ from training.fused import TrainingState  # noqa: E402
 def test_study_runs_order_names_and_flags():
     args = reproduce.parse_args(['--tasks=2,1', '--mfql_alpha=30', '--mfql_alpha_sweep=30,100'])
     runs = reproduce.study_runs(args)
-    assert [run.name for run in runs] == ['mfql_a30_task2', 'fql_task1', 'fql_task2', 'mfql_a100_task2',
-                                          'mfql_a30_task1', 'mfql_a30_task2_n1', 'mfql_a30_task2_fixed_alpha']
+    assert [run.name for run in runs] == ['mfql_a30_task2', 'mfql_a30_task1', 'fql_task2', 'fql_task1',
+                                          'mfql_a100_task2', 'mfql_a30_task2_fixed_alpha', 'mfql_a30_task2_n1']
     commands = {run.name: reproduce.run_command(run, args) for run in runs}
     # One α flag per MFQL command: the sweep value replaces the default; FQL gets none (its preset applies).
     assert [flag for flag in commands['mfql_a100_task2'] if flag.startswith('--agent.alpha=')] == ['--agent.alpha=100']
@@ -33,14 +33,15 @@ def test_study_runs_order_names_and_flags():
     assert not any(flag.startswith('--agent.alpha') for flag in commands['fql_task1'])
     assert '--agent.num_candidates_target=1' in commands['mfql_a30_task2_n1']
     assert '--agent.alpha_mode=fixed' in commands['mfql_a30_task2_fixed_alpha']
-    assert runs[-1].reference == runs[0]
+    assert runs[-2].reference == runs[0]
     for name, command in commands.items():  # same budget, seeds, network size and resumability for every run
         assert {'--num_seeds=3', '--offline_steps=40000', '--eval_episodes=50', '--resume'} <= set(command)
         assert '--agent.value_hidden_dims=(256,256)' in command
         # MFQL shares FQL's learning rate and discount (FQL's own defaults).
         assert (set(reproduce.MFQL_PROTOCOL) <= set(command)) == name.startswith('mfql')
-    assert [run.name for run in reproduce.study_runs(reproduce.parse_args([]))][:4] == [
-        'mfql_a30_task2', 'fql_task1', 'fql_task2', 'mfql_a100_task2']
+    assert [run.name for run in reproduce.study_runs(reproduce.parse_args([]))] == [  # no α sweep by default
+        'mfql_a30_task2', 'mfql_a30_task1', 'fql_task2', 'fql_task1', 'mfql_a30_task2_fixed_alpha',
+        'mfql_a30_task2_n1']
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -94,7 +95,7 @@ def _write_seed(directory: str, successes: list[float], alphas: list[float], alp
 def test_fixed_alpha_ablation_reuses_reference_only_if_alpha_never_moved(tmp_path, alphas, stands_in):
     args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=2', '--steps=30', '--eval_interval=10'])
     runs = reproduce.study_runs(args)
-    reference, fixed = runs[0], runs[-1]
+    reference, fixed = runs[0], runs[-2]
     assert fixed.reference == reference
     assert not reproduce.is_finished(fixed, args)  # nothing trained yet
     for seed, directory in enumerate(reproduce.seed_dirs(reference, args)):
@@ -191,3 +192,31 @@ def test_profile_exclusive_times_subtract_nested_events():
               (200, 5, 'copy.3')]
     times = profile_update.exclusive_times(events)
     assert times == {'ThunkExecutor::Execute': 50, 'fusion.1': 40, 'dot.2': 10, 'copy.3': 5}
+
+
+def test_train_all_skips_inert_fixed_alpha_and_gives_the_last_run_every_core(tmp_path, monkeypatch, capsys):
+    """The scheduler with fake runs: each 'main.py' writes finished results for its seeds (α constant)."""
+    args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=1', '--steps=30', '--eval_interval=10',
+                                 '--workers=2'])
+    runs = reproduce.study_runs(args)
+    writer = (
+        "import csv, json, os, sys\n"
+        "d = sys.argv[1]; os.makedirs(d)\n"
+        "w = csv.writer(open(os.path.join(d, 'eval.csv'), 'w', newline=''))\n"
+        "w.writerows([['step', 'evaluation/success', 'time/total'], [1, 0, 1], [10, 0.1, 2], [30, 0.2, 3]])\n"
+        "w = csv.writer(open(os.path.join(d, 'train.csv'), 'w', newline=''))\n"
+        "w.writerows([['step', 'time/updates_per_sec', 'training/alpha'], [30, 9.0, 30.0]])\n"
+        "json.dump({'agent_config': {'alpha': 30.0, 'alpha_mode': 'adaptive'}}, open(os.path.join(d, 'flags.json'), 'w'))\n")
+    monkeypatch.setattr(reproduce, 'run_command',
+                        lambda run, _: [sys.executable, '-c', writer, reproduce.seed_dirs(run, args)[0]])
+    real_sleep = reproduce.time.sleep
+    monkeypatch.setattr(reproduce.time, 'sleep', lambda _: real_sleep(0.05))
+    reproduce.train_all(runs, args)
+    out = capsys.readouterr().out
+    started = [line.split()[1] for line in out.splitlines() if line.startswith('[start]')]
+    assert started == ['mfql_a30_task2', 'mfql_a30_task1', 'fql_task2', 'fql_task1', 'mfql_a30_task2_n1']
+    assert '[skip] mfql_a30_task2_fixed_alpha: same computation as mfql_a30_task2' in out
+    assert all(reproduce.is_finished(run, args) for run in runs)
+    if len(os.sched_getaffinity(0)) >= 2:  # pinning needs two cores: then only the last run gets both
+        assert '[start] mfql_a30_task2_n1 (all cores)' in out
+        assert sum('(all cores)' in line for line in out.splitlines()) == 1

@@ -39,7 +39,7 @@ import throughput  # noqa: E402
 from throughput import Case, agent_config, machine_description, prepare, small_overrides  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer('calls', 3, 'Traced calls of the fused update per case (after one warm-up window).')
+flags.DEFINE_integer('calls', 3, 'Least number of traced calls per case (more if one call is under a second).')
 flags.DEFINE_string('profile_out', None, 'Markdown output (default benchmarks/results/profile-<backend>.md).')
 
 BUCKETS = ('matmul kernels', 'other ops', 'not computing')
@@ -150,21 +150,22 @@ def breakdown(trace_dir: str, matmuls: set[str], cores: int) -> Breakdown:
     return Breakdown(seconds, cores, buckets, compute_ops)
 
 
-def profile_case(case: Case, dataset: Any) -> tuple[Breakdown, set[str], dict[str, str]]:
+def profile_case(case: Case, dataset: Any) -> tuple[Breakdown, set[str], dict[str, str], int]:
     prepare(case, dataset)
     throughput.time_window(case, dataset)  # warm-up window, also settles the thread pool
     hlo = case._call.as_text()
     matmuls = matmul_ops(hlo)
     state = case._state
+    calls = max(FLAGS.calls, case.window_calls)  # at least ~1 s of work
     with tempfile.TemporaryDirectory() as trace_dir:
         jax.profiler.start_trace(trace_dir)
-        for _ in range(FLAGS.calls):
+        for _ in range(calls):
             state, _, _ = case._call(state, dataset)
         jax.block_until_ready(state)
         jax.profiler.stop_trace()
         result = breakdown(trace_dir, matmuls, len(os.sched_getaffinity(0)))
     case._state = state
-    return result, matmuls, op_sources(hlo)
+    return result, matmuls, op_sources(hlo), calls
 
 
 def main(_: Any) -> None:
@@ -174,7 +175,10 @@ def main(_: Any) -> None:
     cases = [
         Case('MFQL default (DiT actor, best-of-5 target)', 'mfql', agent_config('mfql'), 10),
         Case('FQL default (4×512, 10 Euler steps)', 'fql', agent_config('fql'), 10),
+        # Small nets: unfused (K = 1) vs fused, and 4 vmapped seeds, to show what bounds those two gains.
+        Case('MFQL 2×256 (MLP actor), K = 1', 'mfql', agent_config('mfql', **small_overrides('mfql')), 1),
         Case('MFQL 2×256 (MLP actor)', 'mfql', agent_config('mfql', **small_overrides('mfql')), 100),
+        Case('MFQL 2×256 (MLP actor), S = 4 seeds', 'mfql', agent_config('mfql', **small_overrides('mfql')), 100, 4),
         Case('FQL 2×256', 'fql', agent_config('fql', **small_overrides('fql')), 100),
     ]
     ceiling = throughput.MatmulCeiling()
@@ -184,8 +188,8 @@ def main(_: Any) -> None:
     lines = [
         f'# Profile of one fused training call ({jax.default_backend()})',
         '',
-        f'Command: `python benchmarks/profile_update.py` ({FLAGS.calls} traced calls per case after a warm-up '
-        f'window; {cores} core(s) usable by this process). Batch 256, synthetic cube-single-shaped data.',
+        f'Command: `python benchmarks/profile_update.py` (≥ {FLAGS.calls} traced calls and ≥ 1 s per case, after a '
+        f'warm-up window; {cores} core(s) usable by this process). Batch 256, synthetic cube-single-shaped data.',
         '',
         *machine_description(),
         f'- Dense float32 matmul ceiling (2048², median of 3): **{ceiling.gflops:.0f} GFLOP/s**',
@@ -193,15 +197,15 @@ def main(_: Any) -> None:
         'Share of core-time (traced window × cores): matmul kernels / other XLA ops / not computing.',
         '"In-kernel rate" = XLA FLOPs of the traced updates ÷ matmul-kernel time (upper bound, see the docstring).',
         '',
-        '| case | K | updates/s (traced) | matmul kernels | other ops | not computing | in-kernel rate | '
+        '| case | K | updates/s (traced, all seeds) | matmul kernels | other ops | not computing | in-kernel rate | '
         'top non-matmul ops (source op; share of core-time) |',
         '|---|---|---|---|---|---|---|---|',
     ]
     for case in cases:
-        result, matmuls, sources = profile_case(case, dataset)
+        result, matmuls, sources, calls = profile_case(case, dataset)
         total = result.seconds * result.cores
         share = {bucket: result.buckets[bucket] / total for bucket in BUCKETS}
-        updates = FLAGS.calls * case.num_updates
+        updates = calls * case.num_updates * case.num_seeds
         kernel_rate = case.flops_per_update * updates / max(result.buckets['matmul kernels'], 1e-9) / 1e9
         others = [(name, t) for name, t in result.ops.most_common() if name.split(' ')[0] not in matmuls][:4]
         top = ', '.join(f'`{name}` ({sources.get(name, "?")}) {t / total:.0%}' for name, t in others)

@@ -216,9 +216,11 @@ def train_all(runs: list[Run], args: argparse.Namespace) -> None:
             print(f'[skip] {run.name}: same computation as {source_run(run, args).name} (α never moved there)',
                   flush=True)
             pending.remove(run)
-        # The last run waits for the machine to be free and then gets every core: 3 vmapped seeds run
-        # ~1.9x faster on 2 cores than on one, which beats starting it on one core next to a finishing run.
-        last_waits = pin and len(pending) == 1 and bool(active)
+        # The last run waits for the machine to be free, then gets every core, when the runs still going are
+        # past half-way: 3 vmapped seeds run ~1.9x faster on 2 cores than on one, so that finishes sooner than
+        # starting it on one core next to them.
+        last_waits = pin and len(pending) == 1 and bool(active) and all(
+            last_logged_step(run, args) >= args.steps / 2 for run, *_ in active.values())
         while pending and free_cores and not last_waits:
             run = pending.pop(0)
             alone = pin and not pending and not active

@@ -211,6 +211,8 @@ def test_train_all_skips_inert_fixed_alpha_and_gives_the_last_run_every_core(tmp
                         lambda run, _: [sys.executable, '-c', writer, reproduce.seed_dirs(run, args)[0]])
     real_sleep = reproduce.time.sleep
     monkeypatch.setattr(reproduce.time, 'sleep', lambda _: real_sleep(0.05))
+    # As if every running run were past half-way, so that the last run waits for the machine.
+    monkeypatch.setattr(reproduce, 'last_logged_step', lambda run, args: args.steps)
     reproduce.train_all(runs, args)
     out = capsys.readouterr().out
     started = [line.split()[1] for line in out.splitlines() if line.startswith('[start]')]

@@ -227,7 +227,7 @@ def train_all(runs: list[Run], args: argparse.Namespace) -> None:
             core = free_cores.pop(0)
             log = open(os.path.join(log_dir, f'{run.name}.log'), 'a')
             command = run_command(run, args)
-            where = 'all cores' if alone else f'core {core}'
+            where = 'all cores' if alone else 'not pinned' if core is None else f'core {core}'
             print(f'[start] {run.name} ({where}): {shlex.join(command)}', flush=True)
             process = subprocess.Popen(command, cwd=REPO_DIR, stdout=log, stderr=subprocess.STDOUT, env=env,
                                        preexec_fn=None if alone else _pin_to_core(core))

@@ -4,8 +4,11 @@
     python benchmarks/reproduce.py --only=fql_task2    # just some runs (names as in the report)
     python benchmarks/reproduce.py --report_only       # rebuild the tables and figure from finished runs
 
-Cost on our 2-core CPU: each run (3 seeds x 40k updates + 5 evaluations of 50 episodes per seed) takes
-42-50 min with two runs side by side, so the 8 runs take ~3.3 h; see the report for measured times.
+Cost on our 2-core CPU (each run: 3 seeds x 40k updates + 5 evaluations of 50 episodes per seed, on one
+core next to another run): MFQL ~52 min, FQL 42-44 min, MFQL with N = 1 ~31 min. The default study trains
+five runs: the two MFQL runs together, then the two FQL runs, then N = 1 alone on both cores (~2x faster than
+on one, per benchmarks/results/throughput-cpu.md), about 1 h 55 min in all. The fixed-α ablation is
+usually not trained (`source_run`). Each extra `--mfql_alpha_sweep` value adds ~52 min of one core.
 
 What it does, in order:
 1. Generates the cube-single-play dataset locally (`datasets.generate`, `--num_episodes` train episodes of
@@ -13,8 +16,8 @@ What it does, in order:
 2. Trains every run of the study with `main.py` (one subprocess per run, `--num_seeds` vmapped seeds each,
    `--resume`, so an interrupted study continues from its last checkpoint). With `--workers=2` two runs go
    side by side, each pinned to its own CPU core so that they do not compete for one.
-   The runs: FQL and MFQL on each task, an MFQL α sweep on the first task, and two MFQL ablations there
-   (N = 1 candidate in the Bellman target and at evaluation; a fixed α instead of the adaptive rule).
+   The runs: FQL and MFQL on each task, an optional MFQL α sweep on the first task, and two MFQL ablations
+   there (N = 1 candidate in the Bellman target and at evaluation; a fixed α instead of the adaptive rule).
 3. Writes `benchmarks/results/reproduce-cpu.{md,csv,png}` from the finished runs: the success table (per seed,
    the mean of the last two evaluations of `--eval_episodes` episodes; then mean ± std over seeds), the
    MFQL-variants table,
@@ -24,7 +27,8 @@ What it does, in order:
 Both agents get the same network size and kind (2-layer 256-wide GELU MLPs for the actor(s) and the twin
 critic), batch size, number of updates and seeds. The authors' DiT actor runs ~4 updates/s on 2 CPU cores
 and would not fit the 2-hour budget; it is what `main.py` uses by default and what GPU runs should use.
-Every other setting is the agent's own default or published preset for cube-single (`configs.py`).
+MFQL also gets FQL's learning rate and discount (`MFQL_PROTOCOL`). Every other setting is the agent's own
+default or published preset for cube-single (`configs.py`).
 """
 
 import argparse

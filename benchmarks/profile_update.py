@@ -12,7 +12,9 @@ put in one bucket:
 - other ops: elementwise and reduction fusions (activations, LayerNorm, Adam, RNG, clipping), copies,
   gathers, scatters, while-loop control;
 - not computing: the rest of (traced window × cores): thread-pool synchronisation, the executor waiting for
-  its workers, dispatch between calls, and cores with nothing to run.
+  its workers, Python and runtime work around the calls, and cores with nothing to run.
+Only events named after an instruction of the compiled module count as ops; on one core XLA may run ops on
+the calling (Python) thread, nested inside Python events, which is why nesting is resolved first.
 It also reports XLA's FLOPs per update divided by the matmul-kernel time: the rate inside the matmul kernels
 (an upper bound, since the FLOP count also holds the few non-matmul FLOPs), to compare with the dense
 matmul ceiling that `throughput.py` measures. Writes `benchmarks/results/profile-<backend>.md`.
@@ -43,8 +45,6 @@ flags.DEFINE_integer('calls', 3, 'Least number of traced calls per case (more if
 flags.DEFINE_string('profile_out', None, 'Markdown output (default benchmarks/results/profile-<backend>.md).')
 
 BUCKETS = ('matmul kernels', 'other ops', 'not computing')
-# Executor and thread-pool events that wait for other threads rather than compute.
-WAIT_PATTERN = re.compile(r'wait|await|barrier|ThunkExecutor', re.IGNORECASE)
 
 
 @dataclass
@@ -66,6 +66,20 @@ def op_sources(hlo_text: str) -> dict[str, str]:
             parts = [p for p in match.group(2).split('/') if not p.startswith(('jit(', 'vmap(', 'while', 'closed'))]
             sources[match.group(1)] = '/'.join(parts[-3:])
     return sources
+
+
+def instruction_names(hlo_text: str) -> set[str]:
+    """Every instruction name of an optimised HLO module: the names XLA's CPU runtime gives its op events."""
+    return set(re.findall(r'^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=', hlo_text, flags=re.MULTILINE))
+
+
+def op_group(source: str) -> str:
+    """Coarse origin of a non-matmul op from its `op_sources` entry."""
+    if 'LayerNorm' in source or 'RMSNorm' in source:
+        return 'normalisation layers'
+    if 'modules_' in source:
+        return 'other network ops'
+    return 'optimiser, losses, sampling'
 
 
 def matmul_ops(hlo_text: str) -> set[str]:
@@ -115,7 +129,7 @@ def exclusive_times(events: list[tuple[int, int, str]]) -> collections.Counter:
     return totals
 
 
-def breakdown(trace_dir: str, matmuls: set[str], cores: int) -> Breakdown:
+def breakdown(trace_dir: str, instructions: set[str], matmuls: set[str], cores: int) -> Breakdown:
     from jax.profiler import ProfileData
     paths = glob.glob(os.path.join(trace_dir, '**', '*.xplane.pb'), recursive=True)
     if not paths:
@@ -127,13 +141,13 @@ def breakdown(trace_dir: str, matmuls: set[str], cores: int) -> Breakdown:
     per_op: collections.Counter = collections.Counter()
     starts, ends = [], []
     for line in plane.lines:
-        if line.name.startswith('python'):  # the host thread: dispatch and the profiler's own calls
-            continue
         events = [(e.start_ns, e.duration_ns, e.name) for e in line.events]
         if not events:
             continue
-        starts.append(min(e[0] for e in events))
-        ends.append(max(e[0] + e[1] for e in events))
+        ops = [e for e in events if e[2].split(' ')[0] in instructions]
+        if ops:
+            starts.append(min(e[0] for e in ops))
+            ends.append(max(e[0] + e[1] for e in ops))
         per_op.update(exclusive_times(events))
     if not starts:
         raise RuntimeError('the trace holds no XLA thread events')
@@ -141,7 +155,7 @@ def breakdown(trace_dir: str, matmuls: set[str], cores: int) -> Breakdown:
     buckets = dict.fromkeys(BUCKETS, 0.0)
     compute_ops: collections.Counter = collections.Counter()
     for name, ns in per_op.items():
-        if WAIT_PATTERN.search(name):
+        if name.split(' ')[0] not in instructions:  # Python, dispatch, executor and thread-pool events
             continue
         bucket = 'matmul kernels' if name.split(' ')[0] in matmuls else 'other ops'
         buckets[bucket] += ns / 1e9
@@ -163,7 +177,7 @@ def profile_case(case: Case, dataset: Any) -> tuple[Breakdown, set[str], dict[st
             state, _, _ = case._call(state, dataset)
         jax.block_until_ready(state)
         jax.profiler.stop_trace()
-        result = breakdown(trace_dir, matmuls, len(os.sched_getaffinity(0)))
+        result = breakdown(trace_dir, instruction_names(hlo), matmuls, len(os.sched_getaffinity(0)))
     case._state = state
     return result, matmuls, op_sources(hlo), calls
 
@@ -198,7 +212,7 @@ def main(_: Any) -> None:
         '"In-kernel rate" = XLA FLOPs of the traced updates ÷ matmul-kernel time (upper bound, see the docstring).',
         '',
         '| case | K | updates/s (traced, all seeds) | matmul kernels | other ops | not computing | in-kernel rate | '
-        'top non-matmul ops (source op; share of core-time) |',
+        'other ops by origin (share of core-time) |',
         '|---|---|---|---|---|---|---|---|',
     ]
     for case in cases:
@@ -207,12 +221,18 @@ def main(_: Any) -> None:
         share = {bucket: result.buckets[bucket] / total for bucket in BUCKETS}
         updates = calls * case.num_updates * case.num_seeds
         kernel_rate = case.flops_per_update * updates / max(result.buckets['matmul kernels'], 1e-9) / 1e9
-        others = [(name, t) for name, t in result.ops.most_common() if name.split(' ')[0] not in matmuls][:4]
-        top = ', '.join(f'`{name}` ({sources.get(name, "?")}) {t / total:.0%}' for name, t in others)
+        groups: collections.Counter = collections.Counter()
+        for name, seconds in result.ops.items():
+            if name.split(' ')[0] not in matmuls:
+                groups[op_group(sources.get(name.split(' ')[0], ''))] += seconds
+        top_name, top_seconds = max(((n, t) for n, t in result.ops.items() if n.split(' ')[0] not in matmuls),
+                                    key=lambda item: item[1])
+        split = ', '.join(f'{group} {seconds / total:.0%}' for group, seconds in groups.most_common())
+        split += f'; largest: `{top_name}` ({sources.get(top_name.split(" ")[0], "?")}) {top_seconds / total:.0%}'
         lines.append(f'| {case.label} | {case.num_updates} | {updates / result.seconds:.1f} | '
                      f'{share["matmul kernels"]:.0%} | {share["other ops"]:.0%} | {share["not computing"]:.0%} | '
                      f'{kernel_rate:.0f} GFLOP/s ({kernel_rate / ceiling.gflops:.0%}) | '
-                     f'{top} |')
+                     f'{split} |')
         print(lines[-1], flush=True)
     lines += ['', f'Total time {time.perf_counter() - start:.0f} s.']
     out = FLAGS.profile_out or os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results',

@@ -180,9 +180,14 @@ def test_profile_classifies_matmul_fusions_and_names_sources():
     import profile_update
     # The fusion holding a dot and the dots themselves (also the one inside the fusion), not the reduce fusion.
     assert profile_update.matmul_ops(HLO_SNIPPET) == {'ynn_fusion.16', 'dot.401', 'dot.7'}
+    assert {'ynn_fusion.16', 'dot.7', 'ynn_fusion', 'p0'} <= profile_update.instruction_names(HLO_SNIPPET)
+    assert not {'fused_computation', 'main.7', 'ThunkExecutor::Execute'} & profile_update.instruction_names(HLO_SNIPPET)
     sources = profile_update.op_sources(HLO_SNIPPET)
     assert sources['ynn_fusion'] == 'modules_critic/LayerNorm_1/reduce_sum'
     assert sources['dot.7'] == 'modules_actor/Dense_0/dot_general'
+    assert [profile_update.op_group(sources[name]) for name in ('ynn_fusion', 'dot.7')] == [
+        'normalisation layers', 'other network ops']
+    assert profile_update.op_group('body/add') == 'optimiser, losses, sampling'
 
 
 def test_profile_exclusive_times_subtract_nested_events():

@@ -15,9 +15,9 @@ put in one bucket:
   its workers, Python and runtime work around the calls, and cores with nothing to run.
 Only events named after an instruction of the compiled module count as ops; on one core XLA may run ops on
 the calling (Python) thread, nested inside Python events, which is why nesting is resolved first.
-It also reports XLA's FLOPs per update divided by the matmul-kernel time: the rate inside the matmul kernels
-(an upper bound, since the FLOP count also holds the few non-matmul FLOPs), to compare with the dense
-matmul ceiling that `throughput.py` measures. Writes `benchmarks/results/profile-<backend>.md`.
+It also reports XLA's FLOPs per update divided by the thread-seconds spent in matmul kernels: the rate per
+core inside those kernels (an upper bound, since the FLOP count also holds the few non-matmul FLOPs), to compare
+with the dense matmul ceiling per core, measured as in `throughput.py`. Writes `benchmarks/results/profile-<backend>.md`.
 The trace itself slows the run slightly; the shares, not the absolute times, are the result.
 """
 
@@ -209,9 +209,10 @@ def main(_: Any) -> None:
         f'- Dense float32 matmul ceiling (2048², median of 3): **{ceiling.gflops:.0f} GFLOP/s**',
         '',
         'Share of core-time (traced window × cores): matmul kernels / other XLA ops / not computing.',
-        '"In-kernel rate" = XLA FLOPs of the traced updates ÷ matmul-kernel time (upper bound, see the docstring).',
+        '"In-kernel rate per core" = XLA FLOPs of the traced updates ÷ thread-seconds inside matmul kernels (an upper '
+        'bound, see the docstring), against the ceiling per core (the 2048² rate ÷ cores).',
         '',
-        '| case | K | updates/s (traced, all seeds) | matmul kernels | other ops | not computing | in-kernel rate | '
+        '| case | K | updates/s (traced, all seeds) | matmul kernels | other ops | not computing | in-kernel rate per core | '
         'other ops by origin (share of core-time) |',
         '|---|---|---|---|---|---|---|---|',
     ]
@@ -231,7 +232,7 @@ def main(_: Any) -> None:
         split += f'; largest: `{top_name}` ({sources.get(top_name.split(" ")[0], "?")}) {top_seconds / total:.0%}'
         lines.append(f'| {case.label} | {case.num_updates} | {updates / result.seconds:.1f} | '
                      f'{share["matmul kernels"]:.0%} | {share["other ops"]:.0%} | {share["not computing"]:.0%} | '
-                     f'{kernel_rate:.0f} GFLOP/s ({kernel_rate / ceiling.gflops:.0%}) | '
+                     f'{kernel_rate:.0f} GFLOP/s ({kernel_rate / (ceiling.gflops / cores):.0%}) | '
                      f'{split} |')
         print(lines[-1], flush=True)
     lines += ['', f'Total time {time.perf_counter() - start:.0f} s.']

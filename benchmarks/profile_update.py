@@ -212,7 +212,8 @@ def main(_: Any) -> None:
         '"In-kernel rate per core" = XLA FLOPs of the traced updates ÷ thread-seconds inside matmul kernels (an upper '
         'bound, see the docstring), against the ceiling per core (the 2048² rate ÷ cores).',
         '',
-        '| case | K | updates/s (traced, all seeds) | matmul kernels | other ops | not computing | in-kernel rate per core | '
+        '| case | K | updates/s (traced, all seeds) | matmul kernels | other ops | not computing | '
+        'in-kernel rate per core | '
         'other ops by origin (share of core-time) |',
         '|---|---|---|---|---|---|---|---|',
     ]

@@ -396,11 +396,22 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
     ]
     main_runs = sorted((run for run in runs if not run.extra_flags),
                        key=lambda run: (run.task != task_name(args.tasks[0]), run.agent))
+    best = {task: max(np.mean(scores[run.name]['final']) for run in main_runs if run.task == task)
+            for task in {run.task for run in main_runs}}
     for run in main_runs:
         final = scores[run.name]['final']
-        lines.append(f'| {run.task} | {run.label} | {_mean_std(scores[run.name]["initial"])} | '
-                     f'**{_mean_std(final)}** | {", ".join(f"{x:.2f}" for x in final)} | '
-                     f'{run_minutes(run, args):.0f} min |')
+        score = _mean_std(final)
+        if np.mean(final) == best[run.task]:  # the task's leader in bold
+            score = f'**{score}**'
+        lines.append(f'| {run.task} | {run.label} | {_mean_std(scores[run.name]["initial"])} | {score} | '
+                     f'{", ".join(f"{x:.2f}" for x in final)} | {run_minutes(run, args):.0f} min |')
+    lines.append('')
+    for task in sorted(best):
+        ranked = sorted((run for run in main_runs if run.task == task),
+                        key=lambda run: -np.mean(scores[run.name]['final']))
+        if len(ranked) == 2:
+            gap = np.mean(scores[ranked[0].name]['final']) - np.mean(scores[ranked[1].name]['final'])
+            lines.append(f'- {task}: {ranked[0].label} ahead of {ranked[1].label} by {gap:.2f} in success.')
     lines += [
         '',
         f'## MFQL variants on task{args.tasks[0]} (same budget and seeds)',

@@ -211,7 +211,8 @@ def test_train_all_skips_inert_fixed_alpha_and_gives_the_last_run_every_core(tmp
         "w.writerows([['step', 'evaluation/success', 'time/total'], [1, 0, 1], [10, 0.1, 2], [30, 0.2, 3]])\n"
         "w = csv.writer(open(os.path.join(d, 'train.csv'), 'w', newline=''))\n"
         "w.writerows([['step', 'time/updates_per_sec', 'training/alpha'], [30, 9.0, 30.0]])\n"
-        "json.dump({'agent_config': {'alpha': 30.0, 'alpha_mode': 'adaptive'}}, open(os.path.join(d, 'flags.json'), 'w'))\n")
+        "config = {'agent_config': {'alpha': 30.0, 'alpha_mode': 'adaptive'}}\n"
+        "json.dump(config, open(os.path.join(d, 'flags.json'), 'w'))\n")
     monkeypatch.setattr(reproduce, 'run_command',
                         lambda run, _: [sys.executable, '-c', writer, reproduce.seed_dirs(run, args)[0]])
     real_sleep = reproduce.time.sleep

@@ -217,7 +217,8 @@ def train_all(runs: list[Run], args: argparse.Namespace) -> None:
     env = dict(os.environ, MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'))
     last_report = 0.0
     while pending or active:
-        for run in [run for run in pending if is_finished(run, args)]:  # a stand-in finished meanwhile
+        # Only a run with a stand-in (`source_run`) can become finished without being started here.
+        for run in [run for run in pending if run.reference is not None and is_finished(run, args)]:
             print(f'[skip] {run.name}: same computation as {source_run(run, args).name} (α never moved there)',
                   flush=True)
             pending.remove(run)

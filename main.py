@@ -69,6 +69,9 @@ def check_agent_argv(argv: list[str]) -> list[str]:
     except Exception as error:  # any import or get_config failure of a user-given file
         raise SystemExit(f"error: cannot load the agent config from '{path}': {type(error).__name__}: {error}")
     keys = explicit_agent_keys(argv)
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:  # ml_collections would keep the last scalar but concatenate repeated tuples
+        raise SystemExit(f"error: agent config key(s) given more than once: {', '.join('--agent.' + k for k in repeated)}")
     for key in keys:
         node = config
         for part in key.split('.'):
@@ -259,7 +262,7 @@ def main(_argv: list[str]) -> None:
     from agents import get_agent_class
     from datasets import d4rl, ogbench_data
     from training import logger
-    from training.runner import NonFiniteLossError, TaskInputs, train_task
+    from training.runner import ConfigMismatchError, NonFiniteLossError, TaskInputs, train_task
     from training.summary import write_summary
 
     plan = plan_run()
@@ -275,7 +278,7 @@ def main(_argv: list[str]) -> None:
                          **logger.run_metadata(REPO_DIR))
     results = []
     for task, run_dir, (config, sources) in zip(plan.tasks, plan.run_dirs, plan.task_configs):
-        metadata = dict(base_metadata, agent_config=config.to_dict(), preset_sources=sources)
+        metadata = dict(base_metadata, preset_sources=sources)  # the runner adds agent_config
         if d4rl.is_d4rl_name(task):
             try:
                 train, val = d4rl.load_dataset(task)
@@ -294,7 +297,7 @@ def main(_argv: list[str]) -> None:
                             wandb_project=FLAGS.wandb_project if FLAGS.wandb else None, **env_kwargs)
         try:
             results.append(train_task(inputs, plan.options))
-        except NonFiniteLossError as error:
+        except (NonFiniteLossError, ConfigMismatchError) as error:
             raise SystemExit(f'error: {error}')
     csv_path, md_path = write_summary(plan.run_root, results, plan.agent_name)
     with open(md_path) as f:

@@ -1,5 +1,6 @@
 """Checkpoints: bitwise resume, atomic writes, pruning, template checks, replay-buffer round trip."""
 
+import json
 import os
 import shutil
 
@@ -12,7 +13,7 @@ from datasets.buffer import Dataset, ReplayBuffer
 from tests.test_training import toy_data, toy_inputs, toy_options, toy_states
 from training import checkpoint
 from training.logger import read_csv
-from training.runner import TaskResult, _buffer_payload, _restore_buffer, train_task
+from training.runner import ConfigMismatchError, TaskResult, _buffer_payload, _restore_buffer, train_task
 
 
 def test_resume_after_a_kill_is_bitwise_identical_and_csv_has_no_duplicates(tmp_path):
@@ -84,3 +85,24 @@ def test_replay_buffer_round_trips_through_a_checkpoint(tmp_path):
         np.testing.assert_array_equal(restored.data[key], stacked.data[key])
     np.testing.assert_array_equal(restored.size, [2, 4])
     np.testing.assert_array_equal(restored.insert_index, [2, 4])
+
+
+def test_resume_with_another_agent_config_is_refused_naming_the_keys(tmp_path):
+    data = toy_data()
+    run_dir = str(tmp_path / 'run')
+    train_task(toy_inputs(run_dir, data, lr=1e-2), toy_options(offline_steps=10))
+    saved = read_flags(os.path.join(run_dir, 'seed0', 'flags.json'))
+    assert saved['agent_config'] == {'agent_name': 'toy', 'lr': 1e-2, 'batch_size': 8}
+    before = checkpoint.checkpoint_steps(os.path.join(run_dir, 'seed0'))
+    for offline_steps in (10, 20):  # a finished run is not reused, an unfinished one not continued
+        with pytest.raises(ConfigMismatchError, match=r"lr: saved 0\.01, requested 0\.03.*new --run_name"):
+            train_task(toy_inputs(run_dir, data, lr=3e-2), toy_options(offline_steps=offline_steps, resume=True))
+    assert checkpoint.checkpoint_steps(os.path.join(run_dir, 'seed0')) == before
+    assert read_flags(os.path.join(run_dir, 'seed0', 'flags.json'))['agent_config']['lr'] == 1e-2
+    result = train_task(toy_inputs(run_dir, data, lr=1e-2), toy_options(offline_steps=20, resume=True))
+    assert result.step == 20  # the same config resumes
+
+
+def read_flags(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)

@@ -131,6 +131,8 @@ def run_main(args: list[str], cache_dir: str, timeout: float = 300, **popen_kwar
     (['--agent.nonexistent=1'], "unknown agent config key 'nonexistent'"),
     (['--agent=agents/fql.py', '--agent.alphaa=3'], 'did you mean alpha'),
     (['--agent=agents/nope.py'], "agent config file 'agents/nope.py' not found"),
+    (['--agent.value_hidden_dims=(8,8)', '--agent.alpha=3', '--agent.value_hidden_dims=(4,4)'],
+     'given more than once: --agent.value_hidden_dims'),
 ])
 def test_command_line_agent_errors_are_clear(args, message, compile_cache):
     result = run_main(args, compile_cache, timeout=60)

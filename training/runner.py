@@ -52,6 +52,10 @@ class NonFiniteLossError(RuntimeError):
     """A training metric became NaN/inf; the message names the key, seed, step and last checkpoint."""
 
 
+class ConfigMismatchError(ValueError):
+    """`--resume` met seeds trained with another agent config; the message names the differing keys."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
     """Budgets and intervals of one task (all counts are updates, i.e. steps).
@@ -276,7 +280,8 @@ class TaskRun:
             os.makedirs(directory, exist_ok=True)
             self.train_logs.append(logger.CsvLogger(os.path.join(directory, 'train.csv'), keep_rows_until))
             self.eval_logs.append(logger.CsvLogger(os.path.join(directory, 'eval.csv'), keep_rows_until))
-            flags_payload = dict(self.inputs.metadata, seed=self.seeds[s], task=self.inputs.task,
+            flags_payload = dict(self.inputs.metadata, agent_config=agent_config_dict(self.inputs.config),
+                                 seed=self.seeds[s], task=self.inputs.task,
                                  num_devices=self.placement.num_devices, resumed_from_step=resume_step)
             logger.write_json(os.path.join(directory, 'flags.json'), flags_payload)
 
@@ -472,9 +477,36 @@ def completed_result(run_dir: str, task: str, seeds: list[int], total_steps: int
                       [f['evaluation/return'] for f in finals], [f['evaluation/success_last3'] for f in finals], scores)
 
 
+def agent_config_dict(config: Any) -> dict[str, Any]:
+    """The agent config as stored in flags.json (JSON types: tuples become lists)."""
+    plain = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
+    return json.loads(json.dumps(plain, default=str))
+
+
+def check_same_agent_config(run_dir: str, seeds: list[int], config: Any) -> None:
+    """Refuses to resume (or reuse) seeds trained with another agent config: a resumed run would silently
+    mix two configs, and a finished one would be reported under the wrong settings. Raises ValueError
+    naming each differing key with its saved and requested value (`ConfigMismatchError`)."""
+    current = agent_config_dict(config)
+    for seed in seeds:
+        path = os.path.join(seed_dir(run_dir, seed), 'flags.json')
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            saved = json.load(f).get('agent_config')
+        if saved is None:
+            continue
+        differences = [f'{key}: saved {saved.get(key, "<missing>")!r}, requested {current.get(key, "<missing>")!r}'
+                       for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
+        if differences:
+            raise ConfigMismatchError(f'{path} was trained with another agent config ({"; ".join(differences)}); '
+                             'use a new --run_name or --save_dir for these settings')
+
+
 def train_task(inputs: TaskInputs, options: RunOptions) -> TaskResult:
     """Trains (or resumes) S seeds on one task and returns the final evaluation."""
     if options.resume:
+        check_same_agent_config(inputs.run_dir, inputs.seeds, inputs.config)
         done = completed_result(inputs.run_dir, inputs.task, inputs.seeds, options.total_steps)
         if done is not None:
             print(f'{inputs.task}: already trained to step {options.total_steps}; using its final.json', flush=True)

@@ -37,11 +37,15 @@ def test_study_runs_order_names_and_flags():
     for name, command in commands.items():  # same budget, seeds, network size and resumability for every run
         assert {'--num_seeds=3', '--offline_steps=40000', '--eval_episodes=50', '--resume'} <= set(command)
         assert '--agent.value_hidden_dims=(256,256)' in command
-        # MFQL shares FQL's learning rate and discount (FQL's own defaults).
+        # MFQL shares FQL's learning rate and discount (FQL's own defaults) and uses the T = 50 time grid.
         assert (set(reproduce.MFQL_PROTOCOL) <= set(command)) == name.startswith('mfql')
-    assert [run.name for run in reproduce.study_runs(reproduce.parse_args([]))] == [  # no α sweep by default
-        'mfql_a30_task2', 'mfql_a30_task1', 'fql_task2', 'fql_task1', 'mfql_a30_task2_fixed_alpha',
-        'mfql_a30_task2_n1']
+        assert ('--agent.time_steps=50' in command) == name.startswith('mfql')
+    default_args = reproduce.parse_args([])
+    assert [run.name for run in reproduce.study_runs(default_args)] == [  # no α sweep by default; α₀ = 120
+        'mfql_a120_task2', 'mfql_a120_task1', 'fql_task2', 'fql_task1', 'mfql_a120_task2_fixed_alpha',
+        'mfql_a120_task2_n1']
+    default_command = reproduce.run_command(reproduce.study_runs(default_args)[0], default_args)
+    assert [flag for flag in default_command if flag.startswith('--agent.alpha=')] == ['--agent.alpha=120']
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -202,7 +206,7 @@ def test_profile_exclusive_times_subtract_nested_events():
 def test_train_all_skips_inert_fixed_alpha_and_gives_the_last_run_every_core(tmp_path, monkeypatch, capsys):
     """The scheduler with fake runs: each 'main.py' writes finished results for its seeds (α constant)."""
     args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=1', '--steps=30', '--eval_interval=10',
-                                 '--workers=2'])
+                                 '--workers=2', '--mfql_alpha=30'])  # the fake runs below log α = 30
     runs = reproduce.study_runs(args)
     writer = (
         "import csv, json, os, sys\n"

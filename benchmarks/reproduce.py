@@ -5,11 +5,11 @@
     python benchmarks/reproduce.py --report_only       # rebuild the tables and figure from finished runs
 
 Cost on our 2-core CPU (each run: 3 seeds x 40k updates + 5 evaluations of 50 episodes per seed, on one
-core next to another run): MFQL ~52 min, FQL 42-44 min, MFQL with N = 1 ~31 min. The default study trains
-five runs: the two MFQL runs together, then the two FQL runs, then N = 1 alone on both cores (~2x faster than
-on one, per benchmarks/results/throughput-cpu.md): ~1 h 52 min of training plus ~5 min to generate the
-dataset, just inside a 2-hour budget (an estimate from the measured parts). The fixed-α ablation is
-usually not trained (`source_run`). Each extra `--mfql_alpha_sweep` value adds ~52 min of one core.
+core next to another run): MFQL 46 min, FQL 42-44 min; MFQL with N = 1 alone on both cores 18 min. The
+default study trains five runs: the two MFQL runs together, then the two FQL runs, then N = 1 alone on both
+cores: ~1 h 50 min of training plus ~5 min to generate the dataset, just inside a 2-hour budget (the sum of
+parts measured in two sessions; the FQL runs were not retrained when the MFQL preset changed). The fixed-α
+ablation is usually not trained (`source_run`). Each extra `--mfql_alpha_sweep` value adds ~46 min of one core.
 
 What it does, in order:
 1. Generates the cube-single-play dataset locally (`datasets.generate`, `--num_episodes` train episodes of

@@ -228,9 +228,12 @@ def train_all(runs: list[Run], args: argparse.Namespace) -> None:
         # The last run waits for the machine to be free, then gets every core, when the runs still going are
         # past half-way: 3 vmapped seeds run ~1.9x faster on 2 cores than on one, so that finishes sooner than
         # starting it on one core next to them.
-        last_waits = pin and len(pending) == 1 and bool(active) and all(
-            last_logged_step(run, args) >= args.steps / 2 for run, *_ in active.values())
-        while pending and free_cores and not last_waits:
+        # Checked before every start: one pass can free both cores and start two runs, the second being the last.
+        def last_run_waits() -> bool:
+            return pin and len(pending) == 1 and bool(active) and all(
+                last_logged_step(run, args) >= args.steps / 2 for run, *_ in active.values())
+
+        while pending and free_cores and not last_run_waits():
             run = pending.pop(0)
             alone = pin and not pending and not active
             core = free_cores.pop(0)

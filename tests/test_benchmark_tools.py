@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import subprocess
 import sys
 
 import jax
@@ -203,26 +204,33 @@ def test_profile_exclusive_times_subtract_nested_events():
     assert times == {'ThunkExecutor::Execute': 50, 'fusion.1': 40, 'dot.2': 10, 'copy.3': 5}
 
 
-def test_train_all_skips_inert_fixed_alpha_and_gives_the_last_run_every_core(tmp_path, monkeypatch, capsys):
-    """The scheduler with fake runs: each 'main.py' writes finished results for its seeds (α constant)."""
+FAKE_RUN = (
+    "import csv, json, os, sys\n"
+    "d = sys.argv[1]; os.makedirs(d)\n"
+    "w = csv.writer(open(os.path.join(d, 'eval.csv'), 'w', newline=''))\n"
+    "w.writerows([['step', 'evaluation/success', 'time/total'], [1, 0, 1], [10, 0.1, 2], [30, 0.2, 3]])\n"
+    "w = csv.writer(open(os.path.join(d, 'train.csv'), 'w', newline=''))\n"
+    "w.writerows([['step', 'time/updates_per_sec', 'training/alpha'], [30, 9.0, 30.0]])\n"
+    "config = {'agent_config': {'alpha': 30.0, 'alpha_mode': 'adaptive'}}\n"
+    "json.dump(config, open(os.path.join(d, 'flags.json'), 'w'))\n")
+
+
+def fake_study(tmp_path, monkeypatch):
+    """A 30-step, one-seed study whose 'main.py' writes finished results for its seed (α constant at 30), with
+    every running run reported past half-way, so that the last run waits for the machine."""
     args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=1', '--steps=30', '--eval_interval=10',
-                                 '--workers=2', '--mfql_alpha=30'])  # the fake runs below log α = 30
-    runs = reproduce.study_runs(args)
-    writer = (
-        "import csv, json, os, sys\n"
-        "d = sys.argv[1]; os.makedirs(d)\n"
-        "w = csv.writer(open(os.path.join(d, 'eval.csv'), 'w', newline=''))\n"
-        "w.writerows([['step', 'evaluation/success', 'time/total'], [1, 0, 1], [10, 0.1, 2], [30, 0.2, 3]])\n"
-        "w = csv.writer(open(os.path.join(d, 'train.csv'), 'w', newline=''))\n"
-        "w.writerows([['step', 'time/updates_per_sec', 'training/alpha'], [30, 9.0, 30.0]])\n"
-        "config = {'agent_config': {'alpha': 30.0, 'alpha_mode': 'adaptive'}}\n"
-        "json.dump(config, open(os.path.join(d, 'flags.json'), 'w'))\n")
+                                 '--workers=2', '--mfql_alpha=30'])
     monkeypatch.setattr(reproduce, 'run_command',
-                        lambda run, _: [sys.executable, '-c', writer, reproduce.seed_dirs(run, args)[0]])
+                        lambda run, _: [sys.executable, '-c', FAKE_RUN, reproduce.seed_dirs(run, args)[0]])
     real_sleep = reproduce.time.sleep
     monkeypatch.setattr(reproduce.time, 'sleep', lambda _: real_sleep(0.05))
-    # As if every running run were past half-way, so that the last run waits for the machine.
     monkeypatch.setattr(reproduce, 'last_logged_step', lambda run, args: args.steps)
+    return args, reproduce.study_runs(args)
+
+
+def test_train_all_skips_inert_fixed_alpha_and_gives_the_last_run_every_core(tmp_path, monkeypatch, capsys):
+    """The scheduler with fake runs."""
+    args, runs = fake_study(tmp_path, monkeypatch)
     reproduce.train_all(runs, args)
     out = capsys.readouterr().out
     started = [line.split()[1] for line in out.splitlines() if line.startswith('[start]')]
@@ -232,3 +240,16 @@ def test_train_all_skips_inert_fixed_alpha_and_gives_the_last_run_every_core(tmp
     if len(os.sched_getaffinity(0)) >= 2:  # pinning needs two cores: then only the last run gets both
         assert '[start] mfql_a30_task2_n1 (all cores)' in out
         assert sum('(all cores)' in line for line in out.splitlines()) == 1
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason='pinning runs to cores needs two cores')
+def test_last_run_waits_even_when_one_pass_frees_both_cores(tmp_path, monkeypatch, capsys):
+    """Two runs left and both cores free: the second-to-last starts, and the last waits for it to end and then
+    gets every core (it used to start on the second core in the same pass)."""
+    args, runs = fake_study(tmp_path, monkeypatch)
+    for run in runs[:3]:  # both MFQL runs and the first FQL run finished; the fixed-α run stands in
+        subprocess.run(reproduce.run_command(run, args), check=True)
+    reproduce.train_all(runs, args)
+    started = [line for line in capsys.readouterr().out.splitlines() if line.startswith('[start]')]
+    assert [line.split()[1] for line in started] == ['fql_task1', 'mfql_a30_task2_n1']
+    assert '(core ' in started[0] and '(all cores)' in started[1]

@@ -267,13 +267,27 @@ def train_all(runs: list[Run], args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------------------------- report
 def seed_scores(run: Run, args: argparse.Namespace) -> dict[str, list[float]]:
-    """Per seed: the mean success of the last two evaluations, the first evaluation, and the curve."""
-    final, initial = [], []
+    """Per seed: the mean success of the last two evaluations ('final'), the first evaluation ('initial'), and
+    the number of successful episodes in those last two evaluations ('successes', of 2 · eval_episodes)."""
+    final, initial, successes = [], [], []
     for directory in result_dirs(run, args):
         rows = read_csv(os.path.join(directory, 'eval.csv'))
         final.append(float(np.mean([row[SUCCESS] for row in rows[-2:]])))
         initial.append(rows[0][SUCCESS])
-    return {'final': final, 'initial': initial}
+        successes.append(int(sum(round(row[SUCCESS] * args.eval_episodes) for row in rows[-2:])))
+    return {'final': final, 'initial': initial, 'successes': successes}
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95% for z = 1.96) of a success probability from `successes` of `trials`
+    independent episodes. Unlike the normal approximation it stays inside [0, 1] and is not degenerate at 0
+    successes, which is what the comparison with a never-succeeding random policy needs."""
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError(f'need 0 <= successes <= trials and trials >= 1, got {successes} of {trials}')
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half_width = z / (1 + z * z / trials) * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    return max(0.0, float(centre - half_width)), min(1.0, float(centre + half_width))
 
 
 def curves(run: Run, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
@@ -400,8 +414,9 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
         '',
         '## Main result',
         '',
-        '| task | agent | success (initial) | success (final) | per-seed | wall time |',
-        '|---|---|---|---|---|---|',
+        '| task | agent | success (initial) | success (final) | per-seed | scored episodes won (95% interval) '
+        '| wall time |',
+        '|---|---|---|---|---|---|---|',
     ]
     main_runs = sorted((run for run in runs if not run.extra_flags),
                        key=lambda run: (run.task != task_name(args.tasks[0]), run.agent))
@@ -412,9 +427,15 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
         score = _mean_std(final)
         if np.mean(final) == best[run.task]:  # the task's leader in bold
             score = f'**{score}**'
+        won, episodes = sum(scores[run.name]['successes']), 2 * args.eval_episodes * len(final)
+        low, high = wilson_interval(won, episodes)
         lines.append(f'| {run.task} | {run.label} | {_mean_std(scores[run.name]["initial"])} | {score} | '
-                     f'{", ".join(f"{x:.2f}" for x in final)} | {run_minutes(run, args):.0f} min |')
-    lines.append('')
+                     f'{", ".join(f"{x:.2f}" for x in final)} | {won} / {episodes} ({low:.2f}–{high:.2f}) | '
+                     f'{run_minutes(run, args):.0f} min |')
+    lines += ['', 'Scored episodes won: successes in the last two evaluations of all seeds, pooled; the Wilson '
+              'interval treats the episodes as independent (the seed spread is reported beside it). An interval '
+              'that excludes 0 means the agent does better than its initial policy (the "success (initial)" column), '
+              'which scores 0 here, as a uniform random policy does on cube-single.', '']
     for task in sorted(best):
         ranked = sorted((run for run in main_runs if run.task == task),
                         key=lambda run: -np.mean(scores[run.name]['final']))

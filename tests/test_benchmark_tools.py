@@ -76,10 +76,30 @@ def test_seed_score_is_mean_of_last_two_evaluations(tmp_path):
     scores = reproduce.seed_scores(run, args)
     np.testing.assert_allclose(scores['final'], [0.3, 0.6])
     assert scores['initial'] == [0.0, 0.0]
+    assert scores['successes'] == [10 + 20, 25 + 35]  # of 2 × 50 episodes (the default --eval_episodes)
     assert reproduce.run_minutes(run, args) == 30.0
     unfinished_args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=2', '--steps=40',
                                             '--eval_interval=10'])
     assert not reproduce.is_finished(run, unfinished_args)
+
+
+def test_wilson_interval_values_and_errors():
+    # 0 of n: the interval is [0, z²/(n + z²)], the closed form at k = 0.
+    low, high = reproduce.wilson_interval(0, 300)
+    assert low == 0.0 and high == pytest.approx(1.96 ** 2 / (300 + 1.96 ** 2))
+    # Mirror symmetry k <-> n − k, and the point estimate lies inside.
+    low, high = reproduce.wilson_interval(24, 300)
+    assert (low, high) == pytest.approx((0.0543, 0.1163), abs=1e-4)
+    mirror_low, mirror_high = reproduce.wilson_interval(276, 300)
+    assert (mirror_low, mirror_high) == pytest.approx((1 - high, 1 - low))
+    assert low < 24 / 300 < high
+    # More episodes at the same rate give a narrower interval.
+    wide, narrow = reproduce.wilson_interval(5, 50), reproduce.wilson_interval(50, 500)
+    assert narrow[1] - narrow[0] < wide[1] - wide[0]
+    with pytest.raises(ValueError, match='successes <= trials'):
+        reproduce.wilson_interval(301, 300)
+    with pytest.raises(ValueError, match='trials >= 1'):
+        reproduce.wilson_interval(0, 0)
 
 
 def _write_seed(directory: str, successes: list[float], alphas: list[float], alpha_mode: str = 'adaptive') -> None:

@@ -268,14 +268,15 @@ def train_all(runs: list[Run], args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------------------------- report
 def seed_scores(run: Run, args: argparse.Namespace) -> dict[str, list[float]]:
     """Per seed: the mean success of the last two evaluations ('final'), the first evaluation ('initial'), and
-    the number of successful episodes in those last two evaluations ('successes', of 2 · eval_episodes)."""
-    final, initial, successes = [], [], []
+    and the successful and total episodes of those last two evaluations ('successes', 'episodes')."""
+    final, initial, successes, episodes = [], [], [], []
     for directory in result_dirs(run, args):
         rows = read_csv(os.path.join(directory, 'eval.csv'))
         final.append(float(np.mean([row[SUCCESS] for row in rows[-2:]])))
         initial.append(rows[0][SUCCESS])
         successes.append(int(sum(round(row[SUCCESS] * args.eval_episodes) for row in rows[-2:])))
-    return {'final': final, 'initial': initial, 'successes': successes}
+        episodes.append(len(rows[-2:]) * args.eval_episodes)
+    return {'final': final, 'initial': initial, 'successes': successes, 'episodes': episodes}
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
@@ -427,7 +428,7 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
         score = _mean_std(final)
         if np.mean(final) == best[run.task]:  # the task's leader in bold
             score = f'**{score}**'
-        won, episodes = sum(scores[run.name]['successes']), 2 * args.eval_episodes * len(final)
+        won, episodes = sum(scores[run.name]['successes']), sum(scores[run.name]['episodes'])
         low, high = wilson_interval(won, episodes)
         lines.append(f'| {run.task} | {run.label} | {_mean_std(scores[run.name]["initial"])} | {score} | '
                      f'{", ".join(f"{x:.2f}" for x in final)} | {won} / {episodes} ({low:.2f}–{high:.2f}) | '

@@ -77,6 +77,7 @@ def test_seed_score_is_mean_of_last_two_evaluations(tmp_path):
     np.testing.assert_allclose(scores['final'], [0.3, 0.6])
     assert scores['initial'] == [0.0, 0.0]
     assert scores['successes'] == [10 + 20, 25 + 35]  # of 2 × 50 episodes (the default --eval_episodes)
+    assert scores['episodes'] == [100, 100]
     assert reproduce.run_minutes(run, args) == 30.0
     unfinished_args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=2', '--steps=40',
                                             '--eval_interval=10'])

@@ -266,16 +266,17 @@ def train_all(runs: list[Run], args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- report
-def seed_scores(run: Run, args: argparse.Namespace) -> dict[str, list[float]]:
+def seed_scores(run: Run, args: argparse.Namespace) -> dict[str, list[float] | list[int]]:
     """Per seed: the mean success of the last two evaluations ('final'), the first evaluation ('initial'), and
-    and the successful and total episodes of those last two evaluations ('successes', 'episodes')."""
+    the successful and total episodes of those last two evaluations ('successes', 'episodes')."""
     final, initial, successes, episodes = [], [], [], []
     for directory in result_dirs(run, args):
         rows = read_csv(os.path.join(directory, 'eval.csv'))
-        final.append(float(np.mean([row[SUCCESS] for row in rows[-2:]])))
+        scored = rows[-2:]
+        final.append(float(np.mean([row[SUCCESS] for row in scored])))
         initial.append(rows[0][SUCCESS])
-        successes.append(int(sum(round(row[SUCCESS] * args.eval_episodes) for row in rows[-2:])))
-        episodes.append(len(rows[-2:]) * args.eval_episodes)
+        successes.append(int(sum(round(row[SUCCESS] * args.eval_episodes) for row in scored)))
+        episodes.append(len(scored) * args.eval_episodes)
     return {'final': final, 'initial': initial, 'successes': successes, 'episodes': episodes}
 
 

@@ -16,7 +16,10 @@ Deliberate differences from the authors' code (spec §15), all documented in `ge
   until the window filled). α, the window and the update counter are pytree fields, so `update` is pure.
 - N for the Bellman target is its own key (default 5: what actually ran; the intended N//2 never took effect).
 - The critic learning rate is a config key (default 3e-4, the authors' hard-coded value).
-- The consistency loss (weight 0 in every run) is not computed. No observation normalisation (FQL has none).
+- The consistency loss (weight 0 in every run) is not computed.
+- Observations are z-scored as in the authors' code (on by default), but with the statistics of the N real
+  training rows: the authors' also averaged the zero padding rows of their replay buffer. The statistics sit in
+  the config (`observation_mean`, `observation_std`, filled by the training loop), so flags.json records them.
 - b ≡ 0 is not a network input and the noise scale is 1 (the authors' only used settings).
 Step counting: `step` = completed updates; the update being computed has index i = step + 1 (the training
 loop runs updates 1..N). The authors' 0-based loop index at their k-th update is k − 1, so α checks fire at the
@@ -31,7 +34,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from agents.train_state import TrainState, nonpytree_field, polyak_update
+from agents.train_state import (TrainState, check_observation_statistics, nonpytree_field, normalize_observations,
+                                polyak_update)
 from networks.mlp import CriticEnsemble
 from networks.module_dict import ModuleDict
 from networks.policy import DiTPolicy, MLPPolicy
@@ -190,7 +194,10 @@ class MFQLAgent(flax.struct.PyTreeNode):
             adaptive_gamma=self.config['adaptive_gamma'], adaptive_c=self.config['adaptive_c'])
 
     def total_loss(self, batch: dict, grad_params: Any, rng: Array) -> tuple[Array, dict]:
-        """L = L_critic + L_actor + α · L_MFI, α from `adaptive_alpha` for update step + 1 (or fixed)."""
+        """L = L_critic + L_actor + α · L_MFI, α from `adaptive_alpha` for update step + 1 (or fixed).
+        `batch` holds raw observations; they are z-scored here (if `normalize_observations`)."""
+        batch = batch | {key: normalize_observations(self.config, batch[key])
+                         for key in ('observations', 'next_observations')}
         critic_rng, actor_rng, mfi_rng = jax.random.split(rng, 3)
         critic_loss, critic_info = self.critic_loss(batch, grad_params, critic_rng)
         actor_loss, actor_info = self.actor_loss(batch, grad_params, actor_rng)
@@ -229,8 +236,9 @@ class MFQLAgent(flax.struct.PyTreeNode):
     def best_of_n(self, observations: Array, noises: Array) -> tuple[Array, Array]:
         """Value-guided rejection sampling, all candidates in one batched call.
 
-        observations (B, o), noises (N, B, d). Candidates a_n = clip(g_θ(s, e_n, 1), −1, 1) (current params,
-        no gradient), scored by the target critic's ensemble mean (reduced explicitly over axis 0).
+        observations (B, o), already z-scored if `normalize_observations`; noises (N, B, d). Candidates
+        a_n = clip(g_θ(s, e_n, 1), −1, 1) (current params, no gradient), scored by the target critic's
+        ensemble mean (reduced explicitly over axis 0).
         Returns the argmax action (B, d) and its per-member target Q (2, B)."""
         num, batch_size, action_dim = noises.shape
         tiled_obs = jnp.broadcast_to(observations, (num, *observations.shape)).reshape(num * batch_size, -1)
@@ -245,9 +253,9 @@ class MFQLAgent(flax.struct.PyTreeNode):
     @jax.jit
     def sample_actions(self, observations: Array, rng: Array) -> Array:
         """Actions in [−1, 1]: best of num_candidates_eval one-step samples (N = 1: a single sample, no Q).
-        observations (B, o) -> (B, d); a single observation (o,) -> (d,)."""
+        Raw observations (B, o) -> (B, d); a single observation (o,) -> (d,)."""
         single = observations.ndim == 1
-        observations = observations[None] if single else observations
+        observations = normalize_observations(self.config, observations[None] if single else observations)
         num = self.config['num_candidates_eval']
         noises = jax.random.normal(rng, (num, observations.shape[0], self.config['action_dim']))
         if num == 1:
@@ -259,7 +267,7 @@ class MFQLAgent(flax.struct.PyTreeNode):
     @classmethod
     def create(cls, rng: Array, example_batch: dict, config: ml_collections.ConfigDict | dict) -> 'MFQLAgent':
         """Build networks, optimiser and state from an example batch (pure; `jax.vmap`-able over rng)."""
-        config = _checked_config(config, example_batch['actions'].shape[-1])
+        config = _checked_config(config, example_batch['observations'].shape[-1], example_batch['actions'].shape[-1])
         init_rng, rng = jax.random.split(rng)
         observations, actions = example_batch['observations'], example_batch['actions']
         if config['actor_arch'] == 'dit':
@@ -294,7 +302,7 @@ def _optimizer(config: dict) -> optax.GradientTransformation:
                                   'actor': partition(actor_lr_schedule(config))}, labels)
 
 
-def _checked_config(config: ml_collections.ConfigDict | dict, action_dim: int) -> dict:
+def _checked_config(config: ml_collections.ConfigDict | dict, observation_dim: int, action_dim: int) -> dict:
     """A plain dict of hashable values (lists → tuples) plus `action_dim`; clear errors on bad values."""
     config = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
     missing = sorted(set(get_config()) - set(config))
@@ -310,6 +318,7 @@ def _checked_config(config: ml_collections.ConfigDict | dict, action_dim: int) -
         if int(config[key]) < 1:
             raise ValueError(f'{key} must be a positive integer, got {config[key]!r}')
     actor_lr_schedule(config)  # validates the warm-up length
+    check_observation_statistics(config, observation_dim)
     return config | {'action_dim': int(action_dim)}
 
 
@@ -352,4 +361,7 @@ def get_config() -> ml_collections.ConfigDict:
         num_candidates_eval=5,  # N for actions at evaluation (best of N by target Q; 1 = plain sample)
         num_candidates_target=5,  # N in the Bellman target (authors intended N//2; 5 is what ran)
         grad_clip_norm=1.0,  # global-norm gradient clipping, per partition (critic / actor)
+        normalize_observations=True,  # z-score observations with the training set's statistics (authors' default)
+        observation_mean=None,  # per-dimension mean; None: the training loop fills in the training set's
+        observation_std=None,  # per-dimension std (dimensions with std < 1e-6: 1); None: filled likewise
     ))

@@ -1,15 +1,18 @@
-"""Parameters + optimiser state in one pytree, and the field helper every agent uses.
+"""Parameters + optimiser state in one pytree, and the helpers every agent uses (fields, Polyak
+averaging, observation z-scoring).
 
 Convention (as in FQL): a loss sees gradients only through the `params=grad_params` it passes
 explicitly; a call without `params=` uses the current (non-differentiated) parameters.
 """
 
 import functools
-from typing import Any, Callable
+import math
+from typing import Any, Callable, Mapping
 
 import flax
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -55,3 +58,34 @@ class TrainState(flax.struct.PyTreeNode):
 def polyak_update(online: Any, target: Any, tau: float) -> Any:
     """target <- tau * online + (1 - tau) * target, leaf by leaf."""
     return jax.tree_util.tree_map(lambda o, t: tau * o + (1.0 - tau) * t, online, target)
+
+
+def check_observation_statistics(config: Mapping[str, Any], observation_dim: int) -> None:
+    """With `normalize_observations`, `observation_mean` and `observation_std` must be sequences of
+    `observation_dim` finite floats (std > 0). The training loop fills them from the training set
+    (`datasets.buffer.observation_statistics`); raises ValueError naming the problem otherwise."""
+    if not config.get('normalize_observations', False):
+        return
+    for key in ('observation_mean', 'observation_std'):
+        values = config[key]
+        if values is None:
+            raise ValueError(f'normalize_observations=True needs {key}: the training loop sets it from the training '
+                             'set (datasets.buffer.observation_statistics); set it yourself when building an agent '
+                             'outside the loop')
+        if len(values) != observation_dim:
+            raise ValueError(f'{key} has {len(values)} entries but observations have {observation_dim} dimensions')
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f'{key} has non-finite entries: {values}')
+    if min(config['observation_std']) <= 0.0:
+        raise ValueError(f"observation_std must be positive, got {config['observation_std']}")
+
+
+def normalize_observations(config: Mapping[str, Any], observations: jax.Array) -> jax.Array:
+    """(s − μ) / σ with the training set's statistics if `normalize_observations`, else s unchanged (the
+    computation is then skipped entirely, not multiplied by 1; agents without the key never normalise).
+    observations (..., obs_dim)."""
+    if not config.get('normalize_observations', False):
+        return observations
+    mean = jnp.asarray(config['observation_mean'], observations.dtype)
+    std = jnp.asarray(config['observation_std'], observations.dtype)
+    return (observations - mean) / std

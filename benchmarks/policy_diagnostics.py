@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from agents import get_agent_class  # noqa: E402
+from agents.train_state import normalize_observations  # noqa: E402
 from datasets import ogbench_data  # noqa: E402
 from training import checkpoint  # noqa: E402
 from training.fused import TrainingState  # noqa: E402
@@ -39,7 +40,8 @@ BATCH_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations'
 
 
 def one_step_actions(agent, observations: jax.Array, noise: jax.Array) -> jax.Array:
-    """The agent's single-sample action before clipping: (B, o), (B, d) -> (B, d)."""
+    """The agent's single-sample action before clipping: (B, o) as the networks see them (z-scored if the
+    agent normalises), (B, d) -> (B, d)."""
     if agent.config['agent_name'] == 'mfql':
         return agent.actor_fn()(observations, noise, jnp.ones((1, 1)))
     if agent.config['agent_name'] == 'fql':
@@ -51,8 +53,9 @@ def one_step_actions(agent, observations: jax.Array, noise: jax.Array) -> jax.Ar
 def _measure(agent, observations: jax.Array, data_actions: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
     noise_rng, policy_rng = jax.random.split(rng)
     noise = jax.random.normal(noise_rng, data_actions.shape)
+    policy = agent.sample_actions(observations, policy_rng)  # takes raw observations
+    observations = normalize_observations(agent.config, observations)  # what the networks see
     raw = one_step_actions(agent, observations, noise)
-    policy = agent.sample_actions(observations, policy_rng)
     critic = agent.network.select('critic')
 
     def q(actions):

@@ -30,6 +30,7 @@ critic), batch size, number of updates and seeds. The authors' DiT actor runs ~4
 and would not fit the 2-hour budget; it is what `main.py` uses by default and what GPU runs should use.
 MFQL runs with a constant actor learning rate of 1e-3 (tuned here; FQL keeps its untuned 3e-4), FQL's discount
 and the paper's cube-double time grid T = 50 (`MFQL_PROTOCOL`), and α₀ = 120 (`--mfql_alpha`, the same preset).
+MFQL's observation z-scoring (its default, as the authors') is off, since FQL has none (`MFQL_PROTOCOL`).
 Every other setting is the agent's own default (`get_config`, `configs.py`).
 """
 
@@ -64,8 +65,10 @@ SMALL_NETS = {
 # 40k) and FQL's discount (the critics then share one horizon). The time grid T = 50 of the only cube preset the
 # paper gives (cube-double task2: α₀ = 120, N = 5, T = 50; `configs.py`, second-hand); with continuous time MFQL
 # stayed at 0% here. An actor learning rate of 1e-3, the best of 3e-4, 1e-3 and 3e-3 in a screen
-# (benchmarks/results/reproduce-notes.md); FQL keeps its published 3e-4, untuned.
-MFQL_PROTOCOL = ['--agent.actor_lr=1e-3', '--agent.lr_min_ratio=1', '--agent.discount=0.99', '--agent.time_steps=50']
+# (benchmarks/results/reproduce-notes.md); FQL keeps its published 3e-4, untuned. No observation z-scoring (MFQL's
+# default, as the authors'): FQL has none, so both agents see the same inputs, and a screen with it scored the same.
+MFQL_PROTOCOL = ['--agent.actor_lr=1e-3', '--agent.lr_min_ratio=1', '--agent.discount=0.99', '--agent.time_steps=50',
+                 '--agent.normalize_observations=False']
 # Logged training metrics shown in the diagnostics table (mean over seeds of the last logged row).
 DIAGNOSTICS = {
     'fql': ('actor/mse', 'actor/distill_loss', 'critic/q_mean', 'critic/q_max', 'critic/loss'),
@@ -408,7 +411,8 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
         '(adaptive rule), time grid T = 50, best-of-5 target and evaluation (the paper\'s cube-double task2 preset, '
         'quoted second-hand; none is published for cube-single), γ = 0.99 (FQL\'s) and a constant actor lr 1e-3 '
         'after a 2k-update warm-up, tuned on a screen of 3e-4 / 1e-3 / 3e-3 (FQL\'s 3e-4 was not tuned; the '
-        'authors\' γ = 0.995 and 1e-4 → 1e-5 cosine schedule are not used; see `MFQL_PROTOCOL`).',
+        'authors\' γ = 0.995 and 1e-4 → 1e-5 cosine schedule are not used; see `MFQL_PROTOCOL`). Neither agent '
+        'z-scores observations (MFQL\'s default, off here because FQL has none).',
         'Published figures (GPU, 1M updates, official data): the per-task cube-single numbers of both papers were '
         'not available to us (docs/reproducing.md); none are quoted.',
         'Wall time: main.py\'s own clock from the start of training to the final evaluation, 3 seeds on one '

@@ -53,6 +53,8 @@ SMALL = (256, 256)
 
 def agent_config(agent: str, **overrides: Any) -> Any:
     config = mfql_config() if agent == 'mfql' else fql_config()
+    if config.get('normalize_observations', False):  # the z-scoring still runs; identity statistics suffice
+        config.update(observation_mean=(0.0,) * OBS_DIM, observation_std=(1.0,) * OBS_DIM)
     config.update(overrides)
     return config
 

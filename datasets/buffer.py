@@ -161,3 +161,19 @@ def dataset_from_numpy(arrays: dict[str, np.ndarray]) -> Dataset:
         raise ValueError(f"observations {arrays['observations'].shape} and next_observations "
                          f"{arrays['next_observations'].shape} differ in shape.")
     return Dataset(data={k: jnp.asarray(np.asarray(arrays[k], dtype=np.float32)) for k in TRANSITION_KEYS})
+
+
+def observation_statistics(observations: np.ndarray, min_std: float = 1e-6) -> tuple[tuple[float, ...],
+                                                                                      tuple[float, ...]]:
+    """Per-dimension mean and standard deviation of the N real rows of `observations` (N, obs_dim), for
+    z-scoring (agents' `normalize_observations`). Dimensions with std < `min_std` (constant features) get
+    std 1, as in the MeanFlowQL authors' code; unlike it, no zero padding rows enter the statistics.
+    Computed in float64 and returned as Python floats, so they round-trip exactly through flags.json."""
+    observations = np.asarray(observations, dtype=np.float64)
+    if observations.ndim != 2 or observations.shape[0] == 0:
+        raise ValueError(f'observation_statistics needs a non-empty (N, obs_dim) array, got shape {observations.shape}')
+    if not np.all(np.isfinite(observations)):
+        raise ValueError('observation_statistics: observations contain NaN or inf')
+    mean, std = observations.mean(axis=0), observations.std(axis=0)
+    std = np.where(std < min_std, 1.0, std)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.join(REPO_DIR, 'benchmarks'))
 import policy_diagnostics  # noqa: E402
 import reproduce  # noqa: E402
 from agents import fql, mfql  # noqa: E402
+from datasets.buffer import observation_statistics  # noqa: E402
 from training import checkpoint  # noqa: E402
 from training.fused import TrainingState  # noqa: E402
 
@@ -158,6 +159,7 @@ def test_policy_diagnostics_of_fresh_mfql_agent_is_zero_action(tmp_path):
     val = _fake_val()
     config = mfql.get_config()
     config.update(actor_arch='mlp', actor_mlp_hidden_dims=(8, 8), value_hidden_dims=(8, 8), offline_steps=100)
+    config.observation_mean, config.observation_std = observation_statistics(val['observations'])
     _save_fresh_agent(mfql, str(tmp_path / 'seed0'), val, config)
     metrics = policy_diagnostics.seed_metrics(str(tmp_path / 'seed0'), None, val, num_samples=32)
     index = np.random.default_rng(0).choice(64, 32, replace=False)

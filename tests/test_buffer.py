@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from datasets.buffer import Dataset, ReplayBuffer, dataset_from_numpy, sample_union
+from datasets.buffer import Dataset, ReplayBuffer, dataset_from_numpy, observation_statistics, sample_union
 
 OBS_DIM, ACT_DIM = 3, 2
 
@@ -180,3 +180,18 @@ def test_sample_union_under_vmap_with_shared_dataset():
     for seed, own_row in enumerate((50, 60, 70)):
         ids = set(np.asarray(batches['observations'][seed, :, 0]).astype(int).tolist())
         assert ids == {1, 2, 3, 4, own_row}
+
+
+def test_observation_statistics_values_constant_dimensions_and_errors():
+    observations = np.array([[1.0, 5.0, 2.0], [3.0, 5.0, 2.0 + 1e-8], [5.0, 5.0, 2.0]], np.float32)
+    mean, std = observation_statistics(observations)
+    assert isinstance(mean, tuple) and all(isinstance(v, float) for v in mean + std)
+    np.testing.assert_allclose(mean, [3.0, 5.0, 2.0], rtol=1e-7)
+    # Dimension 0 has std sqrt(8/3); dimensions 1 (constant) and 2 (std ~5e-9 < 1e-6) are left unscaled.
+    np.testing.assert_allclose(std, [np.sqrt(8.0 / 3.0), 1.0, 1.0], rtol=1e-6)
+    with pytest.raises(ValueError, match='non-empty'):
+        observation_statistics(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match=r'\(N, obs_dim\)'):
+        observation_statistics(np.zeros(3))
+    with pytest.raises(ValueError, match='NaN or inf'):
+        observation_statistics(np.array([[1.0, np.nan]]))

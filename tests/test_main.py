@@ -15,6 +15,8 @@ import time
 import pytest
 from absl import flags
 
+from datasets import ogbench_data
+from datasets.buffer import observation_statistics
 from training import checkpoint
 from training.logger import read_csv
 
@@ -220,4 +222,10 @@ def test_mfql_smoke_with_eval_and_online(dataset_dir, compile_cache, tmp_path):
     assert any(key.startswith('training/') and 'mfi' in key for key in rows[0])
     info = json.load(open(f'{seed_dir}/flags.json'))
     assert info['agent_config']['offline_steps'] == 20 and info['agent_config']['agent_name'] == 'mfql'
+    # MFQL z-scores observations by default, with the training set's statistics recorded in flags.json.
+    train, _ = ogbench_data.load_datasets(TASK, dataset_dir, show_progress=False)
+    expected_mean, expected_std = observation_statistics(train['observations'])
+    assert info['agent_config']['normalize_observations'] is True
+    assert info['agent_config']['observation_mean'] == list(expected_mean)
+    assert info['agent_config']['observation_std'] == list(expected_std)
     assert checkpoint.checkpoint_steps(seed_dir) == [22]  # save_interval=0: only at the end

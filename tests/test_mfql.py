@@ -28,7 +28,8 @@ def _batch(seed: int = 0, batch_size: int = BATCH) -> dict:
 def _config(**overrides):
     config = get_config()
     config.update(dict(value_hidden_dims=(16, 16), actor_arch='mlp', actor_hidden_dim=16, actor_depth=1,
-                       actor_mlp_hidden_dims=(16, 16), offline_steps=100, batch_size=BATCH))
+                       actor_mlp_hidden_dims=(16, 16), offline_steps=100, batch_size=BATCH,
+                       normalize_observations=False))
     config.update(overrides)
     return config
 
@@ -406,3 +407,50 @@ def test_config_errors_name_the_problem():
     del config['tau']
     with pytest.raises(ValueError, match="missing keys: \\['tau'\\]"):
         MFQLAgent.create(jax.random.PRNGKey(0), batch, config)
+
+
+OBS_MEAN = tuple(float(v) for v in np.linspace(-2.0, 2.0, OBS_DIM))
+OBS_STD = tuple(float(v) for v in np.linspace(0.1, 3.0, OBS_DIM))
+
+
+def _z_scored(batch: dict) -> dict:
+    mean, std = jnp.asarray(OBS_MEAN), jnp.asarray(OBS_STD)
+    return batch | {key: (batch[key] - mean) / std for key in ('observations', 'next_observations')}
+
+
+def test_observation_normalisation_equals_training_on_z_scored_observations():
+    """An agent that z-scores inside `update` / `sample_actions` behaves exactly like an agent without
+    normalisation fed (s − μ)/σ: same losses, parameters after two updates, and actions."""
+    raw = _batch(3)
+    raw = raw | {key: 2.0 + 3.0 * raw[key] for key in ('observations', 'next_observations')}
+    normalising = _create(_config(**UPDATE_CONFIG, normalize_observations=True, observation_mean=OBS_MEAN,
+                                  observation_std=OBS_STD), seed=5)
+    plain = _create(_config(**UPDATE_CONFIG), seed=5)
+    update = jax.jit(lambda agent, batch: agent.update(batch))
+    for _ in range(2):
+        normalising, normalising_info = update(normalising, raw)
+        plain, plain_info = update(plain, _z_scored(raw))
+    np.testing.assert_allclose(normalising_info['total/loss'], plain_info['total/loss'], rtol=1e-6)
+    jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7),
+                           normalising.network.params, plain.network.params)
+    key = jax.random.PRNGKey(8)
+    np.testing.assert_allclose(normalising.sample_actions(raw['observations'], key),
+                               plain.sample_actions(_z_scored(raw)['observations'], key), rtol=1e-5, atol=1e-6)
+    # ...and the normalisation is not a no-op: the same agent fed raw observations acts differently.
+    assert float(jnp.abs(plain.sample_actions(raw['observations'], key)
+                         - normalising.sample_actions(raw['observations'], key)).max()) > 1e-3
+
+
+def test_observation_statistics_errors_name_the_problem():
+    batch = _batch()
+    with pytest.raises(ValueError, match='normalize_observations=True needs observation_mean'):
+        MFQLAgent.create(jax.random.PRNGKey(0), batch, _config(normalize_observations=True))
+    with pytest.raises(ValueError, match=f'observation_std has 2 entries but observations have {OBS_DIM}'):
+        MFQLAgent.create(jax.random.PRNGKey(0), batch, _config(
+            normalize_observations=True, observation_mean=OBS_MEAN, observation_std=(1.0, 1.0)))
+    with pytest.raises(ValueError, match='observation_std must be positive'):
+        MFQLAgent.create(jax.random.PRNGKey(0), batch, _config(
+            normalize_observations=True, observation_mean=OBS_MEAN, observation_std=(0.0,) * OBS_DIM))
+    with pytest.raises(ValueError, match='observation_mean has non-finite entries'):
+        MFQLAgent.create(jax.random.PRNGKey(0), batch, _config(
+            normalize_observations=True, observation_mean=(float('nan'),) * OBS_DIM, observation_std=OBS_STD))

@@ -19,13 +19,15 @@ import numpy as np
 import optax
 import pytest
 
+from agents import fql, mfql
 from agents.train_state import TrainState, nonpytree_field
 from datasets.buffer import Dataset
 from training import checkpoint, evaluation
 from training.fused import (FusedUpdater, SeedPlacement, create_training_states, next_call_size, seed_streams,
                             stacked_streams)
 from training.logger import CsvLogger, read_csv
-from training.runner import NonFiniteLossError, RunOptions, TaskInputs, TaskResult, train_task
+from training.runner import (NonFiniteLossError, RunOptions, TaskInputs, TaskResult, train_task,
+                             with_observation_statistics)
 from training.summary import summary_rows
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -289,3 +291,17 @@ def test_summary_averages_each_seed_over_the_tasks_of_an_environment():
     average = rows[-1]  # per seed: (10 + 20) / 2 = 15 and 30 -> 22.5 ± 7.5
     assert average['success_mean'] == pytest.approx(22.5) and average['success_std'] == pytest.approx(7.5)
     assert average['num_tasks'] == 2
+
+
+def test_with_observation_statistics_fills_a_copy_only_when_the_agent_normalises():
+    observations = np.array([[0.0, 1.0], [2.0, 1.0]], np.float32)
+    config = mfql.get_config()
+    filled = with_observation_statistics(config, observations)
+    assert filled.observation_mean == (1.0, 1.0) and filled.observation_std == (1.0, 1.0)  # dim 1 constant -> 1
+    assert config.observation_mean is None  # the caller's config is left alone
+    config.observation_mean, config.observation_std = (5.0, 5.0), (2.0, 2.0)
+    assert with_observation_statistics(config, observations) is config  # statistics given by the user are kept
+    config.normalize_observations = False
+    assert with_observation_statistics(config, observations) is config
+    fql_config = fql.get_config()  # FQL has no normalisation keys at all
+    assert with_observation_statistics(fql_config, observations) is fql_config

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from datasets.buffer import Dataset, ReplayBuffer, sample_union
+from datasets.buffer import Dataset, ReplayBuffer, observation_statistics, sample_union
 from training import checkpoint, evaluation, logger
 from training.fused import (DatasetSampler, FusedUpdater, SeedPlacement, TrainingState, create_training_states,
                             first_nonfinite_key, fused_updates, next_call_size, stacked_streams, validation_losses)
@@ -503,8 +503,22 @@ def check_same_agent_config(run_dir: str, seeds: list[int], config: Any) -> None
                              'use a new --run_name or --save_dir for these settings')
 
 
+def with_observation_statistics(config: Any, train_observations: np.ndarray) -> Any:
+    """A copy of the agent config with `observation_mean`/`observation_std` of the training set filled in, if the
+    agent normalises observations (`normalize_observations`) and they are unset; otherwise the config itself
+    (statistics given with --agent.* are kept). They stay fixed for the whole run, online phase included."""
+    if not config.get('normalize_observations', False) or config.get('observation_mean') is not None \
+            or config.get('observation_std') is not None:
+        return config
+    config = config.copy_and_resolve_references()
+    config.observation_mean, config.observation_std = observation_statistics(train_observations)
+    return config
+
+
 def train_task(inputs: TaskInputs, options: RunOptions) -> TaskResult:
     """Trains (or resumes) S seeds on one task and returns the final evaluation."""
+    inputs = dataclasses.replace(
+        inputs, config=with_observation_statistics(inputs.config, inputs.train_data['observations']))
     if options.resume:
         check_same_agent_config(inputs.run_dir, inputs.seeds, inputs.config)
         done = completed_result(inputs.run_dir, inputs.task, inputs.seeds, options.total_steps)

@@ -13,8 +13,9 @@ Gradient convention (as in FQL): a network sees gradients only where a loss pass
 `params=grad_params`; every other call uses the current parameters as constants. Where the maths
 needs a stop-gradient we also write `jax.lax.stop_gradient` explicitly.
 
-Only state-based observations: FQL's pixel encoder (`impala_small`) is not implemented, and, as in
-FQL, observations are not normalised.
+Only state-based observations: FQL's pixel encoder (`impala_small`) is not implemented. As in FQL,
+observations are not normalised by default; `normalize_observations=True` z-scores them exactly as MFQL does
+(training-set statistics in the config), for comparisons where both agents should see the same inputs.
 """
 
 from typing import Any, NamedTuple
@@ -25,7 +26,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from agents.train_state import TrainState, nonpytree_field, polyak_update
+from agents.train_state import (TrainState, check_observation_statistics, nonpytree_field, normalize_observations,
+                                polyak_update)
 from networks.mlp import MLP, CriticEnsemble
 from networks.module_dict import ModuleDict
 
@@ -137,7 +139,10 @@ class FQLAgent(flax.struct.PyTreeNode):
                       'q_loss': q_loss, 'q': q.mean(), 'mse': mse}
 
     def total_loss(self, batch: Batch, grad_params: Any, rng: jax.Array) -> tuple[jax.Array, Info]:
-        """L_critic + L_actor with noise drawn from `rng`; info keys are `critic/…` and `actor/…`."""
+        """L_critic + L_actor with noise drawn from `rng`; info keys are `critic/…` and `actor/…`.
+        `batch` holds raw observations; they are z-scored here (if `normalize_observations`)."""
+        batch = batch | {key: normalize_observations(self.config, batch[key])
+                         for key in ('observations', 'next_observations')}
         batch_size, action_dim = batch['actions'].shape
         noise = draw_loss_noise(rng, batch_size, action_dim)
         critic_loss, critic_info = self.critic_loss(batch, grad_params, noise.next_noise)
@@ -164,7 +169,7 @@ class FQLAgent(flax.struct.PyTreeNode):
         FQL ignores the sampling temperature, so there is none here.
         """
         noise = jax.random.normal(rng, (*observations.shape[:-1], self.config['action_dim']))
-        return jnp.clip(self.one_step_actions(observations, noise), -1.0, 1.0)
+        return jnp.clip(self.one_step_actions(normalize_observations(self.config, observations), noise), -1.0, 1.0)
 
     @classmethod
     def create(cls, rng: jax.Array, example_batch: Batch, config: ml_collections.ConfigDict) -> 'FQLAgent':
@@ -214,6 +219,7 @@ def _frozen_config(config: ml_collections.ConfigDict | dict, example_batch: Batc
                          f"{example_batch['observations'].shape} and {example_batch['actions'].shape}")
     config['action_dim'] = int(example_batch['actions'].shape[-1])
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    check_observation_statistics(config, example_batch['observations'].shape[-1])
     return flax.core.FrozenDict(config)
 
 
@@ -234,4 +240,7 @@ def get_config() -> ml_collections.ConfigDict:
         alpha=10.0,  # weight of the distillation loss (BC strength); tuned per environment
         flow_steps=10,  # Euler steps of the BC flow teacher
         normalize_q_loss=False,  # divide L_Q by sg(mean |Q|) (off in the paper)
+        normalize_observations=False,  # z-score observations with the training set's statistics (FQL: off)
+        observation_mean=None,  # per-dimension mean; None: the training loop fills in the training set's
+        observation_std=None,  # per-dimension std (dimensions with std < 1e-6: 1); None: filled likewise
     ))

@@ -15,7 +15,8 @@ What it does, in order:
 1. Generates the cube-single-play dataset locally (`datasets.generate`, `--num_episodes` train episodes of
    1001 steps plus a tenth as many validation episodes, fixed seed), unless the files are already there.
 2. Trains every run of the study with `main.py` (one subprocess per run, `--num_seeds` vmapped seeds each,
-   `--resume`, so an interrupted study continues from its last checkpoint). With `--workers=2` two runs go
+   `--resume`, so an interrupted study continues from its last checkpoint). Finished runs are reused only if
+   every seed's recorded command (flags.json) is the one the study runs now; otherwise it stops and names them. With `--workers=2` two runs go
    side by side, each pinned to its own CPU core so that they do not compete for one.
    The runs: FQL and MFQL on each task, an optional MFQL α sweep on the first task, and two MFQL ablations
    there (N = 1 candidate in the Bellman target and at evaluation; a fixed α instead of the adaptive rule).
@@ -192,6 +193,22 @@ def result_dirs(run: Run, args: argparse.Namespace) -> list[str]:
 def is_finished(run: Run, args: argparse.Namespace) -> bool:
     """True when the run's results exist: its own (or its stand-in's, `source_run`) final evaluations."""
     return is_trained(source_run(run, args), args)
+
+
+def stale_runs(runs: list[Run], args: argparse.Namespace) -> list[str]:
+    """Finished runs whose seeds were trained with another main.py command than the study would run now (each
+    seed's flags.json records its command). Their folders are skipped by `train_all` and read by the report, so
+    after a protocol change they would silently stand for the new protocol; returns one line per such seed."""
+    problems = []
+    sources = {source_run(run, args).name: source_run(run, args) for run in runs if is_finished(run, args)}
+    for source in sources.values():  # a stand-in (`source_run`) is checked once, under its own command
+        expected = ' '.join(run_command(source, args)[1:])  # main.py records ' '.join(sys.argv)
+        for directory in seed_dirs(source, args):
+            with open(os.path.join(directory, 'flags.json')) as f:
+                recorded = json.load(f).get('command')
+            if recorded != expected:
+                problems.append(f'{directory}: trained with `{recorded}`; the study now runs `{expected}`')
+    return problems
 
 
 def last_logged_step(run: Run, args: argparse.Namespace) -> int:
@@ -558,6 +575,10 @@ def main(argv: list[str]) -> None:
     else:
         to_train = runs
     os.makedirs(args.work_path, exist_ok=True)
+    stale = stale_runs(runs, args)
+    if stale:
+        raise SystemExit('error: finished runs were trained with another command than the study\'s (move their '
+                         'folders out of --work_dir to retrain them):\n  ' + '\n  '.join(stale))
     if not args.report_only:
         if not all(os.path.exists(os.path.join(args.data_path, f'{DATASET}{s}.npz')) for s in ('', '-val')):
             print(f'[data] {shlex.join(generate_command(args))}', flush=True)

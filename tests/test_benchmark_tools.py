@@ -134,6 +134,30 @@ def test_fixed_alpha_ablation_reuses_reference_only_if_alpha_never_moved(tmp_pat
         np.testing.assert_allclose(reproduce.seed_scores(fixed, args)['final'], [0.3, 0.35])
 
 
+def test_finished_runs_trained_with_another_command_are_refused(tmp_path):
+    """After a protocol change, run folders trained with the old command must not stand for the new one."""
+    args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=2', '--steps=30', '--eval_interval=10',
+                                 '--report_only'])
+    runs = reproduce.study_runs(args)
+    reference = runs[0]
+    expected = ' '.join(reproduce.run_command(reference, args)[1:])
+    directories = reproduce.seed_dirs(reference, args)
+    for directory in directories:
+        _write_seed(directory, [0.0, 0.1, 0.2, 0.3], [30.0] * 3)
+        with open(os.path.join(directory, 'flags.json'), 'w') as f:
+            json.dump({'agent_config': {'alpha': 30.0, 'alpha_mode': 'adaptive'}, 'command': expected}, f)
+    assert reproduce.stale_runs(runs, args) == []
+    old_command = expected.replace(' --agent.normalize_observations=False', '')
+    assert old_command != expected
+    with open(os.path.join(directories[1], 'flags.json'), 'w') as f:
+        json.dump({'agent_config': {'alpha': 30.0, 'alpha_mode': 'adaptive'}, 'command': old_command}, f)
+    assert reproduce.stale_runs(runs, args) == [
+        f'{directories[1]}: trained with `{old_command}`; the study now runs `{expected}`']
+    with pytest.raises(SystemExit, match='trained with another command than the study'):
+        reproduce.main([f'--work_dir={tmp_path}', '--num_seeds=2', '--steps=30', '--eval_interval=10',
+                        '--report_only'])
+
+
 def _save_fresh_agent(agent_module, seed_dir: str, val: dict, config: ml_collections.ConfigDict) -> None:
     example = {key: jnp.asarray(val[key][:1]) for key in policy_diagnostics.BATCH_KEYS}
     agent_class = mfql.MFQLAgent if agent_module is mfql else fql.FQLAgent

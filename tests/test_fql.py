@@ -327,3 +327,26 @@ def test_default_config_matches_fql():
     assert (config.discount, config.tau, config.q_agg) == (0.99, 0.005, 'mean')
     assert (config.alpha, config.flow_steps) == (10.0, 10)
     assert config.normalize_q_loss is False and config.offline_steps == 1_000_000
+
+
+def test_observation_normalisation_equals_training_on_z_scored_observations():
+    """With `normalize_observations`, FQL behaves exactly like FQL without it fed (s − μ)/σ; statistics that
+    do not fit the observations are refused."""
+    mean = tuple(float(v) for v in np.linspace(-1.0, 2.0, OBS_DIM))
+    std = tuple(float(v) for v in np.linspace(0.5, 2.5, OBS_DIM))
+    raw = toy_batch(4)
+    z_scored = raw | {key: (raw[key] - jnp.asarray(mean)) / jnp.asarray(std)
+                      for key in ('observations', 'next_observations')}
+    normalising = make_agent(2, normalize_observations=True, observation_mean=mean, observation_std=std)
+    plain = make_agent(2)
+    normalising, normalising_info = normalising.update(raw)
+    plain, plain_info = plain.update(z_scored)
+    np.testing.assert_allclose(normalising_info['critic/loss'], plain_info['critic/loss'], rtol=1e-6)
+    jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7),
+                           normalising.network.params, plain.network.params)
+    key = jax.random.PRNGKey(3)
+    np.testing.assert_allclose(normalising.sample_actions(raw['observations'], key),
+                               plain.sample_actions(z_scored['observations'], key), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=f'observation_mean has 1 entries but observations have {OBS_DIM}'):
+        FQLAgent.create(jax.random.PRNGKey(0), toy_batch(), tiny_config(
+            normalize_observations=True, observation_mean=(0.0,), observation_std=std))

@@ -303,5 +303,6 @@ def test_with_observation_statistics_fills_a_copy_only_when_the_agent_normalises
     assert with_observation_statistics(config, observations) is config  # statistics given by the user are kept
     config.normalize_observations = False
     assert with_observation_statistics(config, observations) is config
-    fql_config = fql.get_config()  # FQL has no normalisation keys at all
+    fql_config = fql.get_config()  # FQL's default: off
     assert with_observation_statistics(fql_config, observations) is fql_config
+    assert with_observation_statistics(ml_collections.ConfigDict({'lr': 1e-3}), observations).lr == 1e-3  # no keys

@@ -240,11 +240,18 @@ def train_all(runs: list[Run], args: argparse.Namespace) -> None:
     env = dict(os.environ, MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'))
     last_report = 0.0
 
+    def waits_for_reference(run: Run) -> bool:
+        """A run with a stand-in (`source_run`) does not start while its reference is still to be trained: once
+        the reference has finished, the run usually needs no training at all."""
+        return run.reference is not None and (run.reference in pending or run.reference.name in active)
+
     def last_run_waits() -> bool:
         """The last run waits for the machine to be free, then gets every core, when the runs still going are
         past half-way: 3 vmapped seeds run ~1.9x faster on 2 cores than on one, so that finishes sooner than
-        starting it on one core next to them. Asked before every start, since one pass can start two runs."""
-        return pin and len(pending) == 1 and bool(active) and all(
+        starting it on one core next to them. Asked before every start, since one pass can start two runs.
+        Runs waiting for their reference do not count: they are usually skipped."""
+        startable = [run for run in pending if not waits_for_reference(run)]
+        return pin and len(startable) == 1 and bool(active) and all(
             last_logged_step(run, args) >= args.steps / 2 for run, *_ in active.values())
 
     while pending or active:
@@ -253,8 +260,12 @@ def train_all(runs: list[Run], args: argparse.Namespace) -> None:
             print(f'[skip] {run.name}: same computation as {source_run(run, args).name} (α never moved there)',
                   flush=True)
             pending.remove(run)
-        while pending and free_cores and not last_run_waits():
-            run = pending.pop(0)
+        while free_cores and not last_run_waits():
+            startable = [run for run in pending if not waits_for_reference(run)]
+            if not startable:
+                break
+            run = startable[0]
+            pending.remove(run)
             alone = pin and not pending and not active
             core = free_cores.pop(0)
             log = open(os.path.join(log_dir, f'{run.name}.log'), 'a')

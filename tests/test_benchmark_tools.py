@@ -289,6 +289,29 @@ def test_train_all_skips_inert_fixed_alpha_and_gives_the_last_run_every_core(tmp
         assert sum('(all cores)' in line for line in out.splitlines()) == 1
 
 
+def test_fixed_alpha_waits_for_its_reference_instead_of_starting_on_a_free_core(tmp_path, monkeypatch, capsys):
+    """The other MFQL run ends first and frees a core while the reference is still training: the fixed-α run
+    must not start then (it used to, and trained for nothing), but wait, and be skipped once α proved inert."""
+    args, runs = fake_study(tmp_path, monkeypatch)
+    reference = runs[0]
+    fake = reproduce.run_command
+
+    def slow_reference(run, run_args):
+        command = fake(run, run_args)
+        if run == reference:  # sleeps before writing its results
+            command[2] = 'import time; time.sleep(1.5)\n' + command[2]
+        return command
+
+    monkeypatch.setattr(reproduce, 'run_command', slow_reference)
+    reproduce.train_all(runs, args)
+    out = capsys.readouterr().out
+    started = [line.split()[1] for line in out.splitlines() if line.startswith('[start]')]
+    assert 'mfql_a30_task2_fixed_alpha' not in started
+    assert started[:2] == ['mfql_a30_task2', 'mfql_a30_task1'] and started[-1] == 'mfql_a30_task2_n1'
+    assert '[skip] mfql_a30_task2_fixed_alpha: same computation as mfql_a30_task2' in out
+    assert all(reproduce.is_finished(run, args) for run in runs)
+
+
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason='pinning runs to cores needs two cores')
 def test_last_run_waits_even_when_one_pass_frees_both_cores(tmp_path, monkeypatch, capsys):
     """Two runs left and both cores free: the second-to-last starts, and the last waits for it to end and then

@@ -16,8 +16,9 @@ What it does, in order:
    1001 steps plus a tenth as many validation episodes, fixed seed), unless the files are already there.
 2. Trains every run of the study with `main.py` (one subprocess per run, `--num_seeds` vmapped seeds each,
    `--resume`, so an interrupted study continues from its last checkpoint). Finished runs are reused only if
-   every seed's recorded command (flags.json) is the one the study runs now; otherwise it stops and names them. With `--workers=2` two runs go
-   side by side, each pinned to its own CPU core so that they do not compete for one.
+   every seed's recorded command (flags.json) is the one the study runs now; otherwise it stops and names them.
+   With `--workers=2` two runs go side by side, each pinned to its own CPU core so that they do not compete for
+   one. The fixed-α ablation waits for its reference run, which usually makes its training unnecessary.
    The runs: FQL and MFQL on each task, an optional MFQL α sweep on the first task, and two MFQL ablations
    there (N = 1 candidate in the Bellman target and at evaluation; a fixed α instead of the adaptive rule).
 3. Writes `benchmarks/results/reproduce-cpu.{md,csv,png}` from the finished runs: the success table (per seed,

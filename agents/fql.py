@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from agents.train_state import (TrainState, check_observation_statistics, nonpytree_field, normalize_observations,
-                                polyak_update)
+from agents.train_state import (TrainState, check_observation_statistics, nonpytree_field, normalize_batch,
+                                normalize_observations, polyak_update)
 from networks.mlp import MLP, CriticEnsemble
 from networks.module_dict import ModuleDict
 
@@ -141,8 +141,7 @@ class FQLAgent(flax.struct.PyTreeNode):
     def total_loss(self, batch: Batch, grad_params: Any, rng: jax.Array) -> tuple[jax.Array, Info]:
         """L_critic + L_actor with noise drawn from `rng`; info keys are `critic/…` and `actor/…`.
         `batch` holds raw observations; they are z-scored here (if `normalize_observations`)."""
-        batch = batch | {key: normalize_observations(self.config, batch[key])
-                         for key in ('observations', 'next_observations')}
+        batch = normalize_batch(self.config, batch)
         batch_size, action_dim = batch['actions'].shape
         noise = draw_loss_noise(rng, batch_size, action_dim)
         critic_loss, critic_info = self.critic_loss(batch, grad_params, noise.next_noise)

@@ -34,8 +34,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from agents.train_state import (TrainState, check_observation_statistics, nonpytree_field, normalize_observations,
-                                polyak_update)
+from agents.train_state import (TrainState, check_observation_statistics, nonpytree_field, normalize_batch,
+                                normalize_observations, polyak_update)
 from networks.mlp import CriticEnsemble
 from networks.module_dict import ModuleDict
 from networks.policy import DiTPolicy, MLPPolicy
@@ -196,8 +196,7 @@ class MFQLAgent(flax.struct.PyTreeNode):
     def total_loss(self, batch: dict, grad_params: Any, rng: Array) -> tuple[Array, dict]:
         """L = L_critic + L_actor + α · L_MFI, α from `adaptive_alpha` for update step + 1 (or fixed).
         `batch` holds raw observations; they are z-scored here (if `normalize_observations`)."""
-        batch = batch | {key: normalize_observations(self.config, batch[key])
-                         for key in ('observations', 'next_observations')}
+        batch = normalize_batch(self.config, batch)
         critic_rng, actor_rng, mfi_rng = jax.random.split(rng, 3)
         critic_loss, critic_info = self.critic_loss(batch, grad_params, critic_rng)
         actor_loss, actor_info = self.actor_loss(batch, grad_params, actor_rng)

@@ -89,3 +89,8 @@ def normalize_observations(config: Mapping[str, Any], observations: jax.Array) -
     mean = jnp.asarray(config['observation_mean'], observations.dtype)
     std = jnp.asarray(config['observation_std'], observations.dtype)
     return (observations - mean) / std
+
+
+def normalize_batch(config: Mapping[str, Any], batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """`batch` with its `observations` and `next_observations` passed through `normalize_observations`."""
+    return batch | {key: normalize_observations(config, batch[key]) for key in ('observations', 'next_observations')}

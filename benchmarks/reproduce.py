@@ -201,7 +201,7 @@ def stale_runs(runs: list[Run], args: argparse.Namespace) -> list[str]:
     seed's flags.json records its command). Their folders are skipped by `train_all` and read by the report, so
     after a protocol change they would silently stand for the new protocol; returns one line per such seed."""
     problems = []
-    sources = {source_run(run, args).name: source_run(run, args) for run in runs if is_finished(run, args)}
+    sources = {source.name: source for source in (source_run(run, args) for run in runs) if is_trained(source, args)}
     for source in sources.values():  # a stand-in (`source_run`) is checked once, under its own command
         expected = ' '.join(run_command(source, args)[1:])  # main.py records ' '.join(sys.argv)
         for directory in seed_dirs(source, args):

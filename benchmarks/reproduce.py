@@ -140,6 +140,12 @@ def run_command(run: Run, args: argparse.Namespace) -> list[str]:
     return command
 
 
+def with_this_interpreter(command: list[str]) -> list[str]:
+    """`command` as launched: the printed `python` is the interpreter running this study (a bare `python` on PATH
+    may be another installation, without the project's requirements)."""
+    return [sys.executable, *command[1:]] if command[0] == 'python' else command
+
+
 def generate_command(args: argparse.Namespace) -> list[str]:
     return ['python', '-m', 'datasets.generate', f'--env_name={DATASET}', f'--num_episodes={args.num_episodes}',
             '--seed=0', f'--dataset_dir={args.data_dir}', f'--workers={args.workers}']
@@ -273,7 +279,8 @@ def train_all(runs: list[Run], args: argparse.Namespace) -> None:
             command = run_command(run, args)
             where = 'all cores' if alone else 'not pinned' if core is None else f'core {core}'
             print(f'[start] {run.name} ({where}): {shlex.join(command)}', flush=True)
-            process = subprocess.Popen(command, cwd=REPO_DIR, stdout=log, stderr=subprocess.STDOUT, env=env,
+            process = subprocess.Popen(with_this_interpreter(command), cwd=REPO_DIR, stdout=log,
+                                       stderr=subprocess.STDOUT, env=env,
                                        preexec_fn=None if alone else _pin_to_core(core))
             active[run.name] = (run, process, time.time(), log, core)
         time.sleep(5)
@@ -594,7 +601,7 @@ def main(argv: list[str]) -> None:
     if not args.report_only:
         if not all(os.path.exists(os.path.join(args.data_path, f'{DATASET}{s}.npz')) for s in ('', '-val')):
             print(f'[data] {shlex.join(generate_command(args))}', flush=True)
-            subprocess.run(generate_command(args), cwd=REPO_DIR, check=True,
+            subprocess.run(with_this_interpreter(generate_command(args)), cwd=REPO_DIR, check=True,
                            env=dict(os.environ, MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl')))
         train_all(to_train, args)
     missing = [run.name for run in runs if not is_finished(run, args)]

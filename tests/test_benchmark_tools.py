@@ -264,11 +264,13 @@ FAKE_RUN = (
 
 def fake_study(tmp_path, monkeypatch):
     """A 30-step, one-seed study whose 'main.py' writes finished results for its seed (α constant at 30), with
-    every running run reported past half-way, so that the last run waits for the machine."""
+    every running run reported past half-way, so that the last run waits for the machine. Its commands say
+    `python`, as the real ones do, with no `python` on PATH: the study must launch its own interpreter."""
     args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=1', '--steps=30', '--eval_interval=10',
                                  '--workers=2', '--mfql_alpha=30'])
     monkeypatch.setattr(reproduce, 'run_command',
-                        lambda run, _: [sys.executable, '-c', FAKE_RUN, reproduce.seed_dirs(run, args)[0]])
+                        lambda run, _: ['python', '-c', FAKE_RUN, reproduce.seed_dirs(run, args)[0]])
+    monkeypatch.setenv('PATH', str(tmp_path / 'no_python_here'))
     real_sleep = reproduce.time.sleep
     monkeypatch.setattr(reproduce.time, 'sleep', lambda _: real_sleep(0.05))
     monkeypatch.setattr(reproduce, 'last_logged_step', lambda run, args: args.steps)
@@ -318,7 +320,7 @@ def test_last_run_waits_even_when_one_pass_frees_both_cores(tmp_path, monkeypatc
     gets every core (it used to start on the second core in the same pass)."""
     args, runs = fake_study(tmp_path, monkeypatch)
     for run in runs[:3]:  # both MFQL runs and the first FQL run finished; the fixed-α run stands in
-        subprocess.run(reproduce.run_command(run, args), check=True)
+        subprocess.run(reproduce.with_this_interpreter(reproduce.run_command(run, args)), check=True)
     reproduce.train_all(runs, args)
     started = [line for line in capsys.readouterr().out.splitlines() if line.startswith('[start]')]
     assert [line.split()[1] for line in started] == ['fql_task1', 'mfql_a30_task2_n1']

@@ -10,6 +10,10 @@ the task's validation split, reports (means over the samples, then mean ± std o
   on this data scores about twice the data's conditional action variance; a policy that ignores the data
   scores much more.
 - `out_of_bounds`: fraction of one-step action entries outside [−1, 1] (before clipping).
+- `action_spread`: how random the policy is: the standard deviation of the one-step action over
+  `SPREAD_DRAWS` noise draws at the same state, averaged over states and action dims. With `--data_spread`,
+  the same quantity is estimated for the data (`neighbour_action_spread`), the value a generator that
+  reproduces the behaviour policy would have.
 - `q_data`, `q_one_step`, `q_policy`: ensemble-mean Q of the online critic at the data action, at the clipped
   one-step action, and at the action `sample_actions` returns (MFQL: best of N by the target critic).
   `q_policy − q_data` > 0 says the policy picks actions its critic prefers to the behaviour policy's.
@@ -37,6 +41,7 @@ from training import checkpoint  # noqa: E402
 from training.fused import TrainingState  # noqa: E402
 
 BATCH_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations', 'terminals')
+SPREAD_DRAWS = 8  # noise draws per state for `action_spread`
 
 
 def one_step_actions(agent, observations: jax.Array, noise: jax.Array) -> jax.Array:
@@ -49,13 +54,48 @@ def one_step_actions(agent, observations: jax.Array, noise: jax.Array) -> jax.Ar
     raise ValueError(f"no one-step action rule for agent {agent.config['agent_name']!r}")
 
 
+def action_spread(agent, observations: jax.Array, noises: jax.Array) -> jax.Array:
+    """Std of the one-step action over noise draws at each state, averaged over states and action dims:
+    observations (B, o) as the networks see them, noises (K, B, d) -> scalar."""
+    actions = jax.vmap(lambda noise: one_step_actions(agent, observations, noise))(noises)  # (K, B, d)
+    return jnp.mean(jnp.std(actions, axis=0))
+
+
+def neighbour_action_spread(train: dict[str, np.ndarray], val: dict[str, np.ndarray], num_samples: int,
+                            block: int = 256) -> float:
+    """The data's action spread at a state, estimated from near-duplicate states: each of `num_samples`
+    validation states is paired with its nearest training state (Euclidean, after dividing every observation
+    dim by its training std), and for the closer half of the pairs the spread is sqrt(mean (a − a')² / 2)
+    over pairs and action dims. Validation episodes are not in the training split, so a pair is two
+    independent draws of the behaviour policy at nearly the same state; the residual state difference makes
+    this an upper bound."""
+    scale = train['observations'].std(axis=0) + 1e-3
+    points = (train['observations'] / scale).astype(np.float32)
+    index = np.random.default_rng(0).choice(len(val['actions']), min(num_samples, len(val['actions'])),
+                                            replace=False)
+    queries = (val['observations'][index] / scale).astype(np.float32)
+    squared_norms = np.sum(points ** 2, axis=1)
+    distances, neighbours = [], []
+    for start in range(0, len(queries), block):
+        query = queries[start:start + block]
+        squared = np.sum(query ** 2, axis=1)[:, None] + squared_norms[None] - 2.0 * query @ points.T
+        nearest = np.argmin(squared, axis=1)
+        distances.append(squared[np.arange(len(query)), nearest])
+        neighbours.append(nearest)
+    distances, neighbours = np.concatenate(distances), np.concatenate(neighbours)
+    closer = distances <= np.median(distances)
+    differences = val['actions'][index][closer] - train['actions'][neighbours[closer]]
+    return float(np.sqrt(np.mean(differences ** 2) / 2.0))
+
+
 @jax.jit
 def _measure(agent, observations: jax.Array, data_actions: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
-    noise_rng, policy_rng = jax.random.split(rng)
+    noise_rng, policy_rng, spread_rng = jax.random.split(rng, 3)
     noise = jax.random.normal(noise_rng, data_actions.shape)
     policy = agent.sample_actions(observations, policy_rng)  # takes raw observations
     observations = normalize_observations(agent.config, observations)  # what the networks see
     raw = one_step_actions(agent, observations, noise)
+    spread_noises = jax.random.normal(spread_rng, (SPREAD_DRAWS, *data_actions.shape))
     critic = agent.network.select('critic')
 
     def q(actions):
@@ -63,6 +103,7 @@ def _measure(agent, observations: jax.Array, data_actions: jax.Array, rng: jax.A
 
     return {'mse_to_data': jnp.mean((raw - data_actions) ** 2),
             'out_of_bounds': jnp.mean(jnp.abs(raw) > 1.0),
+            'action_spread': action_spread(agent, observations, spread_noises),
             'q_data': q(data_actions), 'q_one_step': q(jnp.clip(raw, -1.0, 1.0)), 'q_policy': q(policy)}
 
 
@@ -94,6 +135,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument('--step', type=int, default=None, help='checkpoint step (default: the newest)')
     parser.add_argument('--num_samples', type=int, default=4096, help='validation transitions used')
     parser.add_argument('--dataset_dir', default=None, help="dataset folder (default: the run's own)")
+    parser.add_argument('--data_spread', action='store_true',
+                        help="also estimate the data's action spread from near-duplicate states")
     args = parser.parse_args(argv)
     task_dirs = sorted(d for d in glob.glob(os.path.join(args.run_dir, '*')) if glob.glob(os.path.join(d, 'seed*')))
     if not task_dirs:
@@ -102,11 +145,14 @@ def main(argv: list[str]) -> None:
         seed_dirs = sorted(glob.glob(os.path.join(task_dir, 'seed*')))
         with open(os.path.join(seed_dirs[0], 'flags.json')) as f:
             dataset_dir = args.dataset_dir or json.load(f)['flags']['dataset_dir']
-        _, val = ogbench_data.load_datasets(os.path.basename(task_dir), dataset_dir, show_progress=False)
+        train, val = ogbench_data.load_datasets(os.path.basename(task_dir), dataset_dir, show_progress=False)
         per_seed = [seed_metrics(d, args.step, val, args.num_samples) for d in seed_dirs]
         print(f'{task_dir} (step {per_seed[0]["step"]}, {len(per_seed)} seeds, '
               f'{min(args.num_samples, len(val["actions"]))} val transitions)')
-        for key in ('mse_to_data', 'out_of_bounds', 'q_data', 'q_one_step', 'q_policy'):
+        if args.data_spread:
+            print(f'  data spread    {neighbour_action_spread(train, val, args.num_samples):9.4f}   '
+                  '(nearest-neighbour estimate, an upper bound)')
+        for key in ('mse_to_data', 'out_of_bounds', 'action_spread', 'q_data', 'q_one_step', 'q_policy'):
             values = [m[key] for m in per_seed]
             print(f'  {key:14s} {np.mean(values):9.4f} ± {np.std(values):.4f}   per seed: '
                   + ', '.join(f'{v:.4f}' for v in values))

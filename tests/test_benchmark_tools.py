@@ -190,7 +190,35 @@ def test_policy_diagnostics_of_fresh_mfql_agent_is_zero_action(tmp_path):
     assert metrics['step'] == 7
     np.testing.assert_allclose(metrics['mse_to_data'], np.mean(val['actions'][index] ** 2), rtol=1e-5)
     assert metrics['out_of_bounds'] == 0.0
+    assert metrics['action_spread'] == 0.0  # the same zero action for every noise draw
     assert all(np.isfinite(metrics[key]) for key in ('q_data', 'q_one_step', 'q_policy'))
+
+
+def test_action_spread_is_the_std_over_noise_draws(tmp_path):
+    val = _fake_val()
+    config = fql.get_config()
+    config.update(actor_hidden_dims=(8, 8), value_hidden_dims=(8, 8))
+    _save_fresh_agent(fql, str(tmp_path / 'seed0'), val, config)
+    example = {key: jnp.asarray(value[:1]) for key, value in val.items()}
+    template = TrainingState(agent=fql.FQLAgent.create(jax.random.PRNGKey(3), example, config),
+                             sample_key=jax.random.PRNGKey(4))
+    agent = checkpoint.load_checkpoint(str(tmp_path / 'seed0'), 7, template)[0].agent
+    observations = jnp.asarray(val['observations'][:16])
+    noises = jax.random.normal(jax.random.PRNGKey(0), (5, 16, 3))
+    draws = np.stack([np.asarray(agent.one_step_actions(observations, noise)) for noise in noises])
+    spread = policy_diagnostics.action_spread(agent, observations, noises)
+    np.testing.assert_allclose(spread, draws.std(axis=0).mean(), rtol=1e-5)
+    assert spread > 0.0
+
+
+def test_neighbour_action_spread_pairs_each_state_with_its_duplicate():
+    val = _fake_val(num=40)
+    offsets = np.where(np.arange(3) % 2 == 0, 0.3, -0.3).astype(np.float32)
+    train = {'observations': np.concatenate([val['observations'], val['observations'] + 50.0]),  # far copies
+             'actions': np.concatenate([val['actions'] + offsets, val['actions'] - 0.9])}
+    # Every val state's nearest neighbour is its own copy (distance 0), whose action differs by ±0.3 per dim.
+    spread = policy_diagnostics.neighbour_action_spread(train, val, num_samples=40)
+    np.testing.assert_allclose(spread, 0.3 / np.sqrt(2.0), rtol=1e-5)
 
 
 def test_policy_diagnostics_fql_and_missing_checkpoint(tmp_path):

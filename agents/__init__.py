@@ -3,7 +3,8 @@
 The interface the training loop relies on (and nothing more):
   Agent.create(rng, example_batch, config) -> agent          (pure; `jax.vmap`-able over rng)
   agent.update(batch) -> (agent, info)                       (pure, jitted; info: dict of scalars)
-  agent.sample_actions(observations, rng) -> actions         ((B, obs_dim) -> (B, action_dim) in [-1, 1])
+  agent.sample_actions(observations, rng, temperature=1.0)   ((B, obs_dim) -> (B, action_dim) in [-1, 1]; the
+                                                             policy's noise is scaled by temperature)
   agent.total_loss(batch, grad_params, rng) -> (loss, info)  (used for the validation loss)
 Imports are lazy so that one agent's import error never breaks another.
 """

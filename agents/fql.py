@@ -162,12 +162,13 @@ class FQLAgent(flax.struct.PyTreeNode):
         return self.replace(rng=new_rng, network=new_network, target_critic_params=new_target), info
 
     @jax.jit
-    def sample_actions(self, observations: jax.Array, rng: jax.Array) -> jax.Array:
-        """a = clip(μ_ω(s, z), −1, 1), z ~ N(0, I): (..., obs_dim) -> (..., action_dim).
+    def sample_actions(self, observations: jax.Array, rng: jax.Array, temperature: float = 1.0) -> jax.Array:
+        """a = clip(μ_ω(s, z), −1, 1), z ~ N(0, temperature² I): (..., obs_dim) -> (..., action_dim).
 
-        FQL ignores the sampling temperature, so there is none here.
+        Temperature 1 is the trained policy (FQL's authors accept a temperature and ignore it); other values
+        are for diagnostics: 0 gives the deterministic action μ_ω(s, 0).
         """
-        noise = jax.random.normal(rng, (*observations.shape[:-1], self.config['action_dim']))
+        noise = temperature * jax.random.normal(rng, (*observations.shape[:-1], self.config['action_dim']))
         return jnp.clip(self.one_step_actions(normalize_observations(self.config, observations), noise), -1.0, 1.0)
 
     @classmethod

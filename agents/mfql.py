@@ -250,13 +250,15 @@ class MFQLAgent(flax.struct.PyTreeNode):
         return best_actions, jnp.take_along_axis(q, best[None, None, :], axis=1)[:, 0]
 
     @jax.jit
-    def sample_actions(self, observations: Array, rng: Array) -> Array:
-        """Actions in [−1, 1]: best of num_candidates_eval one-step samples (N = 1: a single sample, no Q).
-        Raw observations (B, o) -> (B, d); a single observation (o,) -> (d,)."""
+    def sample_actions(self, observations: Array, rng: Array, temperature: float = 1.0) -> Array:
+        """Actions in [−1, 1]: best of num_candidates_eval one-step samples g_θ(s, e_n, 1), e_n ~ N(0,
+        temperature² I) (N = 1: a single sample, no Q). Raw observations (B, o) -> (B, d); a single
+        observation (o,) -> (d,). Temperature 1 is the trained policy; other values are for diagnostics
+        (0: the deterministic g_θ(s, 0, 1), whatever N)."""
         single = observations.ndim == 1
         observations = normalize_observations(self.config, observations[None] if single else observations)
         num = self.config['num_candidates_eval']
-        noises = jax.random.normal(rng, (num, observations.shape[0], self.config['action_dim']))
+        noises = temperature * jax.random.normal(rng, (num, observations.shape[0], self.config['action_dim']))
         if num == 1:
             actions = jnp.clip(self.actor_fn()(observations, noises[0], jnp.ones((1, 1))), -1.0, 1.0)
         else:

@@ -26,6 +26,7 @@ import glob
 import json
 import os
 import sys
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -107,7 +108,9 @@ def _measure(agent, observations: jax.Array, data_actions: jax.Array, rng: jax.A
             'q_data': q(data_actions), 'q_one_step': q(jnp.clip(raw, -1.0, 1.0)), 'q_policy': q(policy)}
 
 
-def seed_metrics(seed_dir: str, step: int | None, val: dict[str, np.ndarray], num_samples: int) -> dict:
+def load_agent(seed_dir: str, step: int | None, val: dict[str, np.ndarray]) -> tuple[Any, int]:
+    """The agent saved in a main.py seed folder at checkpoint `step` (None: the newest), rebuilt from its
+    flags.json; `val` gives the example batch. Returns (agent, step)."""
     with open(os.path.join(seed_dir, 'flags.json')) as f:
         flags = json.load(f)
     config = ml_collections.ConfigDict(flags['agent_config'])
@@ -122,9 +125,14 @@ def seed_metrics(seed_dir: str, step: int | None, val: dict[str, np.ndarray], nu
     if step not in steps:
         raise SystemExit(f'error: no checkpoint at step {step} in {seed_dir}; saved steps: {steps}')
     state, _ = checkpoint.load_checkpoint(seed_dir, step, template)
+    return state.agent, step
+
+
+def seed_metrics(seed_dir: str, step: int | None, val: dict[str, np.ndarray], num_samples: int) -> dict:
+    agent, step = load_agent(seed_dir, step, val)
     index = np.random.default_rng(0).choice(len(val['actions']), min(num_samples, len(val['actions'])),
                                             replace=False)
-    metrics = _measure(state.agent, jnp.asarray(val['observations'][index]), jnp.asarray(val['actions'][index]),
+    metrics = _measure(agent, jnp.asarray(val['observations'][index]), jnp.asarray(val['actions'][index]),
                        jax.random.PRNGKey(1))
     return {'step': step, **{key: float(value) for key, value in metrics.items()}}
 

@@ -109,6 +109,14 @@ def test_shapes_and_action_bounds():
     assert float(jnp.abs(actions).max()) <= 1.0
     single = agent.sample_actions(observations[0], jax.random.PRNGKey(5))
     assert single.shape == (ACTION_DIM,)
+    # The temperature scales z: 0 gives μ_ω(s, 0) for any key, 0.5 the action of z/2.
+    small = 0.01 * observations
+    zero_noise = jnp.clip(agent.one_step_actions(small, jnp.zeros((64, ACTION_DIM))), -1.0, 1.0)
+    for key in (jax.random.PRNGKey(5), jax.random.PRNGKey(6)):
+        np.testing.assert_allclose(agent.sample_actions(small, key, 0.0), zero_noise, rtol=1e-5, atol=1e-6)
+    half_noise = 0.5 * jax.random.normal(jax.random.PRNGKey(5), (64, ACTION_DIM))
+    np.testing.assert_allclose(agent.sample_actions(small, jax.random.PRNGKey(5), 0.5),
+                               jnp.clip(agent.one_step_actions(small, half_noise), -1.0, 1.0), rtol=1e-5, atol=1e-6)
     q = agent.network.select('critic')(observations, actions)
     assert q.shape == (2, 64)
 

@@ -374,6 +374,20 @@ def test_sample_actions_uses_eval_candidates():
     assert float(jnp.abs(best.sample_actions(obs, rng)).max()) <= 1.0
 
 
+def test_sample_actions_temperature_scales_the_noise():
+    obs, rng = _batch()['observations'], jax.random.PRNGKey(11)
+    best = _random_agent(num_candidates_eval=4)
+    noises = jax.random.normal(rng, (4, BATCH, ACTION_DIM))
+    np.testing.assert_array_equal(best.sample_actions(obs, rng, 1.0), best.sample_actions(obs, rng))
+    np.testing.assert_allclose(best.sample_actions(obs, rng, 0.5), jax.jit(best.best_of_n)(obs, 0.5 * noises)[0],
+                               rtol=1e-5, atol=1e-5)
+    # Temperature 0: every candidate is g(s, 0, 1), so the action is that one, whatever N and the key.
+    deterministic = jnp.clip(jax.jit(best.actor_fn())(obs, jnp.zeros((BATCH, ACTION_DIM)), jnp.ones((1, 1))), -1, 1)
+    for key in (rng, jax.random.PRNGKey(12)):
+        np.testing.assert_allclose(best.sample_actions(obs, key, 0.0), deterministic, rtol=1e-5, atol=1e-6)
+    assert float(jnp.abs(best.sample_actions(obs, rng, 0.5) - best.sample_actions(obs, rng)).max()) > 1e-4
+
+
 def test_vmap_over_seeds_and_scan_match_single_agents():
     """Seeds by `jax.vmap` of update equal the same agents run one by one with `jax.lax.scan`."""
     batch, config = _batch(), _config(**UPDATE_CONFIG)

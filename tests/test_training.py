@@ -54,9 +54,9 @@ class ToyAgent(flax.struct.PyTreeNode):
         return self.replace(rng=rng, network=network), info
 
     @jax.jit
-    def sample_actions(self, observations, rng):
+    def sample_actions(self, observations, rng, temperature=1.0):
         out = self.network(observations)[..., 1:1 + ACT_DIM]
-        return jnp.tanh(out + 0.1 * jax.random.normal(rng, out.shape))
+        return jnp.tanh(out + temperature * 0.1 * jax.random.normal(rng, out.shape))
 
     @classmethod
     def create(cls, rng, example_batch, config):
@@ -218,6 +218,26 @@ def test_batched_evaluation_matches_per_episode_bookkeeping():
     again, _ = evaluation.evaluate(state.agent, pool, policy, keys, seeds, episodes)
     assert again == results  # deterministic env seeds and policy keys
     assert evaluation.episode_env_seed(0, 1) != evaluation.episode_env_seed(1, 0)
+
+
+def test_temperature_one_reproduces_the_runs_own_evaluation_of_a_checkpoint(tmp_path):
+    """benchmarks/temperature.py re-evaluates saved agents as the runner did (pool size, env seeds, policy keys):
+    FakeEnv's return is the sum of the actions taken, so any difference in keys or episodes would show."""
+    sys.path.insert(0, os.path.join(REPO_DIR, 'benchmarks'))
+    import temperature
+    run_dir, seeds = str(tmp_path / 'run'), [0, 3]
+    options = toy_options(eval_episodes=5, eval_interval=10, save_interval=10, eval_parallel_envs=4)
+    train_task(toy_inputs(run_dir, toy_data(), seeds=seeds), options)
+    data = Dataset(data={k: jnp.asarray(v) for k, v in toy_data().items()})
+    template = jax.tree.map(lambda x: np.asarray(x)[0], toy_states([0], data))
+    agents = [checkpoint.load_checkpoint(os.path.join(run_dir, f'seed{s}'), 20, template)[0].agent for s in seeds]
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *agents)
+    results = temperature.evaluate_at_temperatures(stacked, seeds, 20, options.eval_episodes,
+                                                   options.eval_parallel_envs, FakeEnv, [1.0, 0.0])
+    for s, seed in enumerate(seeds):
+        logged = [row for row in read_csv(os.path.join(run_dir, f'seed{seed}', 'eval.csv')) if row['step'] == 20]
+        assert results[1.0][s]['return'] == pytest.approx(logged[0]['evaluation/return'], rel=1e-6, abs=1e-6)
+        assert results[0.0][s]['return'] != pytest.approx(logged[0]['evaluation/return'], rel=1e-6, abs=1e-6)
 
 
 # ---------------------------------------------------------------------------- runner + outputs

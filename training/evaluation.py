@@ -34,17 +34,25 @@ def episode_env_seed(seed: int, episode: int) -> int:
 
 
 @jax.jit
-def policy_actions(agents: Any, observations: jax.Array, keys: jax.Array, t: jax.Array) -> jax.Array:
+def policy_actions(agents: Any, observations: jax.Array, keys: jax.Array, t: jax.Array,
+                   temperature: float = 1.0) -> jax.Array:
     """(agents (S,…), observations (S, M, obs_dim), keys (S, 2), t ()) -> actions (S, M, act_dim).
 
-    Seed s acts with `agent_s.sample_actions(obs_s, fold_in(key_s, t))`; t is the env-step counter
-    of the evaluation (a traced scalar, so no recompilation per step).
+    Seed s acts with `agent_s.sample_actions(obs_s, fold_in(key_s, t), temperature)`; t is the env-step
+    counter of the evaluation (a traced scalar, so no recompilation per step). Training evaluates at
+    temperature 1; other values are for diagnostics (`benchmarks/temperature.py`).
     """
 
     def per_seed(agent: Any, seed_observations: jax.Array, key: jax.Array) -> jax.Array:
-        return agent.sample_actions(seed_observations, jax.random.fold_in(key, t))
+        return agent.sample_actions(seed_observations, jax.random.fold_in(key, t), temperature)
 
     return jax.vmap(per_seed)(agents, observations, keys)
+
+
+def envs_per_seed(num_episodes: int, parallel_envs: int, num_seeds: int) -> int:
+    """M, the episodes of each seed run at once: `parallel_envs` env instances split over the seeds (at
+    least one each), and no more than the episodes asked for."""
+    return max(1, min(num_episodes, parallel_envs // num_seeds))
 
 
 class EvalEnvPool:

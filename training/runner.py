@@ -328,7 +328,8 @@ class TaskRun:
 
     def _evaluate(self) -> None:
         if self._eval_pool is None:
-            per_seed = max(1, min(self.options.eval_episodes, self.options.eval_parallel_envs // len(self.seeds)))
+            per_seed = evaluation.envs_per_seed(self.options.eval_episodes, self.options.eval_parallel_envs,
+                                                len(self.seeds))
             self._eval_pool = evaluation.EvalEnvPool(self.inputs.env_factory, len(self.seeds), per_seed)
         keys = fold_keys(self.streams.evaluation, self.step)
         results, stats = evaluation.evaluate(self.state.agent, self._eval_pool, evaluation.policy_actions, keys, self.seeds,

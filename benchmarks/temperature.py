@@ -1,0 +1,110 @@
+"""How much a trained policy's randomness costs: success of its checkpoints with the noise scaled.
+
+    python benchmarks/temperature.py --run_dir=exp/reproduce/mfql_a120_task2 --temperatures=1,0.5,0
+
+Both agents act through noise: MFQL a = best-of-N over g_θ(s, e_n, 1), FQL a = μ_ω(s, z), with e, z ~ N(0, I).
+At temperature τ the noise is drawn from N(0, τ² I) instead (`sample_actions(..., temperature=τ)`): τ = 1 is the
+trained policy, τ = 0 its deterministic action (MFQL: g_θ(s, 0, 1), the N candidates then coincide). This is a
+diagnostic, not a method setting: if success rises as τ falls, the policy's own action noise is what costs it.
+
+For every task folder of a main.py run (OGBench tasks), all seeds are loaded at `--step` (default: the newest
+checkpoint) and evaluated together exactly as training evaluates them (`training.evaluation.evaluate`: the run's
+`eval_episodes` and `eval_parallel_envs`, the same env reset seeds and the same per-step keys), so temperature 1
+reproduces the run's own logged evaluation at that step; the script checks that it does when the step was
+evaluated. Prints success per temperature (mean ± std over seeds, and per seed).
+"""
+
+import argparse
+import functools
+import glob
+import json
+import os
+import sys
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from policy_diagnostics import load_agent  # noqa: E402
+from datasets import d4rl, ogbench_data  # noqa: E402
+from training import evaluation, logger  # noqa: E402
+from training.fused import stacked_streams  # noqa: E402
+from training.runner import fold_keys  # noqa: E402
+
+
+def evaluate_at_temperatures(agents: Any, seeds: list[int], step: int, eval_episodes: int, eval_parallel_envs: int,
+                             env_factory: Callable[[], Any],
+                             temperatures: list[float]) -> dict[float, list[dict[str, float]]]:
+    """Evaluates the stacked agents (leading (S,) axis; seed values `seeds`) saved at `step` as the runner
+    evaluates them there (its env pool size, env reset seeds and policy keys), once per temperature.
+    Returns {τ: per-seed metrics of `training.evaluation.evaluate`}."""
+    pool = evaluation.EvalEnvPool(env_factory, len(seeds),
+                                  evaluation.envs_per_seed(eval_episodes, eval_parallel_envs, len(seeds)))
+    keys = fold_keys(stacked_streams(seeds).evaluation, step)  # as training.runner.TaskRun._evaluate
+    try:
+        return {temperature: evaluation.evaluate(
+                    agents, pool, functools.partial(evaluation.policy_actions, temperature=temperature), keys,
+                    seeds, eval_episodes)[0]
+                for temperature in temperatures}
+    finally:
+        pool.close()
+
+
+def task_success(task_dir: str, step: int | None, temperatures: list[float],
+                 dataset_dir: str | None) -> tuple[int, dict[float, list[float]], list[float] | None]:
+    """Per-seed success at each temperature for one task folder of a run; returns (step, {τ: per-seed
+    success}, the run's own logged per-seed success at that step, or None if it did not evaluate there)."""
+    task = os.path.basename(task_dir)
+    if d4rl.is_d4rl_name(task):
+        raise SystemExit(f'error: {task} is a D4RL task; this diagnostic reads OGBench success only')
+    seed_dirs = sorted(glob.glob(os.path.join(task_dir, 'seed*')), key=lambda d: int(d.rsplit('seed', 1)[1]))
+    if not seed_dirs:
+        raise SystemExit(f'error: {task_dir} has no seed<k> folders')
+    with open(os.path.join(seed_dirs[0], 'flags.json')) as f:
+        flags = json.load(f)['flags']
+    _, val = ogbench_data.load_datasets(task, dataset_dir or flags['dataset_dir'], show_progress=False)
+    loaded = [load_agent(d, step, val) for d in seed_dirs]
+    step = loaded[0][1]
+    agents = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[agent for agent, _ in loaded])
+    seeds = [int(d.rsplit('seed', 1)[1]) for d in seed_dirs]
+    results = evaluate_at_temperatures(agents, seeds, step, flags['eval_episodes'], flags['eval_parallel_envs'],
+                                       lambda: ogbench_data.make_env(task), temperatures)
+    success = {temperature: [r['success'] for r in per_seed] for temperature, per_seed in results.items()}
+    logged = []
+    for directory in seed_dirs:
+        rows = [row for row in logger.read_csv(os.path.join(directory, 'eval.csv')) if int(row['step']) == step]
+        logged.append(rows[0]['evaluation/success'] if rows else None)
+    return step, success, None if None in logged else logged
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--run_dir', required=True, help='a main.py run folder (<save_dir>/<run_name>)')
+    parser.add_argument('--temperatures', default='1,0.5,0', help='comma-separated noise scales (>= 0)')
+    parser.add_argument('--step', type=int, default=None, help='checkpoint step (default: the newest)')
+    parser.add_argument('--dataset_dir', default=None, help="dataset folder (default: the run's own)")
+    args = parser.parse_args(argv)
+    temperatures = [float(value) for value in args.temperatures.split(',') if value]
+    if not temperatures or any(not np.isfinite(t) or t < 0 for t in temperatures):
+        parser.error(f'--temperatures must be finite values >= 0, got {args.temperatures!r}')
+    task_dirs = sorted(d for d in glob.glob(os.path.join(args.run_dir, '*')) if glob.glob(os.path.join(d, 'seed*')))
+    if not task_dirs:
+        raise SystemExit(f'error: {args.run_dir} has no <task>/seed<k> folders')
+    for task_dir in task_dirs:
+        step, success, logged = task_success(task_dir, args.step, temperatures, args.dataset_dir)
+        print(f'{task_dir} (step {step}, {len(next(iter(success.values())))} seeds)')
+        for temperature, values in success.items():
+            print(f'  temperature {temperature:<5g} success {np.mean(values):.3f} ± {np.std(values):.3f}   per seed: '
+                  + ', '.join(f'{v:.2f}' for v in values))
+        if logged is not None and 1.0 in success:
+            same = np.allclose(success[1.0], logged, rtol=0.0, atol=1e-9)
+            print(f'  temperature 1 {"reproduces" if same else "DOES NOT reproduce"} the run\'s logged evaluation '
+                  f'at step {step}: ' + ', '.join(f'{v:.2f}' for v in logged))
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

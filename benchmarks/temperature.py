@@ -67,9 +67,9 @@ def task_success(task_dir: str, step: int | None, temperatures: list[float],
     with open(os.path.join(seed_dirs[0], 'flags.json')) as f:
         flags = json.load(f)['flags']
     _, val = ogbench_data.load_datasets(task, dataset_dir or flags['dataset_dir'], show_progress=False)
-    loaded = [load_agent(d, step, val) for d in seed_dirs]
-    step = loaded[0][1]
-    agents = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[agent for agent, _ in loaded])
+    first, step = load_agent(seed_dirs[0], step, val)  # every seed at the first seed's step
+    loaded = [first, *[load_agent(directory, step, val)[0] for directory in seed_dirs[1:]]]
+    agents = jax.tree.map(lambda *leaves: jnp.stack(leaves), *loaded)
     seeds = [int(d.rsplit('seed', 1)[1]) for d in seed_dirs]
     results = evaluate_at_temperatures(agents, seeds, step, flags['eval_episodes'], flags['eval_parallel_envs'],
                                        lambda: ogbench_data.make_env(task), temperatures)
@@ -77,7 +77,7 @@ def task_success(task_dir: str, step: int | None, temperatures: list[float],
     logged = []
     for directory in seed_dirs:
         rows = [row for row in logger.read_csv(os.path.join(directory, 'eval.csv')) if int(row['step']) == step]
-        logged.append(rows[0]['evaluation/success'] if rows else None)
+        logged.append(rows[-1]['evaluation/success'] if rows else None)
     return step, success, None if None in logged else logged
 
 

@@ -4,12 +4,11 @@
     python benchmarks/reproduce.py --only=fql_task2    # just some runs (names as in the report)
     python benchmarks/reproduce.py --report_only       # rebuild the tables and figure from finished runs
 
-Cost on our 2-core CPU (each run: 3 seeds x 40k updates + 5 evaluations of 50 episodes per seed, on one
-core next to another run): MFQL 46 min, FQL 42-44 min; MFQL with N = 1 alone on both cores 18 min. The
-default study trains five runs: the two MFQL runs together, then the two FQL runs, then N = 1 alone on both
-cores: ~1 h 50 min of training plus ~5 min to generate the dataset, just inside a 2-hour budget (the sum of
-parts measured in two sessions; the FQL runs were not retrained when the MFQL preset changed). The fixed-α
-ablation is usually not trained (`source_run`). Each extra `--mfql_alpha_sweep` value adds ~46 min of one core.
+Cost on our 2-core CPU, measured end to end in fresh folders (each run: 3 seeds x 40k updates + 5 evaluations
+of 50 episodes per seed): the dataset 4.9 min, then the two MFQL runs side by side (one core each) 47 min, the
+two FQL runs 38 min, and MFQL with N = 1 alone on both cores 17 min: 1 h 48 min in all, inside the 2-hour
+budget. The fixed-α ablation is usually not trained (`source_run`). Each extra `--mfql_alpha_sweep` value adds
+~47 min of one core.
 
 What it does, in order:
 1. Generates the cube-single-play dataset locally (`datasets.generate`, `--num_episodes` train episodes of

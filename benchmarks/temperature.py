@@ -36,6 +36,14 @@ from training.fused import stacked_streams  # noqa: E402
 from training.runner import fold_keys  # noqa: E402
 
 
+def stack_agents(agents: list[Any]) -> Any:
+    """Agents of one run, rebuilt separately, stacked along a new leading (S,) axis on the first one's
+    structure: each rebuilt agent holds its own (equal) optimiser closures, which `jax.tree.map` would refuse
+    to match."""
+    leaves = zip(*[jax.tree.leaves(agent) for agent in agents])
+    return jax.tree.unflatten(jax.tree.structure(agents[0]), [jnp.stack(seed_leaves) for seed_leaves in leaves])
+
+
 def evaluate_at_temperatures(agents: Any, seeds: list[int], step: int, eval_episodes: int, eval_parallel_envs: int,
                              env_factory: Callable[[], Any],
                              temperatures: list[float]) -> dict[float, list[dict[str, float]]]:
@@ -68,8 +76,7 @@ def task_success(task_dir: str, step: int | None, temperatures: list[float],
         flags = json.load(f)['flags']
     _, val = ogbench_data.load_datasets(task, dataset_dir or flags['dataset_dir'], show_progress=False)
     first, step = load_agent(seed_dirs[0], step, val)  # every seed at the first seed's step
-    loaded = [first, *[load_agent(directory, step, val)[0] for directory in seed_dirs[1:]]]
-    agents = jax.tree.map(lambda *leaves: jnp.stack(leaves), *loaded)
+    agents = stack_agents([first, *[load_agent(directory, step, val)[0] for directory in seed_dirs[1:]]])
     seeds = [int(d.rsplit('seed', 1)[1]) for d in seed_dirs]
     results = evaluate_at_temperatures(agents, seeds, step, flags['eval_episodes'], flags['eval_parallel_envs'],
                                        lambda: ogbench_data.make_env(task), temperatures)

@@ -229,9 +229,12 @@ def test_temperature_one_reproduces_the_runs_own_evaluation_of_a_checkpoint(tmp_
     options = toy_options(eval_episodes=5, eval_interval=10, save_interval=10, eval_parallel_envs=4)
     train_task(toy_inputs(run_dir, toy_data(), seeds=seeds), options)
     data = Dataset(data={k: jnp.asarray(v) for k, v in toy_data().items()})
-    template = jax.tree.map(lambda x: np.asarray(x)[0], toy_states([0], data))
-    agents = [checkpoint.load_checkpoint(os.path.join(run_dir, f'seed{s}'), 20, template)[0].agent for s in seeds]
-    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *agents)
+
+    def load(seed):  # a template per seed, as the script rebuilds each seed's agent
+        template = jax.tree.map(lambda x: np.asarray(x)[0], toy_states([0], data))
+        return checkpoint.load_checkpoint(os.path.join(run_dir, f'seed{seed}'), 20, template)[0].agent
+
+    stacked = temperature.stack_agents([load(seed) for seed in seeds])
     results = temperature.evaluate_at_temperatures(stacked, seeds, 20, options.eval_episodes,
                                                    options.eval_parallel_envs, FakeEnv, [1.0, 0.0])
     for s, seed in enumerate(seeds):

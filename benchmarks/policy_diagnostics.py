@@ -55,6 +55,19 @@ def one_step_actions(agent, observations: jax.Array, noise: jax.Array) -> jax.Ar
     raise ValueError(f"no one-step action rule for agent {agent.config['agent_name']!r}")
 
 
+def validation_sample(val: dict[str, np.ndarray], num_samples: int) -> np.ndarray:
+    """Indices of the validation transitions every measurement here uses (a fixed draw of up to num_samples)."""
+    return np.random.default_rng(0).choice(len(val['actions']), min(num_samples, len(val['actions'])), replace=False)
+
+
+def run_task_dirs(run_dir: str) -> list[str]:
+    """The <task> folders (holding seed<k> folders) of a main.py run folder; exits with an error if none."""
+    task_dirs = sorted(d for d in glob.glob(os.path.join(run_dir, '*')) if glob.glob(os.path.join(d, 'seed*')))
+    if not task_dirs:
+        raise SystemExit(f'error: {run_dir} has no <task>/seed<k> folders')
+    return task_dirs
+
+
 def action_spread(agent, observations: jax.Array, noises: jax.Array) -> jax.Array:
     """Std of the one-step action over noise draws at each state, averaged over states and action dims:
     observations (B, o) as the networks see them, noises (K, B, d) -> scalar."""
@@ -72,8 +85,7 @@ def neighbour_action_spread(train: dict[str, np.ndarray], val: dict[str, np.ndar
     difference makes this an upper bound (if it barely changes with `closest_fraction`, a tight one)."""
     scale = train['observations'].std(axis=0) + 1e-3
     points = (train['observations'] / scale).astype(np.float32)
-    index = np.random.default_rng(0).choice(len(val['actions']), min(num_samples, len(val['actions'])),
-                                            replace=False)
+    index = validation_sample(val, num_samples)
     queries = (val['observations'][index] / scale).astype(np.float32)
     squared_norms = np.sum(points ** 2, axis=1)
     distances, neighbours = [], []
@@ -130,8 +142,7 @@ def load_agent(seed_dir: str, step: int | None, val: dict[str, np.ndarray]) -> t
 
 def seed_metrics(seed_dir: str, step: int | None, val: dict[str, np.ndarray], num_samples: int) -> dict:
     agent, step = load_agent(seed_dir, step, val)
-    index = np.random.default_rng(0).choice(len(val['actions']), min(num_samples, len(val['actions'])),
-                                            replace=False)
+    index = validation_sample(val, num_samples)
     metrics = _measure(agent, jnp.asarray(val['observations'][index]), jnp.asarray(val['actions'][index]),
                        jax.random.PRNGKey(1))
     return {'step': step, **{key: float(value) for key, value in metrics.items()}}
@@ -146,10 +157,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument('--data_spread', action='store_true',
                         help="also estimate the data's action spread from near-duplicate states")
     args = parser.parse_args(argv)
-    task_dirs = sorted(d for d in glob.glob(os.path.join(args.run_dir, '*')) if glob.glob(os.path.join(d, 'seed*')))
-    if not task_dirs:
-        raise SystemExit(f'error: {args.run_dir} has no <task>/seed<k> folders')
-    for task_dir in task_dirs:
+    for task_dir in run_task_dirs(args.run_dir):
         seed_dirs = sorted(glob.glob(os.path.join(task_dir, 'seed*')))
         with open(os.path.join(seed_dirs[0], 'flags.json')) as f:
             dataset_dir = args.dataset_dir or json.load(f)['flags']['dataset_dir']

@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from policy_diagnostics import load_agent  # noqa: E402
+from policy_diagnostics import load_agent, run_task_dirs  # noqa: E402
 from datasets import d4rl, ogbench_data  # noqa: E402
 from training import evaluation, logger  # noqa: E402
 from training.fused import stacked_streams  # noqa: E402
@@ -98,10 +98,7 @@ def main(argv: list[str]) -> None:
     temperatures = [float(value) for value in args.temperatures.split(',') if value]
     if not temperatures or any(not np.isfinite(t) or t < 0 for t in temperatures):
         parser.error(f'--temperatures must be finite values >= 0, got {args.temperatures!r}')
-    task_dirs = sorted(d for d in glob.glob(os.path.join(args.run_dir, '*')) if glob.glob(os.path.join(d, 'seed*')))
-    if not task_dirs:
-        raise SystemExit(f'error: {args.run_dir} has no <task>/seed<k> folders')
-    for task_dir in task_dirs:
+    for task_dir in run_task_dirs(args.run_dir):
         step, success, logged = task_success(task_dir, args.step, temperatures, args.dataset_dir)
         print(f'{task_dir} (step {step}, {len(next(iter(success.values())))} seeds)')
         for temperature, values in success.items():

@@ -1,17 +1,20 @@
 """How much a trained policy's randomness costs: success of its checkpoints with the noise scaled.
 
     python benchmarks/temperature.py --run_dir=exp/reproduce/mfql_a120_task2 --temperatures=1,0.5,0
+    python benchmarks/temperature.py --run_dir=exp/reproduce/mfql_a120_task2 --steps=30000,40000  # scored as the study
 
 Both agents act through noise: MFQL a = best-of-N over g_θ(s, e_n, 1), FQL a = μ_ω(s, z), with e, z ~ N(0, I).
 At temperature τ the noise is drawn from N(0, τ² I) instead (`sample_actions(..., temperature=τ)`): τ = 1 is the
 trained policy, τ = 0 its deterministic action (MFQL: g_θ(s, 0, 1), the N candidates then coincide). This is a
 diagnostic, not a method setting: if success rises as τ falls, the policy's own action noise is what costs it.
 
-For every task folder of a main.py run (OGBench tasks), all seeds are loaded at `--step` (default: the newest
-checkpoint) and evaluated together exactly as training evaluates them (`training.evaluation.evaluate`: the run's
-`eval_episodes` and `eval_parallel_envs`, the same env reset seeds and the same per-step keys), so temperature 1
-reproduces the run's own logged evaluation at that step; the script checks that it does when the step was
-evaluated. Prints success per temperature (mean ± std over seeds, and per seed).
+For every task folder of a main.py run (OGBench tasks), all seeds are loaded at each of `--steps` (default: the
+newest checkpoint) and evaluated together exactly as training evaluates them (`training.evaluation.evaluate`: the
+run's `eval_episodes` and `eval_parallel_envs`, the same env reset seeds and the same per-step keys), so
+temperature 1 reproduces the run's own logged evaluation at that step; the script checks that it does when the
+step was evaluated. Prints success per temperature and step (mean ± std over seeds, and per seed). With several
+steps it also prints each temperature's score as the reproduction study scores a run: per seed the mean over the
+steps, then mean ± std over seeds, and the episodes won in all of them with their 95% Wilson interval.
 """
 
 import argparse
@@ -30,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from policy_diagnostics import load_agent, run_task_dirs  # noqa: E402
+from reproduce import wilson_interval  # noqa: E402
 from datasets import d4rl, ogbench_data  # noqa: E402
 from training import evaluation, logger  # noqa: E402
 from training.fused import stacked_streams  # noqa: E402
@@ -62,6 +66,15 @@ def evaluate_at_temperatures(agents: Any, seeds: list[int], step: int, eval_epis
         pool.close()
 
 
+def task_flags(task_dir: str) -> tuple[list[str], dict[str, Any]]:
+    """(seed folders sorted by seed, the first seed's main.py flags) of one task folder of a run."""
+    seed_dirs = sorted(glob.glob(os.path.join(task_dir, 'seed*')), key=lambda d: int(d.rsplit('seed', 1)[1]))
+    if not seed_dirs:
+        raise SystemExit(f'error: {task_dir} has no seed<k> folders')
+    with open(os.path.join(seed_dirs[0], 'flags.json')) as f:
+        return seed_dirs, json.load(f)['flags']
+
+
 def task_success(task_dir: str, step: int | None, temperatures: list[float],
                  dataset_dir: str | None) -> tuple[int, dict[float, list[float]], list[float] | None]:
     """Per-seed success at each temperature for one task folder of a run; returns (step, {τ: per-seed
@@ -69,11 +82,7 @@ def task_success(task_dir: str, step: int | None, temperatures: list[float],
     task = os.path.basename(task_dir)
     if d4rl.is_d4rl_name(task):
         raise SystemExit(f'error: {task} is a D4RL task; this diagnostic reads OGBench success only')
-    seed_dirs = sorted(glob.glob(os.path.join(task_dir, 'seed*')), key=lambda d: int(d.rsplit('seed', 1)[1]))
-    if not seed_dirs:
-        raise SystemExit(f'error: {task_dir} has no seed<k> folders')
-    with open(os.path.join(seed_dirs[0], 'flags.json')) as f:
-        flags = json.load(f)['flags']
+    seed_dirs, flags = task_flags(task_dir)
     _, val = ogbench_data.load_datasets(task, dataset_dir or flags['dataset_dir'], show_progress=False)
     first, step = load_agent(seed_dirs[0], step, val)  # every seed at the first seed's step
     agents = stack_agents([first, *[load_agent(directory, step, val)[0] for directory in seed_dirs[1:]]])
@@ -88,26 +97,53 @@ def task_success(task_dir: str, step: int | None, temperatures: list[float],
     return step, success, None if None in logged else logged
 
 
+def score_lines(success_by_step: dict[int, dict[float, list[float]]], eval_episodes: int) -> list[str]:
+    """The study's score of each temperature over several evaluated steps: per seed the mean success over the
+    steps, then mean ± std over seeds; plus the episodes won in all of them and their 95% Wilson interval."""
+    steps = sorted(success_by_step)
+    lines = [f'  score over steps {", ".join(map(str, steps))} (per seed the mean over steps; episodes won of all):']
+    for temperature in success_by_step[steps[0]]:
+        per_seed = np.mean([success_by_step[step][temperature] for step in steps], axis=0)
+        won = int(round(sum(sum(success_by_step[step][temperature]) for step in steps) * eval_episodes))
+        trials = len(steps) * len(per_seed) * eval_episodes
+        low, high = wilson_interval(won, trials)
+        lines.append(f'  temperature {temperature:<5g} score {np.mean(per_seed):.3f} ± {np.std(per_seed):.3f}   '
+                     f'per seed: {", ".join(f"{v:.2f}" for v in per_seed)}   won {won} / {trials} '
+                     f'({low:.2f}–{high:.2f})')
+    return lines
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--run_dir', required=True, help='a main.py run folder (<save_dir>/<run_name>)')
     parser.add_argument('--temperatures', default='1,0.5,0', help='comma-separated noise scales (>= 0)')
-    parser.add_argument('--step', type=int, default=None, help='checkpoint step (default: the newest)')
+    parser.add_argument('--steps', default='', help='comma-separated checkpoint steps (default: the newest)')
     parser.add_argument('--dataset_dir', default=None, help="dataset folder (default: the run's own)")
     args = parser.parse_args(argv)
     temperatures = [float(value) for value in args.temperatures.split(',') if value]
     if not temperatures or any(not np.isfinite(t) or t < 0 for t in temperatures):
         parser.error(f'--temperatures must be finite values >= 0, got {args.temperatures!r}')
+    try:
+        steps = [int(value) for value in args.steps.split(',') if value] or [None]
+    except ValueError:
+        parser.error(f'--steps must be comma-separated integers, got {args.steps!r}')
+    if len(set(steps)) != len(steps):
+        parser.error(f'--steps has repeated values: {args.steps!r}')
     for task_dir in run_task_dirs(args.run_dir):
-        step, success, logged = task_success(task_dir, args.step, temperatures, args.dataset_dir)
-        print(f'{task_dir} (step {step}, {len(next(iter(success.values())))} seeds)')
-        for temperature, values in success.items():
-            print(f'  temperature {temperature:<5g} success {np.mean(values):.3f} ± {np.std(values):.3f}   per seed: '
-                  + ', '.join(f'{v:.2f}' for v in values))
-        if logged is not None and 1.0 in success:
-            same = np.allclose(success[1.0], logged, rtol=0.0, atol=1e-9)
-            print(f'  temperature 1 {"reproduces" if same else "DOES NOT reproduce"} the run\'s logged evaluation '
-                  f'at step {step}: ' + ', '.join(f'{v:.2f}' for v in logged))
+        success_by_step = {}
+        for requested in steps:
+            step, success, logged = task_success(task_dir, requested, temperatures, args.dataset_dir)
+            success_by_step[step] = success
+            print(f'{task_dir} (step {step}, {len(next(iter(success.values())))} seeds)')
+            for temperature, values in success.items():
+                print(f'  temperature {temperature:<5g} success {np.mean(values):.3f} ± {np.std(values):.3f}   '
+                      f'per seed: ' + ', '.join(f'{v:.2f}' for v in values))
+            if logged is not None and 1.0 in success:
+                same = np.allclose(success[1.0], logged, rtol=0.0, atol=1e-9)
+                print(f'  temperature 1 {"reproduces" if same else "DOES NOT reproduce"} the run\'s logged '
+                      f'evaluation at step {step}: ' + ', '.join(f'{v:.2f}' for v in logged))
+        if len(success_by_step) > 1:
+            print('\n'.join(score_lines(success_by_step, task_flags(task_dir)[1]['eval_episodes'])))
 
 
 if __name__ == '__main__':

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.join(REPO_DIR, 'benchmarks'))
 
 import policy_diagnostics  # noqa: E402
 import reproduce  # noqa: E402
+import temperature  # noqa: E402
 from agents import fql, mfql  # noqa: E402
 from datasets.buffer import observation_statistics  # noqa: E402
 from training import checkpoint  # noqa: E402
@@ -303,6 +304,28 @@ def fake_study(tmp_path, monkeypatch):
     monkeypatch.setattr(reproduce.time, 'sleep', lambda _: real_sleep(0.05))
     monkeypatch.setattr(reproduce, 'last_logged_step', lambda run, args: args.steps)
     return args, reproduce.study_runs(args)
+
+
+def test_temperature_scores_several_steps_as_the_study_does():
+    # per seed: τ = 1 (0.1 + 0.3) / 2 = 0.2 and (0.2 + 0.2) / 2 = 0.2; τ = 0 0 and 0.05; 10 episodes per evaluation
+    success_by_step = {30: {1.0: [0.1, 0.2], 0.0: [0.0, 0.0]}, 40: {1.0: [0.3, 0.2], 0.0: [0.0, 0.1]}}
+    header, one, zero = temperature.score_lines(success_by_step, eval_episodes=10)
+    assert 'steps 30, 40' in header
+    low, high = reproduce.wilson_interval(8, 40)
+    assert one.split() == ['temperature', '1', 'score', '0.200', '±', '0.000', 'per', 'seed:', '0.20,', '0.20',
+                           'won', '8', '/', '40', f'({low:.2f}–{high:.2f})']
+    assert 'score 0.025 ± 0.025' in zero and 'won 1 / 40' in zero
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--temperatures=1,-0.5'], '--temperatures must be finite values >= 0'),
+    (['--steps=30000,4e4'], '--steps must be comma-separated integers'),
+    (['--steps=40000,40000'], '--steps has repeated values'),
+])
+def test_temperature_rejects_bad_arguments(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        temperature.main([f'--run_dir={tmp_path}', *argv])
+    assert message in capsys.readouterr().err
 
 
 def test_train_all_skips_inert_fixed_alpha_and_gives_the_last_run_every_core(tmp_path, monkeypatch, capsys):

@@ -68,6 +68,15 @@ def run_task_dirs(run_dir: str) -> list[str]:
     return task_dirs
 
 
+def task_flags(task_dir: str) -> tuple[list[str], dict[str, Any]]:
+    """(seed folders sorted by seed number, the first seed's main.py flags) of one task folder of a run."""
+    seed_dirs = sorted(glob.glob(os.path.join(task_dir, 'seed*')), key=lambda d: int(d.rsplit('seed', 1)[1]))
+    if not seed_dirs:
+        raise SystemExit(f'error: {task_dir} has no seed<k> folders')
+    with open(os.path.join(seed_dirs[0], 'flags.json')) as f:
+        return seed_dirs, json.load(f)['flags']
+
+
 def action_spread(agent, observations: jax.Array, noises: jax.Array) -> jax.Array:
     """Std of the one-step action over noise draws at each state, averaged over states and action dims:
     observations (B, o) as the networks see them, noises (K, B, d) -> scalar."""
@@ -158,9 +167,8 @@ def main(argv: list[str]) -> None:
                         help="also estimate the data's action spread from near-duplicate states")
     args = parser.parse_args(argv)
     for task_dir in run_task_dirs(args.run_dir):
-        seed_dirs = sorted(glob.glob(os.path.join(task_dir, 'seed*')))
-        with open(os.path.join(seed_dirs[0], 'flags.json')) as f:
-            dataset_dir = args.dataset_dir or json.load(f)['flags']['dataset_dir']
+        seed_dirs, flags = task_flags(task_dir)
+        dataset_dir = args.dataset_dir or flags['dataset_dir']
         train, val = ogbench_data.load_datasets(os.path.basename(task_dir), dataset_dir, show_progress=False)
         per_seed = [seed_metrics(d, args.step, val, args.num_samples) for d in seed_dirs]
         print(f'{task_dir} (step {per_seed[0]["step"]}, {len(per_seed)} seeds, '

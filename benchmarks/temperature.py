@@ -19,8 +19,6 @@ steps, then mean ± std over seeds, and the episodes won in all of them with the
 
 import argparse
 import functools
-import glob
-import json
 import os
 import sys
 from typing import Any, Callable
@@ -32,7 +30,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from policy_diagnostics import load_agent, run_task_dirs  # noqa: E402
+from policy_diagnostics import load_agent, run_task_dirs, task_flags  # noqa: E402
 from reproduce import wilson_interval  # noqa: E402
 from datasets import d4rl, ogbench_data  # noqa: E402
 from training import evaluation, logger  # noqa: E402
@@ -66,35 +64,31 @@ def evaluate_at_temperatures(agents: Any, seeds: list[int], step: int, eval_epis
         pool.close()
 
 
-def task_flags(task_dir: str) -> tuple[list[str], dict[str, Any]]:
-    """(seed folders sorted by seed, the first seed's main.py flags) of one task folder of a run."""
-    seed_dirs = sorted(glob.glob(os.path.join(task_dir, 'seed*')), key=lambda d: int(d.rsplit('seed', 1)[1]))
-    if not seed_dirs:
-        raise SystemExit(f'error: {task_dir} has no seed<k> folders')
-    with open(os.path.join(seed_dirs[0], 'flags.json')) as f:
-        return seed_dirs, json.load(f)['flags']
-
-
-def task_success(task_dir: str, step: int | None, temperatures: list[float],
-                 dataset_dir: str | None) -> tuple[int, dict[float, list[float]], list[float] | None]:
-    """Per-seed success at each temperature for one task folder of a run; returns (step, {τ: per-seed
-    success}, the run's own logged per-seed success at that step, or None if it did not evaluate there)."""
+def task_success(task_dir: str, steps: list[int | None], temperatures: list[float], dataset_dir: str | None
+                 ) -> tuple[int, dict[int, tuple[dict[float, list[float]], list[float] | None]]]:
+    """Per-seed success at each temperature for one task folder of a run, at each of `steps` (None: the newest
+    checkpoint). Returns (eval_episodes, {step: ({τ: per-seed success}, the run's own logged per-seed success at
+    that step, or None if it did not evaluate there)})."""
     task = os.path.basename(task_dir)
     if d4rl.is_d4rl_name(task):
         raise SystemExit(f'error: {task} is a D4RL task; this diagnostic reads OGBench success only')
     seed_dirs, flags = task_flags(task_dir)
     _, val = ogbench_data.load_datasets(task, dataset_dir or flags['dataset_dir'], show_progress=False)
-    first, step = load_agent(seed_dirs[0], step, val)  # every seed at the first seed's step
-    agents = stack_agents([first, *[load_agent(directory, step, val)[0] for directory in seed_dirs[1:]]])
     seeds = [int(d.rsplit('seed', 1)[1]) for d in seed_dirs]
-    results = evaluate_at_temperatures(agents, seeds, step, flags['eval_episodes'], flags['eval_parallel_envs'],
-                                       lambda: ogbench_data.make_env(task), temperatures)
-    success = {temperature: [r['success'] for r in per_seed] for temperature, per_seed in results.items()}
-    logged = []
-    for directory in seed_dirs:
-        rows = [row for row in logger.read_csv(os.path.join(directory, 'eval.csv')) if int(row['step']) == step]
-        logged.append(rows[-1]['evaluation/success'] if rows else None)
-    return step, success, None if None in logged else logged
+    results = {}
+    for requested in steps:
+        first, step = load_agent(seed_dirs[0], requested, val)  # every seed at the first seed's step
+        agents = stack_agents([first, *[load_agent(directory, step, val)[0] for directory in seed_dirs[1:]]])
+        per_temperature = evaluate_at_temperatures(agents, seeds, step, flags['eval_episodes'],
+                                                   flags['eval_parallel_envs'], lambda: ogbench_data.make_env(task),
+                                                   temperatures)
+        success = {temperature: [r['success'] for r in per_seed] for temperature, per_seed in per_temperature.items()}
+        logged = []
+        for directory in seed_dirs:
+            rows = [row for row in logger.read_csv(os.path.join(directory, 'eval.csv')) if int(row['step']) == step]
+            logged.append(rows[-1]['evaluation/success'] if rows else None)
+        results[step] = (success, None if None in logged else logged)
+    return flags['eval_episodes'], results
 
 
 def score_lines(success_by_step: dict[int, dict[float, list[float]]], eval_episodes: int) -> list[str]:
@@ -130,10 +124,8 @@ def main(argv: list[str]) -> None:
     if len(set(steps)) != len(steps):
         parser.error(f'--steps has repeated values: {args.steps!r}')
     for task_dir in run_task_dirs(args.run_dir):
-        success_by_step = {}
-        for requested in steps:
-            step, success, logged = task_success(task_dir, requested, temperatures, args.dataset_dir)
-            success_by_step[step] = success
+        eval_episodes, results = task_success(task_dir, steps, temperatures, args.dataset_dir)
+        for step, (success, logged) in results.items():
             print(f'{task_dir} (step {step}, {len(next(iter(success.values())))} seeds)')
             for temperature, values in success.items():
                 print(f'  temperature {temperature:<5g} success {np.mean(values):.3f} ± {np.std(values):.3f}   '
@@ -142,8 +134,8 @@ def main(argv: list[str]) -> None:
                 same = np.allclose(success[1.0], logged, rtol=0.0, atol=1e-9)
                 print(f'  temperature 1 {"reproduces" if same else "DOES NOT reproduce"} the run\'s logged '
                       f'evaluation at step {step}: ' + ', '.join(f'{v:.2f}' for v in logged))
-        if len(success_by_step) > 1:
-            print('\n'.join(score_lines(success_by_step, task_flags(task_dir)[1]['eval_episodes'])))
+        if len(results) > 1:
+            print('\n'.join(score_lines({step: success for step, (success, _) in results.items()}, eval_episodes)))
 
 
 if __name__ == '__main__':

@@ -21,7 +21,8 @@ What it does, in order:
    The runs: FQL and MFQL on each task, an optional MFQL α sweep on the first task, and two MFQL ablations
    there (N = 1 candidate in the Bellman target and at evaluation; a fixed α instead of the adaptive rule).
 3. Writes `benchmarks/results/reproduce-cpu.{md,csv,png}` from the finished runs: the success table (per seed,
-   the mean of the last two evaluations of `--eval_episodes` episodes; then mean ± std over seeds), the
+   the mean of the last two evaluations of `--eval_episodes` episodes; then mean ± std over seeds, a 95% t
+   interval over seeds and a Wilson interval over the pooled episodes; the agents' gap with a Welch interval), the
    MFQL-variants table,
    training diagnostics (MFI fit, out-of-bound actions, α, Q values), wall times, the exact commands and
    the library versions.
@@ -48,6 +49,7 @@ import time
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_DIR)
@@ -330,6 +332,33 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     return max(0.0, float(centre - half_width)), min(1.0, float(centre + half_width))
 
 
+def seed_t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean over seeds, mean ± t_(S−1) · sd / √S with the sample sd (ddof 1).
+
+    Unlike `wilson_interval` it counts the seed-to-seed variation, not only the episode noise; it assumes the seed
+    scores are roughly normal, which 3 seeds cannot check, and with 2 degrees of freedom it is wide (t = 4.30)."""
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        raise ValueError(f'a seed-level interval needs at least 2 seeds, got {values.size}')
+    half_width = stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    return float(values.mean() - half_width), float(values.mean() + half_width)
+
+
+def welch_interval(first: list[float], second: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Interval of mean(first) − mean(second) over independent seeds (Welch: unequal variances, Welch–Satterthwaite
+    degrees of freedom). Zero spread in both groups gives the point difference."""
+    first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    if min(first.size, second.size) < 2:
+        raise ValueError(f'a seed-level interval needs at least 2 seeds per group, got {first.size} and {second.size}')
+    difference = first.mean() - second.mean()
+    variances = first.var(ddof=1) / first.size, second.var(ddof=1) / second.size
+    if sum(variances) == 0:
+        return float(difference), float(difference)
+    dof = sum(variances) ** 2 / (variances[0] ** 2 / (first.size - 1) + variances[1] ** 2 / (second.size - 1))
+    half_width = stats.t.ppf(0.5 + level / 2, dof) * np.sqrt(sum(variances))
+    return float(difference - half_width), float(difference + half_width)
+
+
 def curves(run: Run, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     """(steps (E,), success (S, E)) from the seeds' eval.csv files."""
     per_seed = [read_csv(os.path.join(d, 'eval.csv')) for d in result_dirs(run, args)]
@@ -455,9 +484,9 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
         '',
         '## Main result',
         '',
-        '| task | agent | success (initial) | success (final) | per-seed | scored episodes won (95% interval) '
-        '| wall time |',
-        '|---|---|---|---|---|---|---|',
+        '| task | agent | success (initial) | success (final) | per-seed | 95% interval over seeds (t) '
+        '| scored episodes won (95% Wilson interval) | wall time |',
+        '|---|---|---|---|---|---|---|---|',
     ]
     main_runs = sorted((run for run in runs if not run.extra_flags),
                        key=lambda run: (run.task != task_name(args.tasks[0]), run.agent))
@@ -470,19 +499,26 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
             score = f'**{score}**'
         won, episodes = sum(scores[run.name]['successes']), sum(scores[run.name]['episodes'])
         low, high = wilson_interval(won, episodes)
+        seed_low, seed_high = seed_t_interval(final)
         lines.append(f'| {run.task} | {run.label} | {_mean_std(scores[run.name]["initial"])} | {score} | '
-                     f'{", ".join(f"{x:.2f}" for x in final)} | {won} / {episodes} ({low:.2f}–{high:.2f}) | '
-                     f'{run_minutes(run, args):.0f} min |')
-    lines += ['', 'Scored episodes won: successes in the last two evaluations of all seeds, pooled; the Wilson '
-              'interval treats the episodes as independent (the seed spread is reported beside it). An interval '
-              'that excludes 0 means the agent does better than its initial policy (the "success (initial)" column), '
-              'which scores 0 here, as a uniform random policy does on cube-single.', '']
+                     f'{", ".join(f"{x:.2f}" for x in final)} | {seed_low:.2f}–{seed_high:.2f} | '
+                     f'{won} / {episodes} ({low:.2f}–{high:.2f}) | {run_minutes(run, args):.0f} min |')
+    lines += ['', f'Two intervals for each score. Over seeds (t): mean ± t · sd / √S over the {args.num_seeds} '
+              f'per-seed scores, Student t with {args.num_seeds - 1} degrees of freedom; it counts the seed-to-seed '
+              'variation but assumes roughly normal seed scores. Scored episodes won: successes in the last two '
+              'evaluations of all seeds, pooled, with the Wilson interval, which treats the episodes as independent '
+              'and ignores the seed-to-seed variation. An interval that excludes 0 means the agent does better than '
+              'its initial policy (the "success (initial)" column), which scores 0 here, as a uniform random policy '
+              'does on cube-single.', '']
     for task in sorted(best):
         ranked = sorted((run for run in main_runs if run.task == task),
                         key=lambda run: -np.mean(scores[run.name]['final']))
         if len(ranked) == 2:
-            gap = np.mean(scores[ranked[0].name]['final']) - np.mean(scores[ranked[1].name]['final'])
-            lines.append(f'- {task}: {ranked[0].label} ahead of {ranked[1].label} by {gap:.2f} in success.')
+            leader, other = scores[ranked[0].name]['final'], scores[ranked[1].name]['final']
+            low, high = welch_interval(leader, other)
+            gap = np.mean(leader) - np.mean(other)
+            lines.append(f'- {task}: {ranked[0].label} ahead of {ranked[1].label} by {gap:.2f} in success (95% '
+                         f'interval over seeds, Welch t: {low:.2f}–{high:.2f}).')
     lines += [
         '',
         f'## MFQL variants on task{args.tasks[0]} (same budget and seeds)',

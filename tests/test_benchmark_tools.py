@@ -105,6 +105,39 @@ def test_wilson_interval_values_and_errors():
         reproduce.wilson_interval(0, 0)
 
 
+def test_seed_t_interval_values_and_errors():
+    # mean 0.08, sample sd 0.02 over 3 seeds: half width t_(0.975, 2) · 0.02 / √3 = 4.3027 · 0.011547.
+    low, high = reproduce.seed_t_interval([0.10, 0.08, 0.06])
+    assert (low, high) == pytest.approx((0.08 - 0.049683, 0.08 + 0.049683), abs=1e-6)
+    # Many seeds: t approaches the normal quantile 1.96.
+    values = np.tile([0.0, 1.0], 5000)
+    low, high = reproduce.seed_t_interval(values)
+    assert high - 0.5 == pytest.approx(1.96 * values.std(ddof=1) / np.sqrt(values.size), rel=1e-3)
+    assert reproduce.seed_t_interval([0.0, 0.0, 0.0]) == (0.0, 0.0)
+    with pytest.raises(ValueError, match='at least 2 seeds, got 1'):
+        reproduce.seed_t_interval([0.3])
+
+
+def test_welch_interval_values_and_errors():
+    # Equal sizes and spreads: Welch's degrees of freedom are 2(n − 1) = 4, t_(0.975, 4) = 2.7764.
+    first, second = [0.3, 0.4, 0.5], [0.0, 0.1, 0.2]
+    low, high = reproduce.welch_interval(first, second)
+    half_width = 2.776445 * np.sqrt(2 * 0.01 / 3)
+    assert (low, high) == pytest.approx((0.3 - half_width, 0.3 + half_width), abs=1e-6)
+    # Unequal spreads: dof between min(n) − 1 and n1 + n2 − 2; here ≈ 2.08, so t ≈ 4.2, wider than pooled.
+    low, high = reproduce.welch_interval([0.24, 0.44, 0.36], [0.10, 0.08, 0.06])
+    variances = np.var([0.24, 0.44, 0.36], ddof=1) / 3, np.var([0.10, 0.08, 0.06], ddof=1) / 3
+    dof = sum(variances) ** 2 / (variances[0] ** 2 / 2 + variances[1] ** 2 / 2)
+    assert 2 < dof < 2.2
+    assert (high - low) / 2 == pytest.approx(reproduce.stats.t.ppf(0.975, dof) * np.sqrt(sum(variances)))
+    assert (low + high) / 2 == pytest.approx(1.04 / 3 - 0.08)
+    # Swapping the groups negates the interval; no spread at all gives the point difference.
+    assert reproduce.welch_interval(second, first) == pytest.approx((-0.3 - half_width, -0.3 + half_width))
+    assert reproduce.welch_interval([0.5, 0.5], [0.25, 0.25]) == (0.25, 0.25)
+    with pytest.raises(ValueError, match='at least 2 seeds per group, got 3 and 1'):
+        reproduce.welch_interval(first, [0.1])
+
+
 def _write_seed(directory: str, successes: list[float], alphas: list[float], alpha_mode: str = 'adaptive') -> None:
     os.makedirs(directory)
     with open(os.path.join(directory, 'eval.csv'), 'w', newline='') as f:

@@ -192,6 +192,51 @@ def test_finished_runs_trained_with_another_command_are_refused(tmp_path):
                         '--report_only'])
 
 
+def test_report_tables_from_finished_runs(tmp_path):
+    """The whole report path (`--report_only`) on made-up finished runs: scores, both intervals and the gap line."""
+    argv = [f'--work_dir={tmp_path}/runs', f'--data_dir={tmp_path}/data', f'--results_dir={tmp_path}/results',
+            f'--notes={tmp_path}/no-notes.md', '--num_seeds=3', '--steps=30', '--eval_interval=10', '--report_only']
+    args = reproduce.parse_args(argv)
+    os.makedirs(args.data_path)
+    for suffix, length in (('', 3003), ('-val', 303)):
+        np.savez(os.path.join(args.data_path, f'{reproduce.DATASET}{suffix}.npz'), terminals=np.zeros(length))
+    # Per seed: the last two evaluations, whose mean is the seed's score (50 episodes each).
+    last_two = {'fql': [(0.2, 0.4), (0.4, 0.4), (0.5, 0.5)], 'mfql': [(0.1, 0.1), (0.0, 0.2), (0.1, 0.1)]}
+    for run in reproduce.study_runs(args):
+        if run.reference is not None:  # the fixed-α ablation: its reference's α never moves, so nothing to write
+            continue
+        command = ' '.join(reproduce.run_command(run, args)[1:])
+        for seed, directory in enumerate(reproduce.seed_dirs(run, args)):
+            os.makedirs(directory)
+            with open(os.path.join(directory, 'eval.csv'), 'w', newline='') as f:
+                writer = csv.writer(f)
+                writer.writerow(['step', 'evaluation/success', 'time/total'])
+                writer.writerows([[1, 0.0, 60.0], [10, 0.0, 600.0]] + [
+                    [step, success, 60.0 * step] for step, success in zip((20, 30), last_two[run.agent][seed])])
+            keys = [f'training/{key}' for key in reproduce.DIAGNOSTICS[run.agent]]
+            with open(os.path.join(directory, 'train.csv'), 'w', newline='') as f:
+                writer = csv.writer(f)
+                writer.writerow(['step', 'time/updates_per_sec', *keys])
+                writer.writerow([30, 12.0, *(120.0 if key == 'training/alpha' else 0.5 for key in keys)])
+            with open(os.path.join(directory, 'flags.json'), 'w') as f:
+                json.dump({'agent_config': {'alpha': 120.0, 'alpha_mode': 'adaptive'}, 'command': command}, f)
+    reproduce.main(argv)
+    with open(os.path.join(args.results_path, 'reproduce-cpu.md')) as f:
+        report = f.read()
+    fql_scores, mfql_scores = [0.3, 0.4, 0.5], [0.1, 0.1, 0.1]
+    low, high = reproduce.seed_t_interval(fql_scores)
+    assert (low, high) == pytest.approx((0.4 - 0.24841, 0.4 + 0.24841), abs=1e-5)
+    assert (f'| cube-single-play-singletask-task2-v0 | FQL | 0.00 ± 0.00 | **0.40 ± 0.08** | 0.30, 0.40, 0.50 | '
+            f'{low:.2f}–{high:.2f} | 120 / 300 (0.35–0.46) | 30 min |') in report
+    # MFQL's seeds agree exactly, so its seed interval has zero width.
+    assert '| MFQL | 0.00 ± 0.00 | 0.10 ± 0.00 | 0.10, 0.10, 0.10 | 0.10–0.10 | 30 / 300 (0.07–0.14) |' in report
+    gap_low, gap_high = reproduce.welch_interval(fql_scores, mfql_scores)
+    assert (f'- cube-single-play-singletask-task2-v0: FQL ahead of MFQL by 0.30 in success (95% interval over seeds, '
+            f'Welch t: {gap_low:.2f}–{gap_high:.2f}).') in report
+    assert 'Not run yet' not in report and '300 train + 30 val' not in report  # 3003/303 rows, not episodes
+    assert '3,003 train + 303 val transitions' in report
+
+
 def _save_fresh_agent(agent_module, seed_dir: str, val: dict, config: ml_collections.ConfigDict) -> None:
     example = {key: jnp.asarray(val[key][:1]) for key in policy_diagnostics.BATCH_KEYS}
     agent_class = mfql.MFQLAgent if agent_module is mfql else fql.FQLAgent

@@ -49,6 +49,13 @@ def test_study_runs_order_names_and_flags():
         'mfql_a120_task2_n1']
     default_command = reproduce.run_command(reproduce.study_runs(default_args)[0], default_args)
     assert [flag for flag in default_command if flag.startswith('--agent.alpha=')] == ['--agent.alpha=120']
+    # Seeds 0-2 by default, with no --seed flag (the committed runs' recorded commands have none); a replication
+    # on other seeds passes --seed to main.py and reads those seeds' folders.
+    assert not any(flag.startswith('--seed=') for flag in default_command)
+    assert [os.path.basename(d) for d in reproduce.seed_dirs(runs[0], default_args)] == ['seed0', 'seed1', 'seed2']
+    replication = reproduce.parse_args(['--seed=3'])
+    assert '--seed=3' in reproduce.run_command(reproduce.study_runs(replication)[0], replication)
+    assert [os.path.basename(d) for d in reproduce.seed_dirs(runs[0], replication)] == ['seed3', 'seed4', 'seed5']
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -56,6 +63,8 @@ def test_study_runs_order_names_and_flags():
     (['--tasks=2,2'], 'two different task numbers'),
     (['--tasks=2,7'], 'two different task numbers'),
     (['--steps=35000'], 'multiple of --eval_interval'),
+    (['--seed=-1'], '--seed must be >= 0'),
+    (['--num_seeds=0'], '--num_seeds >= 1'),
 ])
 def test_reproduce_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):
@@ -192,27 +201,23 @@ def test_finished_runs_trained_with_another_command_are_refused(tmp_path):
                         '--report_only'])
 
 
-def test_report_tables_from_finished_runs(tmp_path):
-    """The whole report path (`--report_only`) on made-up finished runs: scores, both intervals and the gap line."""
-    argv = [f'--work_dir={tmp_path}/runs', f'--data_dir={tmp_path}/data', f'--results_dir={tmp_path}/results',
-            f'--notes={tmp_path}/no-notes.md', '--num_seeds=3', '--steps=30', '--eval_interval=10', '--report_only']
-    args = reproduce.parse_args(argv)
-    os.makedirs(args.data_path)
+def _write_finished_study(args, last_two: dict[str, list[tuple[float, float]]]) -> None:
+    """Made-up finished runs of the whole study, recorded with the study's own commands: per agent and seed, the
+    last two evaluations' success (50 episodes each); the initial and 10-step evaluations score 0."""
+    os.makedirs(args.data_path, exist_ok=True)
     for suffix, length in (('', 3003), ('-val', 303)):
         np.savez(os.path.join(args.data_path, f'{reproduce.DATASET}{suffix}.npz'), terminals=np.zeros(length))
-    # Per seed: the last two evaluations, whose mean is the seed's score (50 episodes each).
-    last_two = {'fql': [(0.2, 0.4), (0.4, 0.4), (0.5, 0.5)], 'mfql': [(0.1, 0.1), (0.0, 0.2), (0.1, 0.1)]}
     for run in reproduce.study_runs(args):
         if run.reference is not None:  # the fixed-α ablation: its reference's α never moves, so nothing to write
             continue
         command = ' '.join(reproduce.run_command(run, args)[1:])
-        for seed, directory in enumerate(reproduce.seed_dirs(run, args)):
+        for directory, successes in zip(reproduce.seed_dirs(run, args), last_two[run.agent]):
             os.makedirs(directory)
             with open(os.path.join(directory, 'eval.csv'), 'w', newline='') as f:
                 writer = csv.writer(f)
                 writer.writerow(['step', 'evaluation/success', 'time/total'])
                 writer.writerows([[1, 0.0, 60.0], [10, 0.0, 600.0]] + [
-                    [step, success, 60.0 * step] for step, success in zip((20, 30), last_two[run.agent][seed])])
+                    [step, success, 60.0 * step] for step, success in zip((20, 30), successes)])
             keys = [f'training/{key}' for key in reproduce.DIAGNOSTICS[run.agent]]
             with open(os.path.join(directory, 'train.csv'), 'w', newline='') as f:
                 writer = csv.writer(f)
@@ -220,6 +225,18 @@ def test_report_tables_from_finished_runs(tmp_path):
                 writer.writerow([30, 12.0, *(120.0 if key == 'training/alpha' else 0.5 for key in keys)])
             with open(os.path.join(directory, 'flags.json'), 'w') as f:
                 json.dump({'agent_config': {'alpha': 120.0, 'alpha_mode': 'adaptive'}, 'command': command}, f)
+
+
+@pytest.mark.parametrize('first_seed', [0, 3])
+def test_report_tables_from_finished_runs(tmp_path, first_seed):
+    """The whole report path (`--report_only`) on made-up finished runs: scores, both intervals and the gap line,
+    for the default seeds and for a replication on seeds 3-5."""
+    argv = [f'--work_dir={tmp_path}/runs', f'--data_dir={tmp_path}/data', f'--results_dir={tmp_path}/results',
+            f'--notes={tmp_path}/no-notes.md', f'--seed={first_seed}', '--num_seeds=3', '--steps=30',
+            '--eval_interval=10', '--report_only']
+    args = reproduce.parse_args(argv)
+    _write_finished_study(args, {'fql': [(0.2, 0.4), (0.4, 0.4), (0.5, 0.5)],
+                                 'mfql': [(0.1, 0.1), (0.0, 0.2), (0.1, 0.1)]})
     reproduce.main(argv)
     with open(os.path.join(args.results_path, 'reproduce-cpu.md')) as f:
         report = f.read()
@@ -233,8 +250,23 @@ def test_report_tables_from_finished_runs(tmp_path):
     gap_low, gap_high = reproduce.welch_interval(fql_scores, mfql_scores)
     assert (f'- cube-single-play-singletask-task2-v0: FQL ahead of MFQL by 0.30 in success (95% interval over seeds, '
             f'Welch t: {gap_low:.2f}–{gap_high:.2f}).') in report
-    assert 'Not run yet' not in report and '300 train + 30 val' not in report  # 3003/303 rows, not episodes
-    assert '3,003 train + 303 val transitions' in report
+    assert f'3 seeds ({first_seed}–{first_seed + 2})' in report
+    assert 'Not run yet' not in report and '3,003 train + 303 val transitions' in report
+    with open(os.path.join(args.results_path, 'reproduce-cpu.csv')) as f:
+        rows = [row for row in csv.DictReader(f) if row['run'] == 'fql_task2']
+    assert [int(row['seed']) for row in rows] == [first_seed, first_seed + 1, first_seed + 2]
+
+
+def test_report_of_a_one_seed_study_has_no_seed_intervals(tmp_path):
+    argv = [f'--work_dir={tmp_path}/runs', f'--data_dir={tmp_path}/data', f'--results_dir={tmp_path}/results',
+            f'--notes={tmp_path}/no-notes.md', '--num_seeds=1', '--steps=30', '--eval_interval=10', '--report_only']
+    args = reproduce.parse_args(argv)
+    _write_finished_study(args, {'fql': [(0.2, 0.4)], 'mfql': [(0.0, 0.2)]})
+    reproduce.main(argv)
+    with open(os.path.join(args.results_path, 'reproduce-cpu.md')) as f:
+        report = f.read()
+    assert '| FQL | 0.00 ± 0.00 | **0.30 ± 0.00** | 0.30 | n/a (1 seed) | 30 / 100 (0.22–0.40) |' in report
+    assert '- cube-single-play-singletask-task2-v0: FQL ahead of MFQL by 0.20 in success.' in report
 
 
 def _save_fresh_agent(agent_module, seed_dir: str, val: dict, config: ml_collections.ConfigDict) -> None:

@@ -4,6 +4,11 @@
     python benchmarks/reproduce.py --only=fql_task2    # just some runs (names as in the report)
     python benchmarks/reproduce.py --report_only       # rebuild the tables and figure from finished runs
 
+The task2 pair again on seeds 3-5, in folders of its own (the report lists the runs it did not train):
+
+    python benchmarks/reproduce.py --seed=3 --work_dir=exp/replication --results_dir=exp/replication/results
+      --only=mfql_a120_task2,fql_task2 --allow_partial
+
 Cost on our 2-core CPU, measured end to end in fresh folders (each run: 3 seeds x 40k updates + 5 evaluations
 of 50 episodes per seed): the dataset 4.9 min, then the two MFQL runs side by side (one core each) 47 min, the
 two FQL runs 38 min, and MFQL with N = 1 alone on both cores 17 min: 1 h 48 min in all, inside the 2-hour

@@ -511,7 +511,7 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
             score = f'**{score}**'
         won, episodes = sum(scores[run.name]['successes']), sum(scores[run.name]['episodes'])
         low, high = wilson_interval(won, episodes)
-        seed_interval = '–'.join(f'{x:.2f}' for x in seed_t_interval(final)) if len(final) > 1 else 'n/a (1 seed)'
+        seed_interval = '–'.join(f'{x:.2f}' for x in seed_t_interval(final)) if args.num_seeds > 1 else 'n/a (1 seed)'
         lines.append(f'| {run.task} | {run.label} | {_mean_std(scores[run.name]["initial"])} | {score} | '
                      f'{", ".join(f"{x:.2f}" for x in final)} | {seed_interval} | '
                      f'{won} / {episodes} ({low:.2f}–{high:.2f}) | {run_minutes(run, args):.0f} min |')

@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from policy_diagnostics import load_agent, run_task_dirs, task_flags  # noqa: E402
-from reproduce import wilson_interval  # noqa: E402
+from reproduce import seed_t_interval, wilson_interval  # noqa: E402
 from datasets import d4rl, ogbench_data  # noqa: E402
 from training import evaluation, logger  # noqa: E402
 from training.fused import stacked_streams  # noqa: E402
@@ -93,7 +93,8 @@ def task_success(task_dir: str, steps: list[int | None], temperatures: list[floa
 
 def score_lines(success_by_step: dict[int, dict[float, list[float]]], eval_episodes: int) -> list[str]:
     """The study's score of each temperature over several evaluated steps: per seed the mean success over the
-    steps, then mean ± std over seeds; plus the episodes won in all of them and their 95% Wilson interval."""
+    steps, then mean ± std over seeds and its 95% t interval (2+ seeds); plus the episodes won in all of them and
+    their 95% Wilson interval."""
     steps = sorted(success_by_step)
     lines = [f'  score over steps {", ".join(map(str, steps))} (per seed the mean over steps; episodes won of all):']
     for temperature in success_by_step[steps[0]]:
@@ -101,9 +102,10 @@ def score_lines(success_by_step: dict[int, dict[float, list[float]]], eval_episo
         won = int(round(sum(sum(success_by_step[step][temperature]) for step in steps) * eval_episodes))
         trials = len(steps) * len(per_seed) * eval_episodes
         low, high = wilson_interval(won, trials)
+        seeds = '   seeds t ' + '–'.join(f'{x:.2f}' for x in seed_t_interval(per_seed)) if len(per_seed) > 1 else ''
         lines.append(f'  temperature {temperature:<5g} score {np.mean(per_seed):.3f} ± {np.std(per_seed):.3f}   '
                      f'per seed: {", ".join(f"{v:.2f}" for v in per_seed)}   won {won} / {trials} '
-                     f'({low:.2f}–{high:.2f})')
+                     f'({low:.2f}–{high:.2f}){seeds}')
     return lines
 
 

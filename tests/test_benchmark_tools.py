@@ -423,8 +423,11 @@ def test_temperature_scores_several_steps_as_the_study_does():
     assert 'steps 30, 40' in header
     low, high = reproduce.wilson_interval(8, 40)
     assert one.split() == ['temperature', '1', 'score', '0.200', '±', '0.000', 'per', 'seed:', '0.20,', '0.20',
-                           'won', '8', '/', '40', f'({low:.2f}–{high:.2f})']
-    assert 'score 0.025 ± 0.025' in zero and 'won 1 / 40' in zero
+                           'won', '8', '/', '40', f'({low:.2f}–{high:.2f})', 'seeds', 't', '0.20–0.20']
+    # τ = 0: seeds 0 and 0.05, sample sd 0.0354, half width t_(0.975, 1) · 0.0354 / √2 = 12.706 · 0.025 = 0.318
+    assert 'score 0.025 ± 0.025' in zero and 'won 1 / 40' in zero and zero.endswith('seeds t -0.29–0.34')
+    _, one_seed = temperature.score_lines({30: {1.0: [0.1]}, 40: {1.0: [0.3]}}, eval_episodes=10)
+    assert one_seed.endswith('won 4 / 20 (0.08–0.42)')  # no seed interval from one seed
 
 
 @pytest.mark.parametrize('argv, message', [

@@ -231,8 +231,11 @@ def _write_finished_study(args, last_two: dict[str, list[tuple[float, float]]]) 
 def test_report_tables_from_finished_runs(tmp_path, first_seed):
     """The whole report path (`--report_only`) on made-up finished runs: scores, both intervals and the gap line,
     for the default seeds and for a replication on seeds 3-5."""
+    # The default study appends its hand-written notes; a replication passes --notes= for none.
+    notes = tmp_path / 'notes.md'
+    notes.write_text('## Hand-written reading\n')
     argv = [f'--work_dir={tmp_path}/runs', f'--data_dir={tmp_path}/data', f'--results_dir={tmp_path}/results',
-            f'--notes={tmp_path}/no-notes.md', f'--seed={first_seed}', '--num_seeds=3', '--steps=30',
+            f'--notes={notes if first_seed == 0 else ""}', f'--seed={first_seed}', '--num_seeds=3', '--steps=30',
             '--eval_interval=10', '--report_only']
     args = reproduce.parse_args(argv)
     _write_finished_study(args, {'fql': [(0.2, 0.4), (0.4, 0.4), (0.5, 0.5)],
@@ -251,6 +254,9 @@ def test_report_tables_from_finished_runs(tmp_path, first_seed):
     assert (f'- cube-single-play-singletask-task2-v0: FQL ahead of MFQL by 0.30 in success (95% interval over seeds, '
             f'Welch t: {gap_low:.2f}–{gap_high:.2f}).') in report
     assert f'3 seeds ({first_seed}–{first_seed + 2})' in report
+    assert report.rstrip().endswith('## Hand-written reading') == (first_seed == 0)
+    study_command = 'python benchmarks/reproduce.py ' + ' '.join(argv[:-1])  # less --report_only
+    assert report.count(study_command) == 2  # the header and the command list
     assert 'Not run yet' not in report and '3,003 train + 303 val transitions' in report
     with open(os.path.join(args.results_path, 'reproduce-cpu.csv')) as f:
         rows = [row for row in csv.DictReader(f) if row['run'] == 'fql_task2']

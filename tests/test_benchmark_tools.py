@@ -147,7 +147,11 @@ def test_welch_interval_values_and_errors():
         reproduce.welch_interval(first, [0.1])
 
 
-def _write_seed(directory: str, successes: list[float], alphas: list[float], alpha_mode: str = 'adaptive') -> None:
+def _write_seed(directory: str, successes: list[float], alphas: list[float], alpha_mode: str = 'adaptive',
+                alpha0: float = 30.0, command: str | None = None, metrics: tuple[str, ...] = ()) -> None:
+    """A finished seed folder: evaluations at steps 1, 10, 20, 30 (`successes`), training rows at 10, 20, 30 with
+    the logged α (`alphas`) and any further `metrics` (value 0.5), and flags.json with α₀ and, if given, the
+    recorded command."""
     os.makedirs(directory)
     with open(os.path.join(directory, 'eval.csv'), 'w', newline='') as f:
         writer = csv.writer(f)
@@ -155,10 +159,15 @@ def _write_seed(directory: str, successes: list[float], alphas: list[float], alp
         writer.writerows([step, success, 60.0 * step] for step, success in zip([1, 10, 20, 30], successes))
     with open(os.path.join(directory, 'train.csv'), 'w', newline='') as f:
         writer = csv.writer(f)
-        writer.writerow(['step', 'time/updates_per_sec', 'training/alpha', 'validation/alpha'])
-        writer.writerows([step, 10.0, alpha, alpha] for step, alpha in zip([10, 20, 30], alphas))
+        writer.writerow(['step', 'time/updates_per_sec', 'training/alpha', 'validation/alpha',
+                         *(f'training/{key}' for key in metrics)])
+        writer.writerows([step, 10.0, alpha, alpha, *(0.5 for _ in metrics)]
+                         for step, alpha in zip([10, 20, 30], alphas))
+    flags = {'agent_config': {'alpha': alpha0, 'alpha_mode': alpha_mode}}
+    if command is not None:
+        flags['command'] = command
     with open(os.path.join(directory, 'flags.json'), 'w') as f:
-        json.dump({'agent_config': {'alpha': 30.0, 'alpha_mode': alpha_mode}}, f)
+        json.dump(flags, f)
 
 
 @pytest.mark.parametrize('alphas, stands_in', [([30.0, 30.0, 30.0], True), ([30.0, 30.0, 30.0024], False)])
@@ -211,20 +220,10 @@ def _write_finished_study(args, last_two: dict[str, list[tuple[float, float]]]) 
         if run.reference is not None:  # the fixed-α ablation: its reference's α never moves, so nothing to write
             continue
         command = ' '.join(reproduce.run_command(run, args)[1:])
+        metrics = tuple(key for key in reproduce.DIAGNOSTICS[run.agent] if key != 'alpha')
         for directory, successes in zip(reproduce.seed_dirs(run, args), last_two[run.agent]):
-            os.makedirs(directory)
-            with open(os.path.join(directory, 'eval.csv'), 'w', newline='') as f:
-                writer = csv.writer(f)
-                writer.writerow(['step', 'evaluation/success', 'time/total'])
-                writer.writerows([[1, 0.0, 60.0], [10, 0.0, 600.0]] + [
-                    [step, success, 60.0 * step] for step, success in zip((20, 30), successes)])
-            keys = [f'training/{key}' for key in reproduce.DIAGNOSTICS[run.agent]]
-            with open(os.path.join(directory, 'train.csv'), 'w', newline='') as f:
-                writer = csv.writer(f)
-                writer.writerow(['step', 'time/updates_per_sec', *keys])
-                writer.writerow([30, 12.0, *(120.0 if key == 'training/alpha' else 0.5 for key in keys)])
-            with open(os.path.join(directory, 'flags.json'), 'w') as f:
-                json.dump({'agent_config': {'alpha': 120.0, 'alpha_mode': 'adaptive'}, 'command': command}, f)
+            _write_seed(directory, [0.0, 0.0, *successes], [120.0] * 3, alpha0=120.0, command=command,
+                        metrics=metrics)
 
 
 @pytest.mark.parametrize('first_seed', [0, 3])

@@ -59,10 +59,12 @@ def validate_dataset_file(path: str, spec: names.EnvSpec, env) -> None:
     """Checks one OGBench .npz file before OGBench loads it; raises DatasetError naming the file and problem.
 
     Checks: the file exists and is a readable .npz; the keys OGBench's loader and relabelling read
-    (observations, actions, terminals, qpos, and button_states for scene/puzzle) are present with
-    float (int for button_states) dtypes, 2-D shapes (terminals 1-D), widths matching `env`, and one
-    common length N >= 2; no NaN/inf; actions within [-1, 1]; terminals in {0, 1}, with the last row
-    terminal (the loader would otherwise misalign next_observations) and no single-step episodes.
+    (observations, actions, terminals, qpos, and button_states for scene/puzzle) are present; these and
+    the optional info arrays OGBench also slices when present (qvel; button_states elsewhere) have
+    float (int for button_states) dtypes, 2-D shapes (terminals 1-D), widths matching `env` where the
+    relabelling reads columns, and one common length N >= 2; no NaN/inf; actions within [-1, 1];
+    terminals in {0, 1}, with the last row terminal (the loader would otherwise misalign
+    next_observations) and no single-step episodes.
     """
     if not os.path.exists(path):
         raise DatasetError(f'{path}: file not found.')
@@ -79,8 +81,10 @@ def validate_dataset_file(path: str, spec: names.EnvSpec, env) -> None:
         missing = [key for key in required if key not in archive.files]
         if missing:
             raise DatasetError(f'{path}: missing key(s) {missing}; found {sorted(archive.files)}.')
+        # OGBench's single-task loader also slices these info arrays whenever the file has them.
+        optional = [key for key in ('qvel', 'button_states') if key in archive.files and key not in required]
         arrays = {}
-        for key in required:
+        for key in required + optional:
             try:
                 arrays[key] = archive[key]
             except Exception as error:  # truncated or corrupt archive member
@@ -106,7 +110,7 @@ def validate_dataset_file(path: str, spec: names.EnvSpec, env) -> None:
         if array.dtype.kind not in wanted_kind:
             raise DatasetError(f'{path}: {key} must have a {"integer" if wanted_kind == "iu" else "float"} dtype, '
                                f'got {array.dtype}.')
-        width, comparison = expected_width[key]
+        width, comparison = expected_width.get(key, ('k', None))  # None: OGBench only slices its rows
         if array.ndim != 2:
             raise DatasetError(f'{path}: {key} must be 2-D (N, {width}), got shape {array.shape}.')
         if (comparison == '==' and array.shape[1] != width) or (comparison == '>=' and array.shape[1] < width):
@@ -229,10 +233,12 @@ def load_datasets(env_name: str, dataset_dir: str | None = None, generate_missin
     _ensure_files(spec, dataset_dir, generate_missing_episodes, generate_seed, generate_workers, show_progress)
     env = make_env(spec.name)
     train_path, val_path = dataset_file_paths(spec.dataset_name, dataset_dir)
-    for path in (train_path, val_path):
-        validate_dataset_file(path, spec, env)
-    # dataset_only with cur_env: OGBench relabels with this single-task env instead of building another.
-    train, val = ogbench.make_env_and_datasets(spec.name, dataset_dir=dataset_dir, compact_dataset=False,
-                                               dataset_only=True, cur_env=env)
-    env.close()
+    try:
+        for path in (train_path, val_path):
+            validate_dataset_file(path, spec, env)
+        # dataset_only with cur_env: OGBench relabels with this single-task env instead of building another.
+        train, val = ogbench.make_env_and_datasets(spec.name, dataset_dir=dataset_dir, compact_dataset=False,
+                                                   dataset_only=True, cur_env=env)
+    finally:
+        env.close()
     return _to_output(train, train_path), _to_output(val, val_path)

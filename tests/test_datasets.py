@@ -125,6 +125,11 @@ BAD_ARRAYS = [
     ('one_dim_actions', _set('actions', lambda x: x[:, 0]), 'actions must be 2-D (N, 5), got shape (1001,)'),
     ('two_dim_terminals', _set('terminals', lambda x: x[:, None]), 'terminals must be 1-D (N,)'),
     ('short_actions', _set('actions', lambda x: x[:-1]), 'inconsistent lengths'),
+    ('short_qvel', _set('qvel', lambda x: x[:-5]), "'qvel': 996"),  # OGBench slices qvel too
+    ('one_dim_qvel', _set('qvel', lambda x: x[:, 0]), 'qvel must be 2-D (N, k), got shape (1001,)'),
+    ('int_qvel', _set('qvel', lambda x: x.astype(np.int64)), 'qvel must have a float dtype'),
+    ('stray_button_states', lambda a: a.update(button_states=np.zeros((len(a['qpos']) - 1, 2), np.int64)),
+     "'button_states': 1000"),
     ('nan_observation', _set_row('observations', 5, np.nan), 'observations has 28 NaN/inf value(s), first at row 5'),
     ('inf_qpos', _set_row('qpos', 7, np.inf), 'qpos has 21 NaN/inf value(s), first at row 7'),
     ('action_out_of_range', _set_row('actions', 9, 1.5), 'action value(s) outside [-1, 1]'),

@@ -10,7 +10,8 @@ Collection procedure (OGBench's `data_gen_scripts/generate_manipspace.py` and it
 commands; re-implemented here):
 - env `<suite>-v0` with `terminate_at_goal=False`, `mode='data_collection'`, 1001 steps per episode;
 - `play`: non-Markovian plan oracles (noise 0.1, noise smoothing 0.5), no random actions;
-- `noisy`: Markovian oracles (min_norm 0.4; scene's cube oracle max_step 100), Gaussian action noise
+- `noisy`: Markovian oracles (min_norm 0.4; scene's cube oracle is given max_step 100, as in OGBench's
+  script, though the installed oracle's `reset` sets it to 200 either way), Gaussian action noise
   N(0, (xi * [1, 1, 1, 3, 10])^2) with one xi ~ U(0, 0.1) per episode, and a uniformly random action
   with probability 0.1 (cube, scene) or 0.2 (puzzle);
 - puzzle oracles keep the gripper closed; scene chooses the oracle by `info['privileged/target_task']`;
@@ -32,6 +33,8 @@ Differences from OGBench's script, on purpose:
 - Val episodes: OGBench collects num_episodes // 10 val episodes after the train ones (0 for fewer
   than 10 episodes, which leaves an empty val file). We use max(1, num_episodes // 10) so a usable
   val file always exists; for num_episodes >= 10 this is the same count.
+- A scene episode is re-rolled at most MAX_SCENE_ATTEMPTS times, then generation stops with an
+  error naming the episode; OGBench's script retries without limit.
 - Files are written atomically (temp file in the same directory, fsync, os.replace) in the
   `np.savez_compressed` format (a deflated zip of .npy arrays) with fixed zip timestamps, so equal
   arrays give byte-identical files.

@@ -262,7 +262,8 @@ def main(_argv: list[str]) -> None:
     from agents import get_agent_class
     from datasets import d4rl, ogbench_data
     from training import logger
-    from training.runner import ConfigMismatchError, NonFiniteLossError, TaskInputs, train_task
+    from training.checkpoint import ResumeError
+    from training.runner import NonFiniteLossError, TaskInputs, train_task
     from training.summary import write_summary
 
     plan = plan_run()
@@ -297,7 +298,7 @@ def main(_argv: list[str]) -> None:
                             wandb_project=FLAGS.wandb_project if FLAGS.wandb else None, **env_kwargs)
         try:
             results.append(train_task(inputs, plan.options))
-        except (NonFiniteLossError, ConfigMismatchError) as error:
+        except (NonFiniteLossError, ResumeError) as error:  # ResumeError includes ConfigMismatchError
             raise SystemExit(f'error: {error}')
     csv_path, md_path = write_summary(plan.run_root, results, plan.agent_name)
     with open(md_path) as f:

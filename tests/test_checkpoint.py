@@ -47,7 +47,10 @@ def test_checkpoint_template_mismatch_names_the_leaf(tmp_path):
     with pytest.raises(ValueError, match=r'sample_key.*expected uint32\(3,\)'):
         checkpoint.load_checkpoint(str(tmp_path), 7, wrong)
     assert checkpoint.latest_common_step([str(tmp_path)]) == 7
-    assert checkpoint.latest_common_step([str(tmp_path), str(tmp_path / 'none')]) is None
+    assert checkpoint.latest_common_step([str(tmp_path / 'none'), str(tmp_path / 'none2')]) is None
+    with pytest.raises(checkpoint.ResumeError, match=rf"no checkpoint step in common \({tmp_path}: \[7\]; "
+                                                     rf"{tmp_path}/none: none\).*seed list the run was trained with"):
+        checkpoint.latest_common_step([str(tmp_path), str(tmp_path / 'none')])
 
 
 def test_save_is_atomic_prunes_old_and_ignores_partial_files(tmp_path):
@@ -101,6 +104,29 @@ def test_resume_with_another_agent_config_is_refused_naming_the_keys(tmp_path):
     assert read_flags(os.path.join(run_dir, 'seed0', 'flags.json'))['agent_config']['lr'] == 1e-2
     result = train_task(toy_inputs(run_dir, data, lr=1e-2), toy_options(offline_steps=20, resume=True))
     assert result.step == 20  # the same config resumes
+
+
+def test_resume_with_an_added_seed_is_refused_and_leaves_the_trained_seed_untouched(tmp_path):
+    data = toy_data()
+    run_dir = str(tmp_path / 'run')
+    train_task(toy_inputs(run_dir, data, seeds=(0,)), toy_options(offline_steps=10))
+    seed0_dir = os.path.join(run_dir, 'seed0')
+    before = {name: open(os.path.join(seed0_dir, name), 'rb').read() for name in ('train.csv', 'flags.json')}
+    for offline_steps in (10, 20):  # a finished run and one to be continued
+        with pytest.raises(checkpoint.ResumeError, match=r'seed0: \[10\]; .*seed1: none'):
+            train_task(toy_inputs(run_dir, data, seeds=(0, 1)), toy_options(offline_steps=offline_steps, resume=True))
+    assert {name: open(os.path.join(seed0_dir, name), 'rb').read() for name in before} == before
+    assert checkpoint.checkpoint_steps(seed0_dir) == [10]
+
+
+def test_resume_with_another_evaluation_episode_count_is_refused(tmp_path):
+    data = toy_data()
+    run_dir = str(tmp_path / 'run')
+    train_task(toy_inputs(run_dir, data), toy_options(offline_steps=10, eval_episodes=2))
+    assert read_flags(os.path.join(run_dir, 'seed0', 'flags.json'))['eval_episodes'] == 2
+    with pytest.raises(ConfigMismatchError, match=r'eval_episodes: saved 2, requested 3.*new --run_name'):
+        train_task(toy_inputs(run_dir, data), toy_options(offline_steps=20, eval_episodes=3, resume=True))
+    assert train_task(toy_inputs(run_dir, data), toy_options(offline_steps=20, eval_episodes=2, resume=True)).step == 20
 
 
 def read_flags(path: str) -> dict:

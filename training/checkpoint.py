@@ -27,6 +27,10 @@ import numpy as np
 _NAME = re.compile(r'^step_(\d+)\.msgpack$')
 
 
+class ResumeError(ValueError):
+    """A run folder cannot be resumed as asked; the message says why and what to do instead."""
+
+
 def checkpoint_dir(seed_dir: str) -> str:
     return os.path.join(seed_dir, 'checkpoints')
 
@@ -44,12 +48,21 @@ def checkpoint_steps(seed_dir: str) -> list[int]:
 
 
 def latest_common_step(seed_dirs: list[str]) -> int | None:
-    """The newest step that every seed has a checkpoint for, or None."""
-    common = None
-    for seed_dir in seed_dirs:
-        steps = set(checkpoint_steps(seed_dir))
-        common = steps if common is None else common & steps
-    return max(common) if common else None
+    """The newest step that every seed has a checkpoint for; None if no seed has a checkpoint.
+
+    Raises ResumeError if some seeds have checkpoints but no step is common to all of them (e.g. a seed
+    added to a trained run's seed list): restarting every seed from 0 would overwrite the trained seeds'
+    logs, and their newer checkpoints would outrank (and so prune) the new ones.
+    """
+    steps = {seed_dir: set(checkpoint_steps(seed_dir)) for seed_dir in seed_dirs}
+    if not any(steps.values()):
+        return None
+    common = set.intersection(*steps.values())
+    if not common:
+        listing = '; '.join(f'{seed_dir}: {sorted(found) or "none"}' for seed_dir, found in steps.items())
+        raise ResumeError(f'cannot resume: the seeds have no checkpoint step in common ({listing}); resume with the '
+                         'seed list the run was trained with, or train the other seeds under a new --run_name')
+    return max(common)
 
 
 def _fsync_dir(directory: str) -> None:

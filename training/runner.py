@@ -52,8 +52,9 @@ class NonFiniteLossError(RuntimeError):
     """A training metric became NaN/inf; the message names the key, seed, step and last checkpoint."""
 
 
-class ConfigMismatchError(ValueError):
-    """`--resume` met seeds trained with another agent config; the message names the differing keys."""
+class ConfigMismatchError(checkpoint.ResumeError):
+    """`--resume` met seeds trained with another agent config or evaluation episode count; the message names
+    the differing keys."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,7 +282,7 @@ class TaskRun:
             self.train_logs.append(logger.CsvLogger(os.path.join(directory, 'train.csv'), keep_rows_until))
             self.eval_logs.append(logger.CsvLogger(os.path.join(directory, 'eval.csv'), keep_rows_until))
             flags_payload = dict(self.inputs.metadata, agent_config=agent_config_dict(self.inputs.config),
-                                 seed=self.seeds[s], task=self.inputs.task,
+                                 eval_episodes=self.options.eval_episodes, seed=self.seeds[s], task=self.inputs.task,
                                  num_devices=self.placement.num_devices, resumed_from_step=resume_step)
             logger.write_json(os.path.join(directory, 'flags.json'), flags_payload)
 
@@ -484,24 +485,29 @@ def agent_config_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(plain, default=str))
 
 
-def check_same_agent_config(run_dir: str, seeds: list[int], config: Any) -> None:
-    """Refuses to resume (or reuse) seeds trained with another agent config: a resumed run would silently
-    mix two configs, and a finished one would be reported under the wrong settings. Raises ValueError
-    naming each differing key with its saved and requested value (`ConfigMismatchError`)."""
+def check_same_agent_config(run_dir: str, seeds: list[int], config: Any, eval_episodes: int) -> None:
+    """Refuses to resume (or reuse) seeds trained with another agent config or evaluated with another number of
+    episodes: a resumed run would silently mix two configs (or two evaluation protocols in one eval.csv), and a
+    finished one would be reported under the wrong settings. Raises ConfigMismatchError naming each differing
+    key with its saved and requested value."""
     current = agent_config_dict(config)
     for seed in seeds:
         path = os.path.join(seed_dir(run_dir, seed), 'flags.json')
         if not os.path.exists(path):
             continue
         with open(path) as f:
-            saved = json.load(f).get('agent_config')
+            saved_flags = json.load(f)
+        saved = saved_flags.get('agent_config')
         if saved is None:
             continue
         differences = [f'{key}: saved {saved.get(key, "<missing>")!r}, requested {current.get(key, "<missing>")!r}'
                        for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
+        saved_episodes = saved_flags.get('eval_episodes', eval_episodes)  # absent in runs saved before it was
+        if saved_episodes != eval_episodes:
+            differences.append(f'eval_episodes: saved {saved_episodes!r}, requested {eval_episodes!r}')
         if differences:
-            raise ConfigMismatchError(f'{path} was trained with another agent config ({"; ".join(differences)}); '
-                             'use a new --run_name or --save_dir for these settings')
+            raise ConfigMismatchError(f'{path} was trained with other settings ({"; ".join(differences)}); '
+                                      'use a new --run_name or --save_dir for these settings')
 
 
 def with_observation_statistics(config: Any, train_observations: np.ndarray) -> Any:
@@ -521,7 +527,7 @@ def train_task(inputs: TaskInputs, options: RunOptions) -> TaskResult:
     inputs = dataclasses.replace(
         inputs, config=with_observation_statistics(inputs.config, inputs.train_data['observations']))
     if options.resume:
-        check_same_agent_config(inputs.run_dir, inputs.seeds, inputs.config)
+        check_same_agent_config(inputs.run_dir, inputs.seeds, inputs.config, options.eval_episodes)
         done = completed_result(inputs.run_dir, inputs.task, inputs.seeds, options.total_steps)
         if done is not None:
             print(f'{inputs.task}: already trained to step {options.total_steps}; using its final.json', flush=True)

@@ -220,6 +220,21 @@ def test_batched_evaluation_matches_per_episode_bookkeeping():
     assert evaluation.episode_env_seed(0, 1) != evaluation.episode_env_seed(1, 0)
 
 
+def test_seeded_reset_fixes_the_start_state_of_a_maze_env():
+    from datasets.ogbench_data import make_env
+    env = make_env('antmaze-large-navigate-singletask-task1-v0')  # start noise comes from np.random
+    try:
+        first, _ = evaluation.seeded_reset(env, 123)
+        np.random.seed(7)  # anything else moving numpy's global generator in between
+        np.random.uniform(size=10)
+        second, _ = evaluation.seeded_reset(env, 123)
+        other, _ = evaluation.seeded_reset(env, 124)
+    finally:
+        env.close()
+    np.testing.assert_array_equal(first, second)
+    assert np.abs(first[:2] - other[:2]).max() > 1e-3  # the seed does choose the start position
+
+
 def test_temperature_one_reproduces_the_runs_own_evaluation_of_a_checkpoint(tmp_path):
     """benchmarks/temperature.py re-evaluates saved agents as the runner did (pool size, env seeds, policy keys):
     FakeEnv's return is the sum of the actions taken, so any difference in keys or episodes would show."""

@@ -2,7 +2,7 @@
 
 Protocol (FQL's, with deterministic seeding):
 - a separate evaluation env per running episode, built by `env_factory` (`datasets.ogbench_data.make_env`);
-- episode e of seed s starts from `env.reset(seed=episode_env_seed(s, e))`, so every evaluation of a
+- episode e of seed s starts from `seeded_reset(env, episode_env_seed(s, e))`, so every evaluation of a
   seed sees the same E initial states (common random numbers across evaluation steps) and a run is
   reproducible from `--seed`;
 - per episode: success = `info['success']` at the final step (OGBench), return = Σ rewards, length,
@@ -31,6 +31,15 @@ ReturnToScore = Callable[[np.ndarray], np.ndarray]  # (E,) episode returns -> (E
 def episode_env_seed(seed: int, episode: int) -> int:
     """A 32-bit env reset seed for episode `episode` of run seed `seed` (independent across both)."""
     return int(np.random.SeedSequence([seed, episode, 0x6576616C]).generate_state(1)[0])
+
+
+def seeded_reset(env: Any, seed: int) -> tuple[Any, dict]:
+    """`env.reset(seed=seed)` with numpy's global generator seeded from `seed` too. OGBench's maze envs draw
+    the start-position noise at reset (and teleports at steps) from `np.random`, not from the env's own
+    generator, so `reset(seed=...)` alone does not fix their start state. The global generator is left in
+    the seeded state, which also makes those later draws depend on the seeds alone."""
+    np.random.seed(seed)
+    return env.reset(seed=seed)
 
 
 @jax.jit
@@ -105,7 +114,7 @@ def evaluate(agents: Any, pool: EvalEnvPool, policy_fn: PolicyFn, policy_keys: j
         observations, alive = None, np.zeros((num_seeds, per_seed), bool)
         for s in range(num_seeds):
             for j, episode in enumerate(episodes):
-                obs, _ = pool.envs[s][j].reset(seed=episode_env_seed(seeds[s], episode))
+                obs, _ = seeded_reset(pool.envs[s][j], episode_env_seed(seeds[s], episode))
                 if observations is None:
                     observations = np.zeros((num_seeds, per_seed, *np.shape(obs)), np.float32)
                 observations[s, j] = obs

@@ -391,7 +391,7 @@ class TaskRun:
         if self.step >= options.total_steps:
             return
         envs = [(self.inputs.online_env_factory or self.inputs.env_factory)() for _ in self.seeds]
-        observations = np.stack([env.reset(seed=_online_env_seed(seed, self.step))[0]
+        observations = np.stack([evaluation.seeded_reset(env, _online_env_seed(seed, self.step))[0]
                                  for env, seed in zip(envs, self.seeds)]).astype(np.float32)
         actions = np.asarray(_online_actions(self.state.agent, observations, fold_keys(self.streams.online, self.step)))
         episode_return = np.zeros(num_seeds)
@@ -414,7 +414,7 @@ class TaskRun:
                     self.online_episode_stats[s] = {'online/episode_return': episode_return[s],
                                                     'online/episode_success': float(env_info.get('success', np.nan))}
                     episode_return[s] = 0.0
-                    next_obs, _ = env.reset(seed=_online_env_seed(self.seeds[s], self.step + 1))
+                    next_obs, _ = evaluation.seeded_reset(env, _online_env_seed(self.seeds[s], self.step + 1))
                 next_observations[s] = next_obs
             transition = {k: np.asarray(v, np.float32) for k, v in transition.items()}
             call_start = self.step

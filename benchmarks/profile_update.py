@@ -39,6 +39,7 @@ from absl import app, flags  # noqa: E402
 
 import throughput  # noqa: E402
 from throughput import Case, agent_config, machine_description, prepare, small_overrides  # noqa: E402
+from training.logger import write_atomically  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('calls', 3, 'Least number of traced calls per case (more if one call is under a second).')
@@ -240,9 +241,7 @@ def main(_: Any) -> None:
     out = FLAGS.profile_out or os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results',
                                             f'profile-{jax.default_backend()}.md')
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out + '.tmp', 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-    os.replace(out + '.tmp', out)
+    write_atomically(out, '\n'.join(lines) + '\n')
     print('\n'.join(lines))
     print(f'wrote {out}')
 

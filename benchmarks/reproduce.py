@@ -43,7 +43,6 @@ Every other setting is the agent's own default (`get_config`, `configs.py`).
 """
 
 import argparse
-import csv
 import dataclasses
 import json
 import os
@@ -443,9 +442,7 @@ def plot(runs: list[Run], args: argparse.Namespace, path: str) -> None:
         axis.legend(fontsize=8)
     axes[0].set_ylabel(f'success (mean ± std over {args.num_seeds} seeds)')
     figure.tight_layout()
-    temporary = path + '.tmp.png'
-    figure.savefig(temporary, dpi=110)
-    os.replace(temporary, path)
+    logger.save_figure(figure, path, dpi=110)
     plt.close(figure)
 
 
@@ -469,12 +466,7 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
             rows.append(dict(run=run.name, results_from=source_run(run, args).name, agent=run.agent, task=run.task,
                              seed=seed, initial_success=initial, final_success=final,
                              minutes=round(run_minutes(run, args), 1)))
-    temporary = stem + '.csv.tmp'
-    with open(temporary, 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, stem + '.csv')
+    logger.write_atomically(stem + '.csv', logger.csv_text(list(rows[0]), rows))
     plot(runs, args, stem + '.png')
 
     last_two = f'{args.steps - args.eval_interval} and {args.steps}'
@@ -591,10 +583,7 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
     if args.notes and os.path.exists(args.notes_path):
         with open(args.notes_path) as f:
             lines += ['', f.read().strip()]
-    temporary = stem + '.md.tmp'
-    with open(temporary, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-    os.replace(temporary, stem + '.md')
+    logger.write_atomically(stem + '.md', '\n'.join(lines) + '\n')
     print('\n'.join(lines))
     print(f'\nwrote {stem}.md, {stem}.csv and {stem}.png')
 

@@ -41,6 +41,7 @@ from agents.fql import get_config as fql_config  # noqa: E402
 from agents.mfql import get_config as mfql_config  # noqa: E402
 from datasets.buffer import Dataset  # noqa: E402
 from training.fused import create_training_states, fused_updates, stacked_streams  # noqa: E402
+from training.logger import write_atomically  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool('quick', False, 'Fewer rounds and K/S values (< 5 min on 2 CPU cores).')
@@ -292,10 +293,7 @@ def main(_: Any) -> None:
     out = FLAGS.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results',
                                     f'throughput-{jax.default_backend()}.md')
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    tmp = out + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-    os.replace(tmp, out)
+    write_atomically(out, '\n'.join(lines) + '\n')
     print(f'wrote {out}')
 
 

@@ -315,6 +315,11 @@ def test_csv_logger_adds_columns_and_truncates_on_resume(tmp_path):
     resumed.log(3, {'a': 30.0, 'c': 1.0})
     assert read_csv(path) == [{'step': 1, 'a': 1.0}, {'step': 2, 'a': 2.0, 'b': 5.0},
                               {'step': 3, 'a': 30.0, 'c': 1.0}]
+    with open(path, 'a') as f:
+        f.write('4,40.0')  # a kill in the middle of appending row 4: no line end
+    CsvLogger(path, resume_step=10)
+    assert [row['step'] for row in read_csv(path)] == [1, 2, 3]
+    assert not os.path.exists(path + '.tmp')
     CsvLogger(path)  # a fresh (non-resumed) logger starts an empty file
     assert read_csv(path) == []
 

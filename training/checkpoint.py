@@ -24,6 +24,8 @@ import flax.serialization
 import jax
 import numpy as np
 
+from training.logger import write_atomically
+
 _NAME = re.compile(r'^step_(\d+)\.msgpack$')
 
 
@@ -65,14 +67,6 @@ def latest_common_step(seed_dirs: list[str]) -> int | None:
     return max(common)
 
 
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(seed_dir: str, step: int, state: Any, buffer: dict[str, Any] | None = None,
                     keep: int = 2) -> str:
     """Writes one seed's checkpoint atomically and prunes all but the newest `keep`.
@@ -88,15 +82,8 @@ def save_checkpoint(seed_dir: str, step: int, state: Any, buffer: dict[str, Any]
     payload = {'step': np.int64(step), 'state': flax.serialization.to_state_dict(jax.device_get(state))}
     if buffer is not None:
         payload['buffer'] = jax.device_get(buffer)
-    data = flax.serialization.msgpack_serialize(payload)
     path = checkpoint_path(seed_dir, step)
-    tmp_path = path + '.tmp'
-    with open(tmp_path, 'wb') as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp_path, path)
-    _fsync_dir(directory)
+    write_atomically(path, flax.serialization.msgpack_serialize(payload))
     for old_step in checkpoint_steps(seed_dir)[:-keep]:
         os.remove(checkpoint_path(seed_dir, old_step))
     return path

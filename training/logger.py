@@ -5,6 +5,7 @@ Every CSV row has a `step` column (number of updates done, 1 … N). Keys are na
 """
 
 import csv
+import io
 import json
 import os
 import platform
@@ -21,7 +22,8 @@ class CsvLogger:
     New keys: when a row brings a column the header lacks, the file is rewritten with the union of
     the columns (earlier rows get empty cells). Resume: `CsvLogger(path, resume_step=k)` keeps the
     rows with step <= k and drops later ones (they came from updates after the last checkpoint,
-    which will be redone); `resume_step=None` starts a fresh file.
+    which will be redone), and a last row without its line end (a kill in the middle of an append);
+    `resume_step=None` starts a fresh file. Rows are appended; rewrites are atomic.
     """
 
     def __init__(self, path: str, resume_step: int | None = None):
@@ -30,18 +32,14 @@ class CsvLogger:
         self.rows: list[dict[str, Any]] = []
         if resume_step is not None and os.path.exists(path):
             with open(path, newline='') as f:
-                reader = csv.DictReader(f)
-                self.columns = list(reader.fieldnames or ['step'])
-                self.rows = [row for row in reader if int(float(row['step'])) <= resume_step]
+                text = f.read()
+            reader = csv.DictReader(io.StringIO(text[:text.rfind('\n') + 1]))  # complete lines only
+            self.columns = list(reader.fieldnames or ['step'])
+            self.rows = [row for row in reader if int(float(row['step'])) <= resume_step]
         self._rewrite()
 
     def _rewrite(self) -> None:
-        tmp_path = self.path + '.tmp'
-        with open(tmp_path, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns, restval='')
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(tmp_path, self.path)
+        write_atomically(self.path, csv_text(self.columns, self.rows))
 
     def log(self, step: int, values: dict[str, Any]) -> None:
         row = {'step': int(step), **{k: _plain(v) for k, v in values.items()}}
@@ -92,12 +90,42 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def write_json(path: str, payload: dict[str, Any]) -> None:
-    """Writes JSON atomically (temp file + os.replace)."""
+def write_atomically(path: str, data: str | bytes) -> None:
+    """Writes `data` (str: UTF-8) to `path` so that readers only ever see the old file or the whole new one,
+    even after a kill or a power cut: a temp file beside it, fsynced, `os.replace`d over `path`, and the
+    folder fsynced so that the rename itself is durable. A kill can leave only a stray `<path>.tmp`."""
     tmp_path = path + '.tmp'
-    with open(tmp_path, 'w') as f:
-        json.dump(payload, f, indent=2, sort_keys=True, default=str)
+    with open(tmp_path, 'wb') as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp_path, path)
+    directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def csv_text(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    """A CSV file's text: the header `columns`, then one line per row (missing cells empty)."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, restval='')
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+def save_figure(figure: Any, path: str, dpi: int) -> None:
+    """A matplotlib figure as a PNG at `path`, written atomically."""
+    png = io.BytesIO()
+    figure.savefig(png, format='png', dpi=dpi)
+    write_atomically(path, png.getvalue())
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+    """Writes JSON atomically (`write_atomically`)."""
+    write_atomically(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
 def run_metadata(repo_dir: str) -> dict[str, Any]:
@@ -137,7 +165,7 @@ def plot_curves(path: str, eval_rows_per_seed: list[list[dict[str, float]]],
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
 
 

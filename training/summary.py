@@ -12,13 +12,13 @@ percentage, so not rescaled), the value the papers report for D4RL. Their succes
 env's `info['success']` at the final step, logged for reference only.
 """
 
-import csv
 import os
 
 import numpy as np
 
 from datasets import d4rl
 from datasets.names import parse_env_name
+from training.logger import csv_text, write_atomically
 from training.runner import TaskResult
 
 
@@ -75,10 +75,7 @@ def write_summary(directory: str, results: list[TaskResult], agent_name: str) ->
     rows = summary_rows(results)
     os.makedirs(directory, exist_ok=True)
     csv_path = os.path.join(directory, 'summary.csv')
-    with open(csv_path, 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_atomically(csv_path, csv_text(list(rows[0]), rows))
     md_path = os.path.join(directory, 'summary.md')
     with_score = 'score_mean' in rows[0]
     lines = [f'# {agent_name}: final evaluation success (%)', '',
@@ -94,6 +91,5 @@ def write_summary(directory: str, results: list[TaskResult], agent_name: str) ->
         if with_score:
             line += (f" {row['score_mean']:.1f} ± {row['score_std']:.1f} |" if row['score_mean'] != '' else ' |')
         lines.append(line)
-    with open(md_path, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+    write_atomically(md_path, '\n'.join(lines) + '\n')
     return csv_path, md_path

@@ -26,8 +26,8 @@ from training import checkpoint, evaluation
 from training.fused import (FusedUpdater, SeedPlacement, create_training_states, next_call_size, seed_streams,
                             stacked_streams)
 from training.logger import CsvLogger, read_csv
-from training.runner import (NonFiniteLossError, RunOptions, TaskInputs, TaskResult, train_task,
-                             with_observation_statistics)
+from training.runner import (NonFiniteLossError, RunOptions, TaskInputs, TaskResult, mean_of_last_three_evaluations,
+                             train_task, with_observation_statistics)
 from training.summary import summary_rows
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -322,6 +322,14 @@ def test_csv_logger_adds_columns_and_truncates_on_resume(tmp_path):
     assert not os.path.exists(path + '.tmp')
     CsvLogger(path)  # a fresh (non-resumed) logger starts an empty file
     assert read_csv(path) == []
+
+
+def test_mean_of_last_three_evaluations_skips_the_initial_policy():
+    rows = lambda *points: [{'step': str(step), 'evaluation/success': str(value)} for step, value in points]
+    mean = mean_of_last_three_evaluations
+    assert mean(rows((1, 0.0), (10, 0.2), (20, 0.4), (30, 0.6), (40, 0.9))) == pytest.approx((0.4 + 0.6 + 0.9) / 3)
+    assert mean(rows((1, 0.0), (10, 0.2), (20, 0.4))) == pytest.approx(0.3)  # not (0 + 0.2 + 0.4) / 3
+    assert mean(rows((1, 0.5))) == pytest.approx(0.5)  # a 1-step run: its only evaluation
 
 
 def test_summary_averages_each_seed_over_the_tasks_of_an_environment():

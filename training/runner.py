@@ -441,7 +441,7 @@ class TaskRun:
             final = rows[-1] if rows and int(float(rows[-1]['step'])) == self.options.total_steps else None
             success.append(float(final['evaluation/success']) if final else float('nan'))
             returns.append(float(final['evaluation/return']) if final else float('nan'))
-            last3.append(float(np.mean([float(r['evaluation/success']) for r in rows[-3:]])) if final else float('nan'))
+            last3.append(mean_of_last_three_evaluations(rows) if final else float('nan'))
             payload = {'task': self.inputs.task, 'seed': self.seeds[s], 'step': self.step,
                        'evaluation/success': success[-1], 'evaluation/return': returns[-1],
                        'evaluation/success_last3': last3[-1]}
@@ -456,6 +456,14 @@ class TaskRun:
         if self.wandb:
             self.wandb.close()
         return TaskResult(self.inputs.task, self.seeds, self.step, success, returns, last3, scores)
+
+
+def mean_of_last_three_evaluations(rows: list[dict[str, Any]]) -> float:
+    """OGBench's reported number: mean `evaluation/success` of the last three evaluations (rows in step order).
+    The evaluation of the initial policy (step 1) is never one of them; with fewer than three later
+    evaluations, those there are are averaged (a 1-step run: its only evaluation)."""
+    later = [row for row in rows if int(float(row['step'])) > 1] or rows[-1:]
+    return float(np.mean([float(row['evaluation/success']) for row in later[-3:]]))
 
 
 def _to_device(arrays: dict[str, np.ndarray]) -> Dataset:

@@ -63,7 +63,7 @@ def latest_common_step(seed_dirs: list[str]) -> int | None:
     if not common:
         listing = '; '.join(f'{seed_dir}: {sorted(found) or "none"}' for seed_dir, found in steps.items())
         raise ResumeError(f'cannot resume: the seeds have no checkpoint step in common ({listing}); resume with the '
-                         'seed list the run was trained with, or train the other seeds under a new --run_name')
+                          'seed list the run was trained with, or train the other seeds under a new --run_name')
     return max(common)
 
 

@@ -166,6 +166,7 @@ def test_fql_smoke_with_eval_online_and_kill_then_resume_is_bitwise_identical(da
     reference = run_main(fql_args(dataset_dir, f'{tmp_path}/reference'), compile_cache)
     assert reference.returncode == 0, reference.stderr[-3000:]
     assert '| cube-single-play-singletask-task2-v0 | 2 | 43 |' in reference.stdout
+    assert '| success at the end of offline training |' in reference.stdout
     run_dir = f'{tmp_path}/reference/r/{TASK}'
     for seed in (0, 1):
         seed_dir = f'{run_dir}/seed{seed}'
@@ -178,7 +179,9 @@ def test_fql_smoke_with_eval_online_and_kill_then_resume_is_bitwise_identical(da
         info = json.load(open(f'{seed_dir}/flags.json'))
         assert info['seed'] == seed and info['agent_config']['actor_hidden_dims'] == [8, 8]
         assert info['flags']['online_steps'] == 3 and info['git_hash'] != '' and info['devices']
-        assert json.load(open(f'{seed_dir}/final.json'))['step'] == 43
+        final = json.load(open(f'{seed_dir}/final.json'))
+        assert final['step'] == 43  # and the offline phase's last evaluation, at step 40:
+        assert final['evaluation/success_offline'] == read_csv(f'{seed_dir}/eval.csv')[1]['evaluation/success']
     assert os.path.getsize(f'{run_dir}/curves.png') > 1000
     assert os.path.exists(f'{tmp_path}/reference/r/summary.csv')
 

@@ -26,9 +26,9 @@ from training import checkpoint, evaluation
 from training.fused import (FusedUpdater, SeedPlacement, create_training_states, next_call_size, seed_streams,
                             stacked_streams)
 from training.logger import CsvLogger, read_csv
-from training.runner import (NonFiniteLossError, RunOptions, TaskInputs, TaskResult, mean_of_last_three_evaluations,
-                             train_task, with_observation_statistics)
-from training.summary import summary_rows
+from training.runner import (NonFiniteLossError, RunOptions, TaskInputs, TaskResult, final_evaluation,
+                             mean_of_last_three_evaluations, train_task, with_observation_statistics)
+from training.summary import summary_rows, write_summary
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OBS_DIM, ACT_DIM = 3, 2
@@ -342,6 +342,36 @@ def test_summary_averages_each_seed_over_the_tasks_of_an_environment():
     average = rows[-1]  # per seed: (10 + 20) / 2 = 15 and 30 -> 22.5 ± 7.5
     assert average['success_mean'] == pytest.approx(22.5) and average['success_std'] == pytest.approx(7.5)
     assert average['num_tasks'] == 2
+    assert 'offline_success_mean' not in average  # offline-only runs have no offline → online column
+
+
+def test_summary_of_offline_to_online_runs_adds_the_end_of_offline_evaluation(tmp_path):
+    make = lambda task, offline: TaskResult(task, [0, 1], 200, [0.5, 0.7], [0.0, 0.0], [0.5, 0.7],
+                                            offline_success=offline)
+    results = [make(f'cube-double-play-singletask-task{i}-v0', [0.1 * i, 0.3]) for i in (1, 2)]
+    results.append(make('puzzle-3x3-play-singletask-task4-v0', None))  # an offline-only task in the same run
+    rows = summary_rows(results)
+    assert (rows[0]['offline_success_mean'], rows[0]['offline_success_std']) == (pytest.approx(20.0), pytest.approx(10.0))
+    assert rows[2]['offline_success_mean'] == ''
+    assert rows[-1]['offline_success_mean'] == pytest.approx(22.5)  # per seed (10 + 20) / 2 and 30
+    _, md_path = write_summary(str(tmp_path), results, 'fql')
+    lines = open(md_path).read().splitlines()
+    assert lines[4] == ('| task | seeds | step | success (final) | success (mean of last 3 evals) | '
+                        'success at the end of offline training |')
+    assert lines[6] == '| cube-double-play-singletask-task1-v0 | 2 | 200 | 60.0 ± 10.0 | 60.0 ± 10.0 | 20.0 ± 10.0 |'
+    assert lines[8] == '| puzzle-3x3-play-singletask-task4-v0 | 2 | 200 | 60.0 ± 10.0 | 60.0 ± 10.0 |  |'
+
+
+def test_final_evaluation_reads_the_last_and_end_of_offline_evaluations():
+    rows = [{'step': str(step), 'evaluation/success': str(success), 'evaluation/return': str(-step)}
+            for step, success in ((1, 0.0), (40, 0.25), (80, 0.5), (100, 0.75))]
+    o2o = RunOptions(offline_steps=80, online_steps=20)
+    assert final_evaluation(rows, o2o, with_score=False) == {
+        'evaluation/success': 0.75, 'evaluation/return': -100.0, 'evaluation/success_last3': pytest.approx(0.5),
+        'evaluation/success_offline': 0.5}
+    unfinished = final_evaluation(rows[:3], o2o, with_score=False)
+    assert np.isnan(unfinished['evaluation/success']) and np.isnan(unfinished['evaluation/success_last3'])
+    assert 'evaluation/success_offline' not in final_evaluation(rows, RunOptions(offline_steps=100), with_score=False)
 
 
 def test_with_observation_statistics_fills_a_copy_only_when_the_agent_normalises():

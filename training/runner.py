@@ -116,6 +116,9 @@ class TaskResult:
     episode_return: list[float]
     success_last3: list[float]  # mean of the last three evaluations (OGBench's reporting in the paper)
     score: list[float] | None = None  # final normalised score ×100 (D4RL tasks only; the paper's D4RL metric)
+    # Offline-to-online runs only: the evaluation at the end of the offline phase (the paper's "1M" of "1M → 2M").
+    offline_success: list[float] | None = None
+    offline_score: list[float] | None = None  # D4RL tasks only
 
 
 @dataclasses.dataclass
@@ -434,28 +437,50 @@ class TaskRun:
 
     def finish(self) -> TaskResult:
         """Writes final.json per seed and the curves; returns the final evaluation."""
-        success, returns, last3 = [], [], []
-        scores = [] if self.inputs.return_to_score is not None else None
+        finals = []
         for s, directory in enumerate(self.seed_dirs):
             rows = [r for r in self.eval_logs[s].rows if 'evaluation/success' in r and r['evaluation/success'] != '']
-            final = rows[-1] if rows and int(float(rows[-1]['step'])) == self.options.total_steps else None
-            success.append(float(final['evaluation/success']) if final else float('nan'))
-            returns.append(float(final['evaluation/return']) if final else float('nan'))
-            last3.append(mean_of_last_three_evaluations(rows) if final else float('nan'))
-            payload = {'task': self.inputs.task, 'seed': self.seeds[s], 'step': self.step,
-                       'evaluation/success': success[-1], 'evaluation/return': returns[-1],
-                       'evaluation/success_last3': last3[-1]}
-            if scores is not None:
-                scores.append(float(final['evaluation/score']) if final else float('nan'))
-                payload['evaluation/score'] = scores[-1]
-            logger.write_json(os.path.join(directory, 'final.json'), payload)
+            finals.append(dict(task=self.inputs.task, seed=self.seeds[s], step=self.step,
+                               **final_evaluation(rows, self.options, self.inputs.return_to_score is not None)))
+            logger.write_json(os.path.join(directory, 'final.json'), finals[-1])
         if self.options.eval_episodes > 0:
             self.plot()
         if self._eval_pool is not None:
             self._eval_pool.close()
         if self.wandb:
             self.wandb.close()
-        return TaskResult(self.inputs.task, self.seeds, self.step, success, returns, last3, scores)
+        return task_result(self.inputs.task, self.seeds, self.step, finals)
+
+
+def final_evaluation(rows: list[dict[str, Any]], options: RunOptions, with_score: bool) -> dict[str, float]:
+    """A seed's final.json numbers from its evaluation rows (step order): success, return (and D4RL score) at
+    the last step, the mean success of the last three evaluations, and, for offline-to-online runs, success
+    (and score) at the end of the offline phase. NaN where that evaluation is missing."""
+    def at(step: int, key: str) -> float:
+        row = next((r for r in rows if int(float(r['step'])) == step), None)
+        return float(row[key]) if row is not None else float('nan')
+
+    finished = any(int(float(r['step'])) == options.total_steps for r in rows)
+    values = {'evaluation/success': at(options.total_steps, 'evaluation/success'),
+              'evaluation/return': at(options.total_steps, 'evaluation/return'),
+              'evaluation/success_last3': mean_of_last_three_evaluations(rows) if finished else float('nan')}
+    if with_score:
+        values['evaluation/score'] = at(options.total_steps, 'evaluation/score')
+    if options.online_steps > 0:
+        values['evaluation/success_offline'] = at(options.offline_steps, 'evaluation/success')
+        if with_score:
+            values['evaluation/score_offline'] = at(options.offline_steps, 'evaluation/score')
+    return values
+
+
+def task_result(task: str, seeds: list[int], step: int, finals: list[dict[str, Any]]) -> TaskResult:
+    """A TaskResult from the seeds' final.json payloads (`final_evaluation`), in the order of `seeds`."""
+    def column(key: str) -> list[float] | None:
+        return [final[key] for final in finals] if all(key in final for final in finals) else None
+
+    return TaskResult(task, seeds, step, column('evaluation/success'), column('evaluation/return'),
+                      column('evaluation/success_last3'), column('evaluation/score'),
+                      column('evaluation/success_offline'), column('evaluation/score_offline'))
 
 
 def mean_of_last_three_evaluations(rows: list[dict[str, Any]]) -> float:
@@ -482,9 +507,7 @@ def completed_result(run_dir: str, task: str, seeds: list[int], total_steps: int
         if final['step'] != total_steps:
             return None
         finals.append(final)
-    scores = [f['evaluation/score'] for f in finals] if all('evaluation/score' in f for f in finals) else None
-    return TaskResult(task, seeds, total_steps, [f['evaluation/success'] for f in finals],
-                      [f['evaluation/return'] for f in finals], [f['evaluation/success_last3'] for f in finals], scores)
+    return task_result(task, seeds, total_steps, finals)
 
 
 def agent_config_dict(config: Any) -> dict[str, Any]:

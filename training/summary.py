@@ -10,6 +10,9 @@ D4RL tasks (`antmaze-umaze-v2`, `pen-cloned-v1`) are each their own environment 
 them per task) and add the final normalised score ×100 (`score_mean`, `score_std`; already a
 percentage, so not rescaled), the value the papers report for D4RL. Their success column is the
 env's `info['success']` at the final step, logged for reference only.
+
+Offline-to-online runs add the evaluation at the end of the offline phase (`offline_success_*`, and
+`offline_score_*` for D4RL), the first number of the papers' "offline → online" tables.
 """
 
 import os
@@ -30,24 +33,36 @@ def environment_of(task: str) -> str:
     return f'{spec.suite}-{spec.dataset_kind}'
 
 
-def _mean_std(values: list[float], scale: float = 100.0) -> tuple[float, float]:
+# (column prefix, TaskResult field, scale to %, Markdown header); the first two are always there, the others only
+# when some task has them. D4RL scores are already percentages.
+METRICS = (('success', 'success', 100.0, 'success (final)'),
+           ('success_last3', 'success_last3', 100.0, 'success (mean of last 3 evals)'),
+           ('score', 'score', 1.0, 'D4RL normalised score (final)'),
+           ('offline_success', 'offline_success', 100.0, 'success at the end of offline training'),
+           ('offline_score', 'offline_score', 1.0, 'D4RL score at the end of offline training'))
+
+
+def _mean_std(values: list[float], scale: float) -> tuple[float, float]:
     array = scale * np.asarray(values, dtype=float)
     return float(np.mean(array)), float(np.std(array))
 
 
+def _metrics_present(results: list[TaskResult]) -> list[tuple[str, str, float, str]]:
+    return [metric for metric in METRICS if any(getattr(r, metric[1]) is not None for r in results)]
+
+
 def summary_rows(results: list[TaskResult]) -> list[dict[str, object]]:
-    """Rows: one per task, then one per environment (`task` = '<env> (average)')."""
+    """Rows: one per task, then one per environment (`task` = '<env> (average)'). Each metric gives
+    `<prefix>_mean` and `<prefix>_std` (empty where a task lacks it; environment rows average a metric only
+    where every task of the environment has it, so never D4RL scores: D4RL tasks are never grouped)."""
+    metrics = _metrics_present(results)
     rows = []
     for result in results:
-        mean, std = _mean_std(result.success)
-        mean3, std3 = _mean_std(result.success_last3)
         row = {'environment': environment_of(result.task), 'task': result.task,
-               'num_tasks': 1, 'num_seeds': len(result.seeds), 'step': result.step,
-               'success_mean': mean, 'success_std': std, 'success_last3_mean': mean3,
-               'success_last3_std': std3}
-        if any(r.score is not None for r in results):
-            score_mean, score_std = _mean_std(result.score, scale=1.0) if result.score is not None else ('', '')
-            row.update(score_mean=score_mean, score_std=score_std)
+               'num_tasks': 1, 'num_seeds': len(result.seeds), 'step': result.step}
+        for prefix, field, scale, _ in metrics:
+            values = getattr(result, field)
+            row[f'{prefix}_mean'], row[f'{prefix}_std'] = _mean_std(values, scale) if values is not None else ('', '')
         rows.append(row)
     environments = sorted({environment_of(r.task) for r in results})
     for environment in environments:
@@ -57,15 +72,14 @@ def summary_rows(results: list[TaskResult]) -> list[dict[str, object]]:
         seeds = group[0].seeds
         if any(r.seeds != seeds for r in group):
             continue  # averaging per seed needs the same seeds on every task
-        per_seed = np.mean([r.success for r in group], axis=0)
-        per_seed_last3 = np.mean([r.success_last3 for r in group], axis=0)
-        mean, std = _mean_std(list(per_seed))
-        mean3, std3 = _mean_std(list(per_seed_last3))
         row = {'environment': environment, 'task': f'{environment} (average)', 'num_tasks': len(group),
-               'num_seeds': len(seeds), 'step': min(r.step for r in group), 'success_mean': mean,
-               'success_std': std, 'success_last3_mean': mean3, 'success_last3_std': std3}
-        if any(r.score is not None for r in results):
-            row.update(score_mean='', score_std='')  # D4RL tasks are never grouped, so OGBench rows only
+               'num_seeds': len(seeds), 'step': min(r.step for r in group)}
+        for prefix, field, scale, _ in metrics:
+            per_task = [getattr(r, field) for r in group]
+            if any(values is None for values in per_task):
+                row[f'{prefix}_mean'], row[f'{prefix}_std'] = '', ''
+            else:  # each seed's mean over the tasks, then mean ± std over seeds
+                row[f'{prefix}_mean'], row[f'{prefix}_std'] = _mean_std(list(np.mean(per_task, axis=0)), scale)
         rows.append(row)
     return rows
 
@@ -73,23 +87,19 @@ def summary_rows(results: list[TaskResult]) -> list[dict[str, object]]:
 def write_summary(directory: str, results: list[TaskResult], agent_name: str) -> tuple[str, str]:
     """Writes `summary.csv` and `summary.md` into `directory`; returns their paths."""
     rows = summary_rows(results)
+    metrics = _metrics_present(results)
     os.makedirs(directory, exist_ok=True)
     csv_path = os.path.join(directory, 'summary.csv')
     write_atomically(csv_path, csv_text(list(rows[0]), rows))
     md_path = os.path.join(directory, 'summary.md')
-    with_score = 'score_mean' in rows[0]
     lines = [f'# {agent_name}: final evaluation success (%)', '',
              'mean ± std over seeds; environment rows average each seed over its tasks first.', '',
-             '| task | seeds | step | success (final) | success (mean of last 3 evals) |'
-             + (' D4RL normalised score (final) |' if with_score else ''),
-             '|---|---|---|---|---|' + ('---|' if with_score else '')]
+             '| task | seeds | step | ' + ' | '.join(header for *_, header in metrics) + ' |',
+             '|---|---|---|' + '---|' * len(metrics)]
     for row in rows:
         name = f"**{row['task']}**" if row['num_tasks'] > 1 else row['task']
-        line = (f"| {name} | {row['num_seeds']} | {row['step']} | "
-                f"{row['success_mean']:.1f} ± {row['success_std']:.1f} | "
-                f"{row['success_last3_mean']:.1f} ± {row['success_last3_std']:.1f} |")
-        if with_score:
-            line += (f" {row['score_mean']:.1f} ± {row['score_std']:.1f} |" if row['score_mean'] != '' else ' |')
-        lines.append(line)
+        cells = [f"{row[f'{prefix}_mean']:.1f} ± {row[f'{prefix}_std']:.1f}" if row[f'{prefix}_mean'] != '' else ''
+                 for prefix, *_ in metrics]
+        lines.append(f"| {name} | {row['num_seeds']} | {row['step']} | " + ' | '.join(cells) + ' |')
     write_atomically(md_path, '\n'.join(lines) + '\n')
     return csv_path, md_path

@@ -26,7 +26,9 @@ What it does, in order:
    one. The fixed-α ablation waits for its reference run, which usually makes its training unnecessary.
    The runs: FQL and MFQL on each task, an optional MFQL α sweep on the first task, and two MFQL ablations
    there (N = 1 candidate in the Bellman target and at evaluation; a fixed α instead of the adaptive rule).
-3. Writes `benchmarks/results/reproduce-cpu.{md,csv,png}` from the finished runs: the success table (per seed,
+3. Evaluates a uniform random policy on both tasks as the agents are evaluated (same seeds, env reset seeds
+   and episode count; 1.5 min for both tasks here), cached in the work folder.
+4. Writes `benchmarks/results/reproduce-cpu.{md,csv,png}` from the finished runs: the success table (per seed,
    the mean of the last two evaluations of `--eval_episodes` episodes; then mean ± std over seeds, a 95% t
    interval over seeds and a Wilson interval over the pooled episodes; the agents' gap with a Welch interval), the
    MFQL-variants table,
@@ -331,6 +333,49 @@ def seed_scores(run: Run, args: argparse.Namespace) -> dict[str, list[float] | l
     return {'final': final, 'initial': initial, 'successes': successes, 'episodes': episodes}
 
 
+def random_policy_path(task: int, args: argparse.Namespace) -> str:
+    return os.path.join(args.work_path, f'random_policy_task{task}.json')
+
+
+def cached_random_policy(task: int, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The random-policy result `measure_random_policy` cached for this study's seeds and episode count, or None."""
+    path = random_policy_path(task, args)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        cached = json.load(f)
+    return cached if cached['seeds'] == list(seeds(args)) and cached['episodes'] == args.eval_episodes else None
+
+
+def measure_random_policy(task: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluates a uniform random policy (actions ~ U[−1, 1]^d) on `task` as the study evaluates its agents
+    (main.py's evaluation: the study's seeds, their env reset seeds, `--eval_episodes` episodes per seed), and
+    caches {'seeds', 'episodes', 'successes'} (per seed) in the work folder (`cached_random_policy`)."""
+    cached = cached_random_policy(task, args)
+    if cached is not None:
+        return cached
+    import jax
+
+    from datasets.ogbench_data import make_env
+    from training import evaluation
+
+    def uniform_actions(_agents, observations, keys, t):
+        shape = (*observations.shape[:-1], action_dim)  # (S, M, d)
+        return jax.random.uniform(jax.random.fold_in(keys[0], t), shape, minval=-1.0, maxval=1.0)
+
+    pool = evaluation.EvalEnvPool(lambda: make_env(task_name(task)), num_seeds=args.num_seeds, envs_per_seed=1)
+    action_dim = int(np.prod(pool.envs[0][0].action_space.shape))
+    keys = jax.random.split(jax.random.PRNGKey(task), args.num_seeds)
+    try:
+        metrics, _ = evaluation.evaluate(None, pool, uniform_actions, keys, list(seeds(args)), args.eval_episodes)
+    finally:
+        pool.close()
+    result = {'seeds': list(seeds(args)), 'episodes': args.eval_episodes,
+              'successes': [round(m['success'] * args.eval_episodes) for m in metrics]}
+    logger.write_json(random_policy_path(task, args), result)
+    return result
+
+
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval (95% for z = 1.96) of a success probability from `successes` of `trials`
     independent episodes. Unlike the normal approximation it stays inside [0, 1] and is not degenerate at 0
@@ -518,9 +563,22 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
               f'per-seed scores, Student t with {args.num_seeds - 1} degrees of freedom; it counts the seed-to-seed '
               'variation but assumes roughly normal seed scores. Scored episodes won: successes in the last two '
               'evaluations of all seeds, pooled, with the Wilson interval, which treats the episodes as independent '
-              'and ignores the seed-to-seed variation. An interval that excludes 0 means the agent does better than '
-              'its initial policy (the "success (initial)" column), which scores 0 here, as a uniform random policy '
-              'does on cube-single.', '']
+              'and ignores the seed-to-seed variation. The baselines are the initial policy (the "success (initial)" '
+              'column) and a uniform random policy evaluated the same way (below): an agent whose intervals lie above '
+              'both does better than chance.', '']
+    random_lines = []
+    for task in args.tasks:
+        measured = cached_random_policy(task, args)
+        if measured is not None:
+            won, episodes = sum(measured['successes']), measured['episodes'] * len(measured['successes'])
+            low, high = wilson_interval(won, episodes)
+            random_lines.append(f'{task_name(task)} {won} / {episodes} '
+                                f'({won / episodes:.2f}; Wilson {low:.2f}–{high:.2f})')
+        else:
+            random_lines.append(f'{task_name(task)} not measured (run without --report_only)')
+    lines += ['Uniform random policy (actions ~ U[−1, 1]^5), evaluated as the agents are (the same seeds and env '
+              f'reset seeds, {args.eval_episodes} episodes per seed), episodes won: ' + '; '.join(random_lines)
+              + '.', '']
     for task in sorted(best):
         ranked = sorted((run for run in main_runs if run.task == task),
                         key=lambda run: -np.mean(scores[run.name]['final']))
@@ -651,6 +709,8 @@ def main(argv: list[str]) -> None:
             subprocess.run(with_this_interpreter(generate_command(args)), cwd=REPO_DIR, check=True,
                            env=dict(os.environ, MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl')))
         train_all(to_train, args)
+        for task in args.tasks:
+            print(f'[random policy] task{task}: {measure_random_policy(task, args)}', flush=True)
     missing = [run.name for run in runs if not is_finished(run, args)]
     if missing and not args.allow_partial:
         raise SystemExit(f'error: runs not finished: {missing}; run without --report_only to train them, or pass '

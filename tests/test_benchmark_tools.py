@@ -20,7 +20,7 @@ import reproduce  # noqa: E402
 import temperature  # noqa: E402
 from agents import fql, mfql  # noqa: E402
 from datasets.buffer import observation_statistics  # noqa: E402
-from training import checkpoint  # noqa: E402
+from training import checkpoint, evaluation  # noqa: E402
 from training.fused import TrainingState  # noqa: E402
 
 
@@ -239,6 +239,10 @@ def test_report_tables_from_finished_runs(tmp_path, first_seed):
     args = reproduce.parse_args(argv)
     _write_finished_study(args, {'fql': [(0.2, 0.4), (0.4, 0.4), (0.5, 0.5)],
                                  'mfql': [(0.1, 0.1), (0.0, 0.2), (0.1, 0.1)]})
+    # A measured random policy for task2 (as `measure_random_policy` caches it); task1's is for other seeds.
+    for task, measured_seeds in ((2, list(reproduce.seeds(args))), (1, [7, 8, 9])):
+        with open(reproduce.random_policy_path(task, args), 'w') as f:
+            json.dump({'seeds': measured_seeds, 'episodes': 50, 'successes': [0, 0, 1]}, f)
     reproduce.main(argv)
     with open(os.path.join(args.results_path, 'reproduce-cpu.md')) as f:
         report = f.read()
@@ -252,6 +256,8 @@ def test_report_tables_from_finished_runs(tmp_path, first_seed):
     gap_low, gap_high = reproduce.welch_interval(fql_scores, mfql_scores)
     assert (f'- cube-single-play-singletask-task2-v0: FQL ahead of MFQL by 0.30 in success (95% interval over seeds, '
             f'Welch t: {gap_low:.2f}–{gap_high:.2f}).') in report
+    assert ('50 episodes per seed), episodes won: cube-single-play-singletask-task2-v0 1 / 150 (0.01; Wilson 0.00–0.04); '
+            'cube-single-play-singletask-task1-v0 not measured (run without --report_only).') in report
     assert f'3 seeds ({first_seed}–{first_seed + 2})' in report
     assert report.rstrip().endswith('## Hand-written reading') == (first_seed == 0)
     study_command = 'python benchmarks/reproduce.py ' + ' '.join(argv[:-1])  # less --report_only
@@ -272,6 +278,27 @@ def test_report_of_a_one_seed_study_has_no_seed_intervals(tmp_path):
         report = f.read()
     assert '| FQL | 0.00 ± 0.00 | **0.30 ± 0.00** | 0.30 | n/a (1 seed) | 30 / 100 (0.22–0.40) |' in report
     assert '- cube-single-play-singletask-task2-v0: FQL ahead of MFQL by 0.20 in success.' in report
+
+
+def test_random_policy_is_measured_like_the_agents_and_cached(tmp_path, monkeypatch):
+    args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=2', '--eval_episodes=1'])
+    measured = reproduce.measure_random_policy(2, args)  # 2 seeds x 1 episode of cube-single task2
+    assert measured == {'seeds': [0, 1], 'episodes': 1, 'successes': [0, 0]}
+    with open(reproduce.random_policy_path(2, args)) as f:
+        assert json.load(f) == measured
+    calls = []
+
+    def fake_evaluate(agents, pool, policy_fn, keys, seeds, num_episodes):
+        calls.append((seeds, num_episodes))
+        actions = policy_fn(None, jnp.zeros((2, 1, 28)), keys, jnp.int32(0))
+        assert actions.shape == (2, 1, 5) and float(jnp.abs(actions).max()) <= 1.0
+        return [{'success': 0.5}, {'success': 1.0}], {}
+
+    monkeypatch.setattr(evaluation, 'evaluate', fake_evaluate)
+    assert reproduce.measure_random_policy(2, args) == measured and calls == []  # served from the cache
+    more_episodes = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=2', '--eval_episodes=2'])
+    assert reproduce.measure_random_policy(2, more_episodes)['successes'] == [1, 2]  # measured again
+    assert calls == [([0, 1], 2)]
 
 
 def _save_fresh_agent(agent_module, seed_dir: str, val: dict, config: ml_collections.ConfigDict) -> None:

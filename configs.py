@@ -23,7 +23,6 @@ This module imports no jax/ogbench (main.py imports it before building anything)
 """
 
 import argparse
-import re
 from typing import Any, Collection
 
 import ml_collections
@@ -133,23 +132,12 @@ MFQL_D4RL: dict[str, dict[str, Any]] = {
     'antmaze-large-play': _mf(alpha=10.0, n=5, time_steps=100),
 }
 
-_D4RL_PATTERN = re.compile(
-    r'^(?P<task>antmaze-(?:umaze|umaze-diverse|medium-play|medium-diverse|large-play|large-diverse))-v2$'
-    r'|^(?P<adroit>(?:pen|door|hammer|relocate)-(?:human|cloned|expert))-v1$')
-
-
-def d4rl_task(env_name: str) -> str | None:
-    """'antmaze-umaze-v2' -> 'antmaze-umaze', 'pen-human-v1' -> 'pen-human'; None if not a D4RL name."""
-    match = _D4RL_PATTERN.match(env_name)
-    return None if match is None else (match['task'] or match['adroit'])
-
-
 def _with_source(values: dict[str, Any], source: str) -> Preset:
     return {key: (value, source) for key, value in values.items()}
 
 
 def _fql_presets(env_name: str, online: bool) -> Preset:
-    d4rl = d4rl_task(env_name)
+    d4rl = names.d4rl_stem(env_name)
     if d4rl is not None:
         if online and d4rl in FQL_D4RL_O2O:
             return _with_source(FQL_D4RL_O2O[d4rl], f'{FQL_SRC} O2O flags for {d4rl}')
@@ -167,7 +155,7 @@ def _fql_presets(env_name: str, online: bool) -> Preset:
 
 
 def _mfql_presets(env_name: str, online: bool) -> Preset:
-    d4rl = d4rl_task(env_name)
+    d4rl = names.d4rl_stem(env_name)
     if d4rl is not None:
         presets = {'discount': MFQL_D4RL_DISCOUNT}
         if d4rl in MFQL_D4RL:

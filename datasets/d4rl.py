@@ -30,7 +30,6 @@ gymnasium_robotics are imported inside the functions that need them.
 """
 
 import dataclasses
-import difflib
 import importlib.util
 import os
 import socket
@@ -38,6 +37,9 @@ import warnings
 
 import numpy as np
 
+# The name grammar lives in `names`; `is_d4rl_name` is imported here too so that `d4rl.is_d4rl_name` keeps working.
+from datasets.names import (D4RL_ADROIT_DATASETS, D4RL_ADROIT_TASKS, D4RL_ANTMAZE_DATASETS,  # noqa: F401
+                            check_d4rl_name, is_d4rl_name)
 from datasets.ogbench_data import ACTION_CLIP, OUTPUT_KEYS, DatasetError
 
 EXTRA_INSTALL = 'pip install -r requirements-d4rl.txt'
@@ -121,41 +123,26 @@ class D4RLTask:
 
 def _build_tasks() -> dict[str, D4RLTask]:
     tasks = {}
-    for kind, env_id in _ANTMAZE_ENV_IDS.items():
+    for kind in D4RL_ANTMAZE_DATASETS:
         maze = kind.split('-')[0]
         name = f'antmaze-{kind}-v2'
-        tasks[name] = D4RLTask(name, 'antmaze', f'D4RL/antmaze/{kind}-v1', env_id, _ANTMAZE_HORIZONS[maze],
-                               0.0, 1.0, maze)
-    for hand, (ref_min, ref_max) in _ADROIT_REF_RETURNS.items():
-        for kind in ('human', 'cloned', 'expert'):
+        tasks[name] = D4RLTask(name, 'antmaze', f'D4RL/antmaze/{kind}-v1', _ANTMAZE_ENV_IDS[kind],
+                               _ANTMAZE_HORIZONS[maze], 0.0, 1.0, maze)
+    for hand in D4RL_ADROIT_TASKS:
+        ref_min, ref_max = _ADROIT_REF_RETURNS[hand]
+        for kind in D4RL_ADROIT_DATASETS:
             name = f'{hand}-{kind}-v1'
             tasks[name] = D4RLTask(name, 'adroit', f'D4RL/{hand}/{kind}-v2', f'AdroitHand{hand.capitalize()}-v1',
                                    _ADROIT_HORIZONS[hand], ref_min, ref_max)
     return tasks
 
 
-D4RL_TASKS: dict[str, D4RLTask] = _build_tasks()
-
-
-def is_d4rl_name(name: str) -> bool:
-    """True for the 18 D4RL names of the paper (e.g. 'antmaze-umaze-v2', 'pen-human-v1')."""
-    return name in D4RL_TASKS
-
-
-def looks_like_d4rl_name(name: str) -> bool:
-    """True for names that are probably meant as D4RL (antmaze-...-v<k> without 'singletask', or Adroit)."""
-    first = name.split('-')[0]
-    return (first in _ADROIT_REF_RETURNS) or (first == 'antmaze' and 'singletask' not in name
-                                              and not name.endswith('-v0'))
+D4RL_TASKS: dict[str, D4RLTask] = _build_tasks()  # keyed and ordered as `names.d4rl_env_names()`
 
 
 def parse_d4rl_name(name: str) -> D4RLTask:
     """The task for a D4RL name; ValueError naming close valid names otherwise."""
-    if name in D4RL_TASKS:
-        return D4RL_TASKS[name]
-    close = difflib.get_close_matches(name, list(D4RL_TASKS), n=5, cutoff=0.6)
-    hint = f' Close valid names: {", ".join(close)}.' if close else f' Valid names: {", ".join(D4RL_TASKS)}.'
-    raise ValueError(f'Unknown D4RL task name {name!r}.{hint}')
+    return D4RL_TASKS[check_d4rl_name(name)]
 
 
 def missing_extra_modules() -> list[str]:

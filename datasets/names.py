@@ -1,4 +1,5 @@
-"""The grammar of state-based OGBench single-task names, and task-family expansion.
+"""The grammar of task names: state-based OGBench single-task names, the paper's D4RL names, and
+task-family expansion.
 
 A single-task name is `<suite>-<dataset kind>-singletask[-task<k>]-v0`, e.g.
 `cube-single-play-singletask-task2-v0`. OGBench derives two other names from it:
@@ -11,8 +12,10 @@ A *family* is a name without the task and version, e.g. `cube-double-play-single
 and stands for its five tasks. This module is pure Python (no jax/ogbench import), so
 `configs.py` and the command line can use it cheaply.
 
-`expand_env_names` also accepts the paper's 18 D4RL names (`antmaze-umaze-v2`, `pen-cloned-v1`, ...;
-see `datasets.d4rl`), which need the optional D4RL extra only when their data or envs are used.
+The paper's 18 D4RL names are `antmaze-<dataset>-v2` (AntMaze) and `<hand task>-<dataset>-v1`
+(Adroit), e.g. `antmaze-umaze-v2`, `pen-cloned-v1`; `datasets.d4rl` maps each to its Minari dataset
+and evaluation env, which need the optional D4RL extra only when their data or envs are used.
+`configs.py` keys the D4RL presets by the name without its version (`d4rl_stem`).
 """
 
 import dataclasses
@@ -53,6 +56,11 @@ DEFAULT_TASKS = {
     'cube': 2, 'scene': 2, 'puzzle-3x3': 4, 'puzzle-4x4': 4, 'puzzle-4x5': 2, 'puzzle-4x6': 2,
     'pointmaze': 1, 'antmaze': 1, 'humanoidmaze': 1, 'antsoccer': 4,
 }
+
+# The paper's D4RL tasks: antmaze-<dataset>-v2 and <hand task>-<dataset>-v1.
+D4RL_ANTMAZE_DATASETS = ('umaze', 'umaze-diverse', 'medium-play', 'medium-diverse', 'large-play', 'large-diverse')
+D4RL_ADROIT_TASKS = ('pen', 'door', 'hammer', 'relocate')
+D4RL_ADROIT_DATASETS = ('human', 'cloned', 'expert')
 
 _NAME_PATTERN = re.compile(r'^(?P<stem>[a-z0-9x-]+?)-singletask(?:-task(?P<task>\d+))?-v0$')
 _FAMILY_PATTERN = re.compile(r'^(?P<stem>[a-z0-9x-]+?)-singletask$')
@@ -154,6 +162,39 @@ def parse_dataset_name(name: str) -> tuple[str, str]:
     raise _unknown(name, 'dataset name', [f'{s}-{k}-v0' for s, k in _suite_kinds()])
 
 
+def d4rl_env_names() -> list[str]:
+    """The 18 D4RL names of the paper: the six AntMaze ones, then the twelve Adroit ones."""
+    return ([f'antmaze-{dataset}-v2' for dataset in D4RL_ANTMAZE_DATASETS]
+            + [f'{hand}-{dataset}-v1' for hand in D4RL_ADROIT_TASKS for dataset in D4RL_ADROIT_DATASETS])
+
+
+def d4rl_stem(name: str) -> str | None:
+    """'antmaze-umaze-v2' -> 'antmaze-umaze', 'pen-human-v1' -> 'pen-human'; None if not a D4RL name."""
+    return name.rsplit('-', 1)[0] if is_d4rl_name(name) else None
+
+
+def is_d4rl_name(name: str) -> bool:
+    """True for the 18 D4RL names of the paper (e.g. 'antmaze-umaze-v2', 'pen-human-v1')."""
+    return name in d4rl_env_names()
+
+
+def looks_like_d4rl_name(name: str) -> bool:
+    """True for names that are probably meant as D4RL (antmaze-...-v<k> without 'singletask', or Adroit)."""
+    first = name.split('-')[0]
+    return (first in D4RL_ADROIT_TASKS) or (first == 'antmaze' and 'singletask' not in name
+                                            and not name.endswith('-v0'))
+
+
+def check_d4rl_name(name: str) -> str:
+    """`name` if it is one of the paper's D4RL names; ValueError naming close valid names otherwise."""
+    valid = d4rl_env_names()
+    if name in valid:
+        return name
+    close = difflib.get_close_matches(name, valid, n=5, cutoff=0.6)
+    hint = f' Close valid names: {", ".join(close)}.' if close else f' Valid names: {", ".join(valid)}.'
+    raise ValueError(f'Unknown D4RL task name {name!r}.{hint}')
+
+
 def expand_env_names(spec: str) -> list[str]:
     """Expands a task spec into single-task names, in order, without duplicates.
 
@@ -161,8 +202,6 @@ def expand_env_names(spec: str) -> list[str]:
     (its five tasks, task1..task5). Every entry is validated. D4RL names (`antmaze-umaze-v2`) are
     single tasks and pass through unchanged.
     """
-    from datasets import d4rl  # here, not at the top: d4rl imports ogbench_data, which imports this module
-
     names: list[str] = []
     entries = [entry.strip() for entry in spec.split(',')]
     if not spec.strip() or any(not entry for entry in entries):
@@ -173,8 +212,8 @@ def expand_env_names(spec: str) -> list[str]:
             if entry not in singletask_families():
                 raise _unknown(entry, 'task family', singletask_families())
             expanded = [f'{entry}-task{k}-v0' for k in range(1, NUM_TASKS + 1)]
-        elif d4rl.is_d4rl_name(entry) or d4rl.looks_like_d4rl_name(entry):
-            expanded = [d4rl.parse_d4rl_name(entry).name]
+        elif looks_like_d4rl_name(entry):
+            expanded = [check_d4rl_name(entry)]
         else:
             expanded = [parse_env_name(entry).name]
         names += [name for name in expanded if name not in names]

@@ -42,10 +42,13 @@ def test_the_18_paper_names_map_to_minari_ids_and_envs():
     assert (pen.minari_id, pen.env_id, pen.max_episode_steps, pen.domain) == (
         'D4RL/pen/cloned-v2', 'AdroitHandPen-v1', 100, 'adroit')
     assert d4rl.parse_d4rl_name('relocate-expert-v1').max_episode_steps == 200
-    for name in d4rl.D4RL_TASKS:
-        # configs.py's own D4RL grammar agrees, and every task has FQL and MeanFlowQL presets.
-        assert configs.d4rl_task(name) == name.rsplit('-', 1)[0]
+    assert list(d4rl.D4RL_TASKS) == names.d4rl_env_names()  # one grammar: the Minari table follows `names`
+    for name in d4rl.D4RL_TASKS:  # every task has FQL and MeanFlowQL presets
         assert 'alpha' in configs.get_presets('fql', name) and 'alpha' in configs.get_presets('mfql', name)
+    assert (names.d4rl_stem('antmaze-umaze-diverse-v2'), names.d4rl_stem('pen-human-v1')) == (
+        'antmaze-umaze-diverse', 'pen-human')
+    for other in ('antmaze-umaze-v1', 'pen-human-v2', 'cube-single-play-singletask-task2-v0', 'antmaze-umaze'):
+        assert names.d4rl_stem(other) is None and not names.is_d4rl_name(other)
     assert names.expand_env_names('antmaze-umaze-v2, pen-human-v1,antmaze-umaze-v2') == [
         'antmaze-umaze-v2', 'pen-human-v1']
 

@@ -133,7 +133,7 @@ def resolve_seeds() -> list[int]:
 
 
 def _run_options(batch_size: int):
-    from training.runner import RunOptions, validate_options
+    from training.schedule import RunOptions, validate_options
     options = RunOptions(
         offline_steps=FLAGS.offline_steps, online_steps=FLAGS.online_steps, steps_per_call=FLAGS.steps_per_call,
         log_interval=FLAGS.log_interval, eval_interval=FLAGS.eval_interval, eval_episodes=FLAGS.eval_episodes,
@@ -218,7 +218,7 @@ class RunPlan:
     run_dirs: list[str]
     task_configs: list[tuple]  # (ml_collections.ConfigDict, preset sources) per task
     seeds: list[int]
-    options: Any  # training.runner.RunOptions
+    options: Any  # training.schedule.RunOptions
 
 
 def plan_run(argv: list[str] | None = None) -> RunPlan:

@@ -13,7 +13,9 @@ from datasets.buffer import Dataset, ReplayBuffer
 from tests.test_training import toy_data, toy_inputs, toy_options, toy_states
 from training import checkpoint
 from training.logger import read_csv
-from training.runner import ConfigMismatchError, TaskResult, _buffer_payload, _restore_buffer, train_task
+from training.resume import ConfigMismatchError, buffer_payload, restore_buffer
+from training.runner import train_task
+from training.summary import TaskResult
 
 
 def test_resume_after_a_kill_is_bitwise_identical_and_csv_has_no_duplicates(tmp_path):
@@ -80,10 +82,10 @@ def test_replay_buffer_round_trips_through_a_checkpoint(tmp_path):
         filled.append(buffer)
     stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *filled))
     for s in range(2):
-        checkpoint.save_checkpoint(str(tmp_path / f'seed{s}'), 3, {'x': np.zeros(1)}, _buffer_payload(stacked, s))
+        checkpoint.save_checkpoint(str(tmp_path / f'seed{s}'), 3, {'x': np.zeros(1)}, buffer_payload(stacked, s))
     payloads = [checkpoint.load_checkpoint(str(tmp_path / f'seed{s}'), 3, {'x': np.zeros(1)})[1] for s in range(2)]
     assert [p['size'] for p in payloads] == [2, 4] and len(payloads[0]['data']['observations']) == 2
-    restored = _restore_buffer(jax.device_get(empty), payloads)
+    restored = restore_buffer(jax.device_get(empty), payloads)
     for key in ('observations', 'rewards'):
         np.testing.assert_array_equal(restored.data[key], stacked.data[key])
     np.testing.assert_array_equal(restored.size, [2, 4])

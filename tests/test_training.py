@@ -4,6 +4,7 @@ A tiny regression agent (`ToyAgent`) with the real agent interface keeps these f
 tests (tests/test_main.py) run the real agents.
 """
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -22,13 +23,13 @@ import pytest
 from agents import fql, mfql
 from agents.train_state import TrainState, nonpytree_field
 from datasets.buffer import Dataset
-from training import checkpoint, evaluation
-from training.fused import (FusedUpdater, SeedPlacement, create_training_states, next_call_size, seed_streams,
-                            stacked_streams)
+from training import checkpoint, evaluation, schedule
+from training.fused import FusedUpdater, SeedPlacement, create_training_states, seed_streams, stacked_streams
 from training.logger import CsvLogger, read_csv
-from training.runner import (NonFiniteLossError, RunOptions, TaskInputs, TaskResult, final_evaluation,
-                             mean_of_last_three_evaluations, train_task, with_observation_statistics)
-from training.summary import summary_rows, write_summary
+from training.runner import NonFiniteLossError, TaskInputs, train_task, with_observation_statistics
+from training.schedule import RunOptions, next_call_size, offline_call_size
+from training.summary import (TaskResult, final_evaluation, mean_of_last_three_evaluations, summary_rows,
+                              write_summary)
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OBS_DIM, ACT_DIM = 3, 2
@@ -109,6 +110,24 @@ def test_next_call_size_lands_on_every_boundary_with_few_sizes():
     assert all(1 <= k <= 30 for k in sizes)
     with pytest.raises(ValueError, match='no updates left'):
         next_call_size(250, 250, (50,), 30)
+
+
+def test_offline_calls_end_on_every_log_eval_and_save_step():
+    def call_ends(options):
+        step, ends = 0, []
+        while step < options.offline_steps:
+            step += offline_call_size(step, options)
+            ends.append(step)
+        return ends
+
+    options = RunOptions(offline_steps=70, online_steps=5, steps_per_call=30, log_interval=20, eval_interval=25,
+                         save_interval=60)
+    assert call_ends(options) == [1, 20, 25, 40, 50, 60, 70]  # step-1 evaluation, logs, evaluations, save, end
+    assert [k for k in range(1, 76) if schedule.is_eval_step(k, options)] == [1, 25, 50, 70, 75]  # + end of offline
+    assert [k for k in range(1, 76) if schedule.is_save_step(k, options)] == [60, 75]
+    quiet = dataclasses.replace(options, eval_episodes=0, save_interval=0)
+    assert call_ends(quiet) == [20, 40, 60, 70]  # no evaluation: no step-1 or eval boundaries
+    assert not any(schedule.is_eval_step(k, quiet) for k in range(1, 76))
 
 
 # ------------------------------------------------------------------------------- fused updates

@@ -16,10 +16,10 @@ batch-sampling key lives in `TrainingState.sample_key`, separate from the agent'
 checkpointed with it.
 
 Step boundaries. Logging, evaluation and checkpoints happen between calls, after an exact number of
-updates: `next_call_size` shortens a call so that it ends on the next boundary. Only a few distinct K
-get compiled (the requested K and the remainders that the boundary intervals produce; with FQL's
-defaults and K = 100: 1 for the step-1 evaluation, 99, and 100), each once (K is a static argument
-of one module-level jitted function). The loop reads the (S,)-averaged metrics back after every call
+updates: `training.schedule.offline_call_size` shortens a call so that it ends on the next boundary.
+Only a few distinct K get compiled (the requested K and the remainders that the boundary intervals
+produce; with FQL's defaults and K = 100: 1 for the step-1 evaluation, 99, and 100), each once (K is
+a static argument of one module-level jitted function). The loop reads the (S,)-averaged metrics back after every call
 (one host sync per K updates) for the NaN guard.
 
 Devices. With several devices, `SeedPlacement` shards the seed axis over a 1-D mesh
@@ -81,26 +81,6 @@ def create_training_states(agent_class: type, example_batch: Batch, config: Any,
     """Builds S agents at once: `jax.vmap` of `agent_class.create` over the (S, 2) create keys."""
     agents = jax.vmap(lambda key: agent_class.create(key, example_batch, config))(streams.create)
     return TrainingState(agent=agents, sample_key=streams.sample)
-
-
-def next_call_size(step: int, end_step: int, intervals: tuple[int, ...], max_updates: int,
-                   extra_boundaries: tuple[int, ...] = ()) -> int:
-    """The number of updates of the next call, so that calls land exactly on every boundary.
-
-    After `step` updates (steps are counted 1 … N), the next boundary is the smallest of `end_step`,
-    the next multiple of each positive interval, and any `extra_boundaries` after `step`. The call
-    runs min(max_updates, boundary − step) updates.
-    """
-    if step >= end_step:
-        raise ValueError(f'no updates left: step {step} >= end step {end_step}')
-    boundary = end_step
-    for interval in intervals:
-        if interval > 0:
-            boundary = min(boundary, (step // interval + 1) * interval)
-    for extra in extra_boundaries:
-        if extra > step:
-            boundary = min(boundary, extra)
-    return min(max_updates, boundary - step)
 
 
 def _all_finite(info: Info) -> jax.Array:

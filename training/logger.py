@@ -53,6 +53,11 @@ class CsvLogger:
                 csv.DictWriter(f, fieldnames=self.columns, restval='').writerow(row)
 
 
+def seed_dir(run_dir: str, seed: int) -> str:
+    """The folder of one seed inside a task's run folder."""
+    return os.path.join(run_dir, f'seed{seed}')
+
+
 def _plain(value: Any) -> Any:
     """A Python scalar for CSV/JSON from a numpy/jax scalar."""
     if hasattr(value, 'item'):

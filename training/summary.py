@@ -1,4 +1,9 @@
-"""The results table of a run over several tasks, in the papers' format.
+"""The reported numbers: each seed's final evaluation (final.json), each task's `TaskResult`, and the results
+table of a run over several tasks, in the papers' format.
+
+Per seed (`final_evaluation`): evaluation success and return at the last step, the mean success of the
+last three evaluations, the D4RL normalised score, and for offline-to-online runs the same at the end of
+the offline phase.
 
 Per task: final evaluation success (%) as mean ± std over seeds (std with ddof = 0, NumPy's
 default). Per environment (e.g. `cube-double-play`, the five tasks of a family): for each seed the
@@ -15,19 +20,91 @@ Offline-to-online runs add the evaluation at the end of the offline phase (`offl
 `offline_score_*` for D4RL), the first number of the papers' "offline → online" tables.
 """
 
+import dataclasses
+import json
 import os
+from typing import Any
 
 import numpy as np
 
-from datasets import d4rl
-from datasets.names import parse_env_name
-from training.logger import csv_text, write_atomically
-from training.runner import TaskResult
+from datasets.names import is_d4rl_name, parse_env_name
+from training.logger import csv_text, seed_dir, write_atomically
+from training.schedule import RunOptions
+
+
+@dataclasses.dataclass
+class TaskResult:
+    """Final evaluation of one task: per-seed values, in the order of `seeds`."""
+
+    task: str
+    seeds: list[int]
+    step: int
+    success: list[float]
+    episode_return: list[float]
+    success_last3: list[float]  # mean of the last three evaluations (OGBench's reporting in the paper)
+    score: list[float] | None = None  # final normalised score ×100 (D4RL tasks only; the paper's D4RL metric)
+    # Offline-to-online runs only: the evaluation at the end of the offline phase (the paper's "1M" of "1M → 2M").
+    offline_success: list[float] | None = None
+    offline_score: list[float] | None = None  # D4RL tasks only
+
+
+def mean_of_last_three_evaluations(rows: list[dict[str, Any]]) -> float:
+    """OGBench's reported number: mean `evaluation/success` of the last three evaluations (rows in step order).
+    The evaluation of the initial policy (step 1) is never one of them; with fewer than three later
+    evaluations, those there are are averaged (a 1-step run: its only evaluation)."""
+    later = [row for row in rows if int(float(row['step'])) > 1] or rows[-1:]
+    return float(np.mean([float(row['evaluation/success']) for row in later[-3:]]))
+
+
+def final_evaluation(rows: list[dict[str, Any]], options: RunOptions, with_score: bool) -> dict[str, float]:
+    """A seed's final.json numbers from its evaluation rows (step order): success, return (and D4RL score) at
+    the last step, the mean success of the last three evaluations, and, for offline-to-online runs, success
+    (and score) at the end of the offline phase. NaN where that evaluation is missing."""
+    def at(step: int, key: str) -> float:
+        row = next((r for r in rows if int(float(r['step'])) == step), None)
+        return float(row[key]) if row is not None else float('nan')
+
+    finished = any(int(float(r['step'])) == options.total_steps for r in rows)
+    values = {'evaluation/success': at(options.total_steps, 'evaluation/success'),
+              'evaluation/return': at(options.total_steps, 'evaluation/return'),
+              'evaluation/success_last3': mean_of_last_three_evaluations(rows) if finished else float('nan')}
+    if with_score:
+        values['evaluation/score'] = at(options.total_steps, 'evaluation/score')
+    if options.online_steps > 0:
+        values['evaluation/success_offline'] = at(options.offline_steps, 'evaluation/success')
+        if with_score:
+            values['evaluation/score_offline'] = at(options.offline_steps, 'evaluation/score')
+    return values
+
+
+def task_result(task: str, seeds: list[int], step: int, finals: list[dict[str, Any]]) -> TaskResult:
+    """A TaskResult from the seeds' final.json payloads (`final_evaluation`), in the order of `seeds`."""
+    def column(key: str) -> list[float] | None:
+        return [final[key] for final in finals] if all(key in final for final in finals) else None
+
+    return TaskResult(task, seeds, step, column('evaluation/success'), column('evaluation/return'),
+                      column('evaluation/success_last3'), column('evaluation/score'),
+                      column('evaluation/success_offline'), column('evaluation/score_offline'))
+
+
+def completed_result(run_dir: str, task: str, seeds: list[int], total_steps: int) -> TaskResult | None:
+    """The result of a task already trained to `total_steps` (every seed has final.json), else None."""
+    finals = []
+    for seed in seeds:
+        path = os.path.join(seed_dir(run_dir, seed), 'final.json')
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            final = json.load(f)
+        if final['step'] != total_steps:
+            return None
+        finals.append(final)
+    return task_result(task, seeds, total_steps, finals)
 
 
 def environment_of(task: str) -> str:
     """`cube-double-play-singletask-task2-v0` -> `cube-double-play`; a D4RL name is its own environment."""
-    if d4rl.is_d4rl_name(task):
+    if is_d4rl_name(task):
         return task
     spec = parse_env_name(task)
     return f'{spec.suite}-{spec.dataset_kind}'

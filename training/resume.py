@@ -1,0 +1,107 @@
+"""Resume and compatibility checks: what `--resume` may continue, and restoring the seeds' saved state.
+
+A task is resumed from the newest checkpoint step that every seed has (`checkpoint.latest_common_step`);
+the offline phase then continues bitwise identically. Before that, `check_same_agent_config` refuses
+seeds trained with another agent config or another number of evaluation episodes, so that one run never
+mixes two settings. The online replay buffer is checkpointed with each seed's state (its filled rows).
+"""
+
+import json
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+from datasets.buffer import ReplayBuffer
+from training import checkpoint
+from training.logger import seed_dir
+
+
+class ConfigMismatchError(checkpoint.ResumeError):
+    """`--resume` met seeds trained with another agent config or evaluation episode count; the message names
+    the differing keys."""
+
+
+def agent_config_dict(config: Any) -> dict[str, Any]:
+    """The agent config as stored in flags.json (JSON types: tuples become lists)."""
+    plain = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
+    return json.loads(json.dumps(plain, default=str))
+
+
+def check_same_agent_config(run_dir: str, seeds: list[int], config: Any, eval_episodes: int) -> None:
+    """Refuses to resume (or reuse) seeds trained with another agent config or evaluated with another number of
+    episodes: a resumed run would silently mix two configs (or two evaluation protocols in one eval.csv), and a
+    finished one would be reported under the wrong settings. Raises ConfigMismatchError naming each differing
+    key with its saved and requested value."""
+    current = agent_config_dict(config)
+    for seed in seeds:
+        path = os.path.join(seed_dir(run_dir, seed), 'flags.json')
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            saved_flags = json.load(f)
+        saved = saved_flags.get('agent_config')
+        if saved is None:
+            continue
+        differences = [f'{key}: saved {saved.get(key, "<missing>")!r}, requested {current.get(key, "<missing>")!r}'
+                       for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
+        saved_episodes = saved_flags.get('eval_episodes', eval_episodes)  # absent in runs saved before it was
+        if saved_episodes != eval_episodes:
+            differences.append(f'eval_episodes: saved {saved_episodes!r}, requested {eval_episodes!r}')
+        if differences:
+            raise ConfigMismatchError(f'{path} was trained with other settings ({"; ".join(differences)}); '
+                                      'use a new --run_name or --save_dir for these settings')
+
+
+def slice_seed(tree: Any, index: int) -> Any:
+    """Seed `index` of a stacked (S, ...) pytree, as numpy arrays."""
+    return jax.tree.map(lambda x: np.asarray(x)[index], tree)
+
+
+def buffer_payload(buffer: ReplayBuffer, index: int) -> dict[str, Any]:
+    """One seed's filled buffer rows (rows [0, size): a buffer that never wrapped is contiguous from 0)."""
+    size = int(np.asarray(buffer.size)[index])
+    return {'data': {k: np.asarray(v[index, :size]) for k, v in buffer.data.items()}, 'size': size,
+            'insert_index': int(np.asarray(buffer.insert_index)[index])}
+
+
+def restore_buffer(empty: ReplayBuffer, payloads: list[dict[str, Any]]) -> ReplayBuffer:
+    """Stacks per-seed buffer payloads back into an (S, capacity, ...) buffer."""
+    data = {}
+    for key, rows in empty.data.items():
+        stacked = np.zeros((len(payloads), *rows.shape), np.asarray(rows).dtype)
+        for s, payload in enumerate(payloads):
+            filled = np.asarray(payload['data'][key])
+            stacked[s, :len(filled)] = filled
+        data[key] = stacked
+    return ReplayBuffer(data=data, size=np.array([int(p['size']) for p in payloads], np.int32),
+                        insert_index=np.array([int(p['insert_index']) for p in payloads], np.int32))
+
+
+def save_seeds(seed_dirs: list[str], step: int, state: Any, buffer: ReplayBuffer | None) -> str:
+    """Checkpoints every seed of the stacked (S, ...) state (and online buffer) at `step`; returns seed 0's path."""
+    host_state = jax.device_get(state)
+    host_buffer = jax.device_get(buffer) if buffer is not None else None
+    paths = []
+    for s, directory in enumerate(seed_dirs):
+        payload = buffer_payload(host_buffer, s) if host_buffer is not None else None
+        paths.append(checkpoint.save_checkpoint(directory, step, slice_seed(host_state, s), payload))
+    return paths[0]
+
+
+def load_seeds(seed_dirs: list[str], step: int, state: Any,
+               empty_buffer: ReplayBuffer | None) -> tuple[Any, ReplayBuffer | None]:
+    """Every seed's checkpoint at `step`, stacked along (S, ...) as host arrays: (state, online buffer), the
+    buffer None when the run has none or none was saved (a checkpoint of the offline phase). The freshly
+    created stacked `state` and `empty_buffer` give the structure."""
+    template = slice_seed(state, 0)
+    states, payloads = [], []
+    for directory in seed_dirs:
+        seed_state, payload = checkpoint.load_checkpoint(directory, step, template)
+        states.append(seed_state)
+        payloads.append(payload)
+    stacked = jax.tree.map(lambda *xs: np.stack(xs), *states)
+    if empty_buffer is None or payloads[0] is None:
+        return stacked, None
+    return stacked, restore_buffer(slice_seed(empty_buffer, 0), payloads)

@@ -7,7 +7,7 @@ The paper's 18 D4RL names map to Minari datasets and gymnasium-robotics evaluati
     {pen,door,hammer,relocate}-{human,cloned,expert}-v1
         -> D4RL/<task>/<kind>-v2, eval env AdroitHand{Pen,Door,Hammer,Relocate}-v1
 
-Conventions (FQL's `d4rl_utils.get_dataset`, see docs in the README "D4RL (optional)"):
+Conventions (FQL's `d4rl_utils.get_dataset`; docs/d4rl.md says more):
 - observations: Adroit as stored; AntMaze = concat(achieved_goal, observation) = the ant's (x, y) then
   qpos[2:], qvel, i.e. D4RL's 29-dim qpos+qvel layout (the goal is not observed, as in D4RL).
 - rewards: Adroit as stored; AntMaze r − 1 (sparse 1/0 -> 0/−1), also online (`make_env(online=True)`).
@@ -329,7 +329,7 @@ def make_env(name: str, online: bool = False):
     if task.is_antmaze:
         kwargs = dict(maze_map=[list(row) for row in ANTMAZE_EVAL_MAPS[task.maze]], continuing_task=False,
                       reset_target=False)
-    # gymnasium-robotics warns at import about the Adroit v1 reward change (see the README) and on every
+    # gymnasium-robotics warns at import about the Adroit v1 reward change (docs/d4rl.md) and on every
     # AntMaze v4 make that v5 exists; v4 is the version Minari's AntMaze datasets were collected with.
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')

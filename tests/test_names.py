@@ -1,11 +1,16 @@
 """The OGBench name grammar agrees with the env ids ogbench registers, and errors are helpful."""
 
+import os
+import subprocess
+import sys
+
 import gymnasium
 import ogbench  # noqa: F401  (registers the envs)
 import pytest
 
 from datasets import names
 
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_every_name_maps_to_a_registered_gym_id():
     all_names = names.singletask_env_names()
@@ -60,3 +65,13 @@ def test_dataset_names():
     assert names.parse_dataset_name('puzzle-4x4-noisy-v0') == ('puzzle-4x4', 'noisy')
     with pytest.raises(ValueError, match='Unknown OGBench dataset name'):
         names.parse_dataset_name('puzzle-4x4-stitch-v0')
+
+
+def test_the_name_grammar_imports_no_other_module_of_the_package():
+    """names.py is the leaf of datasets/ (configs.py and d4rl.py build on it): expanding OGBench and D4RL names
+    loads neither d4rl, ogbench_data, generate nor numpy, so there is no import cycle through it."""
+    code = ('import sys; from datasets import names; '
+            "assert names.expand_env_names('antmaze-umaze-v2,cube-single-play-singletask')[0] == 'antmaze-umaze-v2'; "
+            "print(sorted(m for m in sys.modules if m.startswith('datasets.') or m == 'numpy'))")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO_DIR, check=True)
+    assert result.stdout.strip() == "['datasets.names']"

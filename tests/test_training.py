@@ -36,7 +36,7 @@ OBS_DIM, ACT_DIM = 3, 2
 
 
 class ToyAgent(flax.struct.PyTreeNode):
-    """Linear regression of the reward on the observation, with the agent interface of the brief."""
+    """Linear regression of the reward on the observation, with the agent interface (create, update, sample_actions)."""
 
     rng: jax.Array
     network: TrainState

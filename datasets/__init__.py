@@ -4,7 +4,8 @@ This package shadows the Hugging Face `datasets` package when code runs from the
 mfql does not use that package.
 
 Modules (import them directly; this package imports nothing heavy):
-- `names`: OGBench single-task name grammar (`parse_env_name`, `expand_env_names`).
+- `names`: the task-name grammar, OGBench single-task and the paper's D4RL names (`parse_env_name`,
+  `is_d4rl_name`, `expand_env_names`); pure Python, it imports no other module of the package.
 - `ogbench_data`: `load_datasets(env_name, dataset_dir, generate_missing_episodes)` -> (train, val) numpy
   dicts via OGBench's loader, after validating the files; `make_env(env_name)` for evaluation.
 - `d4rl`: optional D4RL AntMaze/Adroit tasks via Minari (`load_dataset(name)`, `make_env(name)`,

@@ -1,7 +1,9 @@
-"""Per-task hyperparameter presets for FQL and MeanFlowQL, and the paper's exact command grid.
+"""Per-task hyperparameter presets for FQL and MeanFlowQL (and FQL's baselines ReBRAC, IQL and IFQL), and the
+paper's exact command grid.
 
     python configs.py                           # the OGBench state-based grid: 10 envs x 5 tasks x both agents
     python configs.py --agents=fql --seeds=4    # one agent, 4 seeds per command
+    python configs.py --agents=rebrac,iql,ifql  # FQL's baselines on the same grid (mostly fallback values)
 
 Every preset value carries its source, recorded in each run's flags.json:
   [FQL README]  seohongpark/fql README, "exact command-line flags" (the same flags for all 5 tasks of an env;
@@ -31,7 +33,8 @@ from datasets import names
 
 Preset = dict[str, tuple[Any, str]]  # config key -> (value, source)
 
-AGENTS = ('mfql', 'fql')
+AGENTS = ('mfql', 'fql', 'rebrac', 'iql', 'ifql')
+PAPER_GRID_AGENTS = ('mfql', 'fql')  # the default of `paper_commands` and the CLI: the agents with published flags
 FQL_SRC = '[FQL README]'
 MF_SRC = '[MF README]'
 T7_SRC = '[2nd] MeanFlowQL Table 7 (third-party quote, unverified)'
@@ -132,6 +135,23 @@ MFQL_D4RL: dict[str, dict[str, Any]] = {
     'antmaze-large-play': _mf(alpha=10.0, n=5, time_steps=100),
 }
 
+# ------------------------------------------------------------------------------ FQL's baselines
+# FQL's README gives baseline flags for one OGBench environment, humanoidmaze-medium-navigate (offline, and the
+# same flags offline-to-online, both on the default task). Its paper's appendix tables hold the other
+# environments' values; they are not transcribed here, so those environments fall back to the agent defaults.
+BASELINE_README_FLAGS: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
+    'rebrac': {('humanoidmaze-medium', 'navigate'): dict(alpha_actor=0.01, alpha_critic=0.01, discount=0.995)},
+    'iql': {('humanoidmaze-medium', 'navigate'): dict(alpha=10.0, discount=0.995)},
+    'ifql': {('humanoidmaze-medium', 'navigate'): dict(num_samples=32, discount=0.995)},
+}
+# The per-environment keys of each baseline, and their fallbacks = the agents' get_config defaults (tests check).
+BASELINE_DEFAULTS: dict[str, dict[str, Any]] = {
+    'rebrac': dict(alpha_actor=0.0, alpha_critic=0.0),
+    'iql': dict(alpha=10.0),
+    'ifql': dict(num_samples=32),
+}
+
+
 def _with_source(values: dict[str, Any], source: str) -> Preset:
     return {key: (value, source) for key, value in values.items()}
 
@@ -182,17 +202,42 @@ def _mfql_presets(env_name: str, online: bool) -> Preset:
     return presets
 
 
+def _baseline_presets(agent_name: str, env_name: str, online: bool) -> Preset:
+    d4rl = names.d4rl_stem(env_name)
+    if d4rl is not None:
+        return _with_source(BASELINE_DEFAULTS[agent_name],
+                            f"unknown: FQL's README gives no {agent_name} flags for {d4rl}; agent default")
+    spec = names.parse_env_name(env_name)
+    env, key = f'{spec.suite}-{spec.dataset_kind}', (spec.suite, spec.dataset_kind)
+    if key in BASELINE_README_FLAGS[agent_name]:
+        note = '; its offline-to-online example uses the same flags' if online else ''
+        return _with_source(BASELINE_README_FLAGS[agent_name][key],
+                            f'{FQL_SRC} {agent_name} example for {env} (run on the default task; applied to all '
+                            f'five, as FQL tunes per environment{note})')
+    presets = _with_source(BASELINE_DEFAULTS[agent_name],
+                           f"unknown: FQL's README gives no {agent_name} flags for {env} (its paper's appendix "
+                           "does; not transcribed); agent default")
+    discount = FQL_OGBENCH_OFFLINE.get(key, {}).get('discount')
+    if discount is not None:  # set by the task's horizon: FQL's README gives it per environment for FQL
+        presets['discount'] = (discount, f"unknown for {agent_name}: the discount of FQL's own {FQL_SRC} flags for "
+                                         f"{env} (the README's baseline examples use FQL's discount too)")
+    return presets
+
+
 def get_presets(agent_name: str, env_name: str, online: bool = False) -> Preset:
-    """{config key: (value, source)} for `agent_name` ('mfql' | 'fql') on one task.
+    """{config key: (value, source)} for `agent_name` (one of `AGENTS`) on one task.
 
     `env_name` is a state-based OGBench single-task name (see datasets/names.py) or a D4RL name
     ('antmaze-large-play-v2', 'pen-cloned-v1'); `online` selects the offline-to-online values where published.
-    Every result sets `alpha` (a published value or the documented fallback).
+    Every result sets the agent's per-environment keys (`alpha` for mfql, fql and iql; `alpha_actor` and
+    `alpha_critic` for rebrac; `num_samples` for ifql), to a published value or the documented fallback.
     """
     if agent_name == 'fql':
         return _fql_presets(env_name, online)
     if agent_name == 'mfql':
         return _mfql_presets(env_name, online)
+    if agent_name in BASELINE_DEFAULTS:
+        return _baseline_presets(agent_name, env_name, online)
     raise ValueError(f'no presets for agent {agent_name!r}; known agents: {", ".join(AGENTS)}')
 
 
@@ -233,7 +278,7 @@ def _flag_value(value: Any) -> str:
     return str(value)
 
 
-def paper_commands(agents: Collection[str] = AGENTS, seeds: int = 8) -> list[str]:
+def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, seeds: int = 8) -> list[str]:
     """The exact commands of the OGBench state-based grid (10 envs x task1..5 per agent), presets written out.
 
     One line per (agent, task); each line trains `seeds` seeds together (`--num_seeds`).
@@ -258,7 +303,8 @@ def paper_commands(agents: Collection[str] = AGENTS, seeds: int = 8) -> list[str
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description='Print the exact commands of the paper OGBench grid.')
-    parser.add_argument('--agents', default=','.join(AGENTS), help='comma-separated agents (mfql,fql)')
+    parser.add_argument('--agents', default=','.join(PAPER_GRID_AGENTS),
+                        help=f'comma-separated agents, of {",".join(AGENTS)} (default: {",".join(PAPER_GRID_AGENTS)})')
     parser.add_argument('--seeds', type=int, default=8, help='seeds per command (--num_seeds)')
     args = parser.parse_args(argv)
     try:

@@ -14,6 +14,9 @@ import importlib
 AGENTS = {
     'mfql': ('agents.mfql', 'MFQLAgent'),
     'fql': ('agents.fql', 'FQLAgent'),
+    'rebrac': ('agents.rebrac', 'ReBRACAgent'),
+    'iql': ('agents.iql', 'IQLAgent'),
+    'ifql': ('agents.ifql', 'IFQLAgent'),
 }
 
 

@@ -94,3 +94,31 @@ def normalize_observations(config: Mapping[str, Any], observations: jax.Array) -
 def normalize_batch(config: Mapping[str, Any], batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
     """`batch` with its `observations` and `next_observations` passed through `normalize_observations`."""
     return batch | {key: normalize_observations(config, batch[key]) for key in ('observations', 'next_observations')}
+
+
+def freeze_config(config: Mapping[str, Any], defaults: Mapping[str, Any], agent_name: str,
+                  example_batch: Mapping[str, jax.Array],
+                  batch_keys: tuple[str, ...] = ('observations', 'actions', 'rewards', 'masks', 'next_observations'),
+                  ) -> flax.core.FrozenDict:
+    """The agent's config checked against its `get_config()` keys (`defaults`) and the example batch, with
+    `action_dim` added, lists made tuples, and frozen (hashable, so jit can key on it).
+
+    Raises ValueError naming the problem: a missing key, another agent's `agent_name`, a batch key the losses
+    read but `example_batch` lacks, observations/actions not (B, dim), or bad observation statistics.
+    """
+    config = dict(config.to_dict() if hasattr(config, 'to_dict') else config)
+    missing = sorted(set(defaults) - set(config))
+    if missing:
+        raise ValueError(f'{agent_name} config is missing keys {missing}')
+    if config['agent_name'] != agent_name:
+        raise ValueError(f"{agent_name} config has agent_name={config['agent_name']!r}, expected {agent_name!r}")
+    absent = [key for key in batch_keys if key not in example_batch]
+    if absent:
+        raise ValueError(f'example_batch lacks keys {absent}')
+    if example_batch['observations'].ndim != 2 or example_batch['actions'].ndim != 2:
+        raise ValueError('example_batch observations/actions must be (B, dim), got shapes '
+                         f"{example_batch['observations'].shape} and {example_batch['actions'].shape}")
+    config['action_dim'] = int(example_batch['actions'].shape[-1])
+    config = {key: tuple(value) if isinstance(value, list) else value for key, value in config.items()}
+    check_observation_statistics(config, example_batch['observations'].shape[-1])
+    return flax.core.FrozenDict(config)

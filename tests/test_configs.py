@@ -8,9 +8,12 @@ import ml_collections
 import pytest
 
 import configs
-from agents import fql, mfql
+from agents import fql, ifql, iql, mfql, rebrac
 
-AGENT_CONFIGS = {'fql': fql.get_config, 'mfql': mfql.get_config}
+AGENT_CONFIGS = {'fql': fql.get_config, 'mfql': mfql.get_config, 'rebrac': rebrac.get_config, 'iql': iql.get_config,
+                 'ifql': ifql.get_config}
+TUNED_KEYS = {'fql': ('alpha',), 'mfql': ('alpha',), 'rebrac': ('alpha_actor', 'alpha_critic'), 'iql': ('alpha',),
+              'ifql': ('num_samples',)}
 D4RL_NAMES = [f'antmaze-{m}-v2' for m in ('umaze', 'umaze-diverse', 'medium-play', 'medium-diverse', 'large-play',
                                           'large-diverse')]
 D4RL_NAMES += [f'{e}-{k}-v1' for e in ('pen', 'door', 'hammer', 'relocate') for k in ('human', 'cloned', 'expert')]
@@ -79,6 +82,26 @@ def test_mfql_presets_sources():
 def test_fallback_alpha_is_the_agent_default():
     assert configs.FQL_DEFAULT_ALPHA == fql.get_config().alpha
     assert configs.MFQL_DEFAULT_ALPHA == mfql.get_config().alpha
+    for agent, defaults in configs.BASELINE_DEFAULTS.items():
+        assert set(defaults) == set(TUNED_KEYS[agent])
+        assert all(AGENT_CONFIGS[agent]()[key] == value for key, value in defaults.items()), agent
+
+
+def test_baseline_presets_and_sources():
+    humanoid = 'humanoidmaze-medium-navigate-singletask-task3-v0'
+    assert values(configs.get_presets('rebrac', humanoid)) == {'alpha_actor': 0.01, 'alpha_critic': 0.01,
+                                                               'discount': 0.995}
+    assert values(configs.get_presets('iql', humanoid, online=True)) == {'alpha': 10.0, 'discount': 0.995}
+    ifql_presets = configs.get_presets('ifql', humanoid)
+    assert values(ifql_presets) == {'num_samples': 32, 'discount': 0.995}
+    assert ifql_presets['num_samples'][1].startswith('[FQL README] ifql example for humanoidmaze-medium-navigate')
+    cube = configs.get_presets('rebrac', 'cube-single-play-singletask-task2-v0')
+    assert values(cube) == {'alpha_actor': 0.0, 'alpha_critic': 0.0}
+    assert all(source.startswith('unknown: ') for _, source in cube.values())
+    giant = configs.get_presets('iql', 'antmaze-giant-navigate-singletask-task1-v0')
+    assert values(giant) == {'alpha': 10.0, 'discount': 0.995}  # FQL's own discount for that environment
+    assert giant['discount'][1].startswith('unknown for iql') and '[FQL README]' in giant['discount'][1]
+    assert values(configs.get_presets('ifql', 'pen-cloned-v1')) == {'num_samples': 32}
 
 
 def test_apply_presets_explicit_keys_win_and_sources_recorded():
@@ -105,20 +128,22 @@ def test_apply_presets_unknown_key_is_a_clear_error():
 
 def test_bad_names_raise():
     with pytest.raises(ValueError, match='known agents'):
-        configs.get_presets('iql', 'scene-play-singletask-v0')
+        configs.get_presets('sac', 'scene-play-singletask-v0')
     with pytest.raises(ValueError, match='Unknown OGBench'):
         configs.get_presets('fql', 'cube-singel-play-singletask-task1-v0')
     with pytest.raises(ValueError, match='Unknown OGBench'):
         configs.get_presets('fql', 'antmaze-umaze-v3')
 
 
-@pytest.mark.parametrize('agent', ['fql', 'mfql'])
+@pytest.mark.parametrize('agent', configs.AGENTS)
 def test_every_preset_key_exists_in_the_agent_config(agent):
     env_names = [n for f in configs.PAPER_OGBENCH_FAMILIES for n in [f + '-v0', f + '-task3-v0']] + D4RL_NAMES
     for env_name in env_names:
         for online in (False, True):
             new, record = configs.apply_presets(AGENT_CONFIGS[agent](), env_name, set(), online)
-            assert 'alpha' in record and new.alpha == configs.get_presets(agent, env_name, online)['alpha'][0]
+            presets = configs.get_presets(agent, env_name, online)
+            for key in TUNED_KEYS[agent]:
+                assert key in record and new[key] == presets[key][0]
 
 
 def test_paper_commands_grid():
@@ -154,3 +179,8 @@ def test_cli_prints_the_grid_without_importing_jax():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 50 and all('--num_seeds=2' in line and 'agents/fql.py' in line for line in lines)
+    out = subprocess.run([sys.executable, '-c', 'import configs; configs.main(["--agents=rebrac,ifql"])'],
+                         capture_output=True, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 100 and sum('agents/rebrac.py' in line and '--agent.alpha_critic=' in line
+                                     for line in lines) == 50

@@ -1,0 +1,168 @@
+"""Implicit flow Q-learning (IFQL), FQL's flow variant of IDQL: a behaviour-cloning flow policy, IQL's value
+learning, and rejection sampling by Q when acting. Defaults are FQL's `agents/ifql.py`.
+
+Networks, one parameter tree, one Adam step on the sum of the three losses:
+  v_θ(s, x, t)  `actor_bc_flow`  BC flow velocity field, 4×512 GELU MLP, no LayerNorm (FQL's BC flow);
+  V_ψ(s)        `value`          4×512 GELU MLP with LayerNorm;
+  Q_φ,m(s, a)   `critic`         2-member ensemble, 4×512 GELU MLP with LayerNorm.
+The target critic Q_φ̄ (`target_critic_params`) is outside the optimiser and follows φ by Polyak averaging.
+V and Q learn exactly as in IQL (`agents.iql.ExpectileValueLearning`); the flow is trained by BC alone.
+
+Flow convention (FQL's): x⁰ ~ N(0, I), x¹ = a, x^t = (1 − t)·x⁰ + t·x¹, conditional velocity x¹ − x⁰.
+Acting: N flow samples per state, each integrated by K Euler steps and clipped to [−1, 1]; the agent takes
+the one with the highest min_m Q_φ,m(s, ·).
+
+Gradient convention (as in FQL): a network sees gradients only where a loss passes `params=grad_params`.
+"""
+
+from typing import Any, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from agents.iql import ExpectileValueLearning, value_and_critic_modules
+from agents.train_state import TrainState, freeze_config, nonpytree_field, normalize_batch, normalize_observations
+from networks.mlp import MLP
+from networks.module_dict import ModuleDict
+
+Batch = dict[str, jax.Array]
+Info = dict[str, jax.Array]
+
+
+class LossNoise(NamedTuple):
+    """All randomness of one loss evaluation, drawn up front so each loss is a deterministic function."""
+
+    flow_noise: jax.Array  # x⁰ (B, action_dim): start of the BC flow path
+    flow_times: jax.Array  # t (B, 1) ~ U(0, 1): time on the BC flow path
+
+
+def draw_loss_noise(rng: jax.Array, batch_size: int, action_dim: int) -> LossNoise:
+    """A standard-normal x⁰ and a U(0, 1) time per transition."""
+    noise_rng, time_rng = jax.random.split(rng)
+    return LossNoise(flow_noise=jax.random.normal(noise_rng, (batch_size, action_dim)),
+                     flow_times=jax.random.uniform(time_rng, (batch_size, 1)))
+
+
+class IFQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
+    """IFQL agent state: rng, networks + Adam state, target critic params, and the (static) config."""
+
+    rng: jax.Array
+    network: TrainState
+    target_critic_params: Any
+    config: Any = nonpytree_field()
+
+    def velocity(self, observations: jax.Array, x: jax.Array, times: jax.Array, params: Any = None) -> jax.Array:
+        """v_θ(s, x, t): (..., obs_dim), (..., action_dim), (..., 1) -> (..., action_dim). Raw t is an input."""
+        return self.network.select('actor_bc_flow')(jnp.concatenate([observations, x, times], axis=-1), params=params)
+
+    def flow_actions(self, observations: jax.Array, noise: jax.Array) -> jax.Array:
+        """x ← z;  for i = 0 … K−1:  x ← x + v_θ(s, x, i/K) / K;  return clip(x, −1, 1),  K = `flow_steps`.
+        Shapes: (..., obs_dim), (..., action_dim) -> (..., action_dim)."""
+        num_steps = self.config['flow_steps']
+        x = noise
+        for i in range(num_steps):  # K is a small static int (10): unrolled, as in FQL
+            x = x + self.velocity(observations, x, jnp.full((*x.shape[:-1], 1), i / num_steps, x.dtype)) / num_steps
+        return jnp.clip(x, -1.0, 1.0)
+
+    def rejection_sample(self, observations: jax.Array, noise: jax.Array) -> jax.Array:
+        """argmax_n min_m Q_φ,m(s, a_n) over the flow samples a_n = flow_actions(s, z_n), n = 1 … N.
+
+        observations (..., obs_dim) (normalised if the agent normalises), noise (..., N, action_dim)
+        -> (..., action_dim). Ties go to the lowest n.
+        """
+        repeated = jnp.broadcast_to(observations[..., None, :], (*noise.shape[:-1], observations.shape[-1]))
+        candidates = self.flow_actions(repeated, noise)  # (..., N, A)
+        q = self.network.select('critic')(repeated, candidates).min(axis=0)  # (..., N)
+        best = jnp.argmax(q, axis=-1)
+        return jnp.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :]
+
+    def actor_loss(self, batch: Batch, grad_params: Any, noise: LossNoise) -> tuple[jax.Array, Info]:
+        """BC flow matching: L_flow = mean_{b, j} (v_θ(s, x^t, t) − (a − x⁰))²,  x^t = (1 − t)x⁰ + t·a."""
+        actions, times = batch['actions'], noise.flow_times
+        x_t = (1.0 - times) * noise.flow_noise + times * actions
+        predicted = self.velocity(batch['observations'], x_t, times, params=grad_params)
+        loss = jnp.mean((predicted - (actions - noise.flow_noise)) ** 2)
+        return loss, {'loss': loss}
+
+    def total_loss(self, batch: Batch, grad_params: Any, rng: jax.Array) -> tuple[jax.Array, Info]:
+        """L_V + L_Q + L_flow with the flow noise drawn from `rng`; info keys are `value/…`, `critic/…`,
+        `actor/…`. `batch` holds raw observations; they are z-scored here (if `normalize_observations`)."""
+        batch = normalize_batch(self.config, batch)
+        noise = draw_loss_noise(rng, *batch['actions'].shape)
+        value_loss, value_info = self.value_loss(batch, grad_params)
+        critic_loss, critic_info = self.critic_loss(batch, grad_params)
+        actor_loss, actor_info = self.actor_loss(batch, grad_params, noise)
+        info = {f'value/{k}': v for k, v in value_info.items()}
+        info.update({f'critic/{k}': v for k, v in critic_info.items()})
+        info.update({f'actor/{k}': v for k, v in actor_info.items()})
+        return value_loss + critic_loss + actor_loss, info
+
+    # ------------------------------------------------------------------------------ public interface
+    @jax.jit
+    def update(self, batch: Batch) -> tuple['IFQLAgent', Info]:
+        """One Adam step on `total_loss`, then the Polyak target update; pure (scan/vmap safe)."""
+        new_rng, loss_rng = jax.random.split(self.rng)
+        new_network, info = self.network.apply_loss_fn(lambda p: self.total_loss(batch, p, loss_rng))
+        return self.replace(rng=new_rng, network=new_network,
+                            target_critic_params=self.next_target_critic_params()), info
+
+    @jax.jit
+    def sample_actions(self, observations: jax.Array, rng: jax.Array, temperature: float = 1.0) -> jax.Array:
+        """`rejection_sample` over N = `num_samples` flows from z_n ~ N(0, temperature² I):
+        (..., obs_dim) -> (..., action_dim) in [−1, 1].
+
+        Temperature 1 is the trained policy (FQL's IFQL ignores a temperature); 0 makes all N samples equal.
+        """
+        shape = (*observations.shape[:-1], self.config['num_samples'], self.config['action_dim'])
+        noise = temperature * jax.random.normal(rng, shape)
+        return self.rejection_sample(normalize_observations(self.config, observations), noise)
+
+    @classmethod
+    def create(cls, rng: jax.Array, example_batch: Batch, config: ml_collections.ConfigDict) -> 'IFQLAgent':
+        """Initialise all networks from `rng`; pure, so `jax.vmap` over `rng` builds several seeds at once.
+
+        `example_batch` fixes the shapes: observations (B, obs_dim), actions (B, action_dim).
+        """
+        config = freeze_config(config, get_config(), 'ifql', example_batch)
+        if not (isinstance(config['flow_steps'], int) and config['flow_steps'] >= 1):
+            raise ValueError(f"flow_steps must be a positive int, got {config['flow_steps']!r}")
+        if not (isinstance(config['num_samples'], int) and config['num_samples'] >= 1):
+            raise ValueError(f"num_samples must be a positive int, got {config['num_samples']!r}")
+        observations, actions = example_batch['observations'], example_batch['actions']
+        network_def = ModuleDict({
+            **value_and_critic_modules(config),
+            'actor_bc_flow': MLP((*config['actor_hidden_dims'], config['action_dim']),
+                                 layer_norm=config['actor_layer_norm']),
+        })
+        times = jnp.zeros((*actions.shape[:-1], 1), actions.dtype)
+        rng, init_rng = jax.random.split(rng)
+        params = network_def.init(init_rng, value=(observations,), critic=(observations, actions),
+                                  actor_bc_flow=(jnp.concatenate([observations, actions, times], axis=-1),))['params']
+        network = TrainState.create(network_def, params, optax.adam(learning_rate=config['lr']))
+        target_critic_params = jax.tree_util.tree_map(jnp.copy, params['modules_critic'])
+        return cls(rng=rng, network=network, target_critic_params=target_critic_params, config=config)
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """IFQL defaults (FQL's `agents/ifql.py`); per-task values (num_samples, discount) come from configs.py."""
+    return ml_collections.ConfigDict(dict(
+        agent_name='ifql',  # registry name (agents/__init__.py)
+        lr=3e-4,  # Adam learning rate for all networks; constant, no clipping
+        batch_size=256,  # transitions per update (read by the training loop)
+        offline_steps=1_000_000,  # not read by IFQL (no schedule); set by main.py for every agent, logged in flags.json
+        actor_hidden_dims=(512, 512, 512, 512),  # hidden sizes of the BC flow v_θ
+        value_hidden_dims=(512, 512, 512, 512),  # hidden sizes of V and of each critic member
+        layer_norm=True,  # LayerNorm after every hidden activation of V and the critic
+        actor_layer_norm=False,  # LayerNorm in v_θ (FQL: off)
+        discount=0.99,  # γ of the critic target (0.995 for long-horizon tasks, see configs.py)
+        tau=0.005,  # Polyak rate of the target critic
+        expectile=0.9,  # τ of the expectile value loss
+        num_samples=32,  # N flow samples per state when acting; the agent takes the one with the highest Q
+        flow_steps=10,  # Euler steps of the BC flow when acting
+        normalize_observations=False,  # z-score observations with the training set's statistics (FQL: off)
+        observation_mean=None,  # per-dimension mean; None: the training loop fills in the training set's
+        observation_std=None,  # per-dimension std (dimensions with std < 1e-6: 1); None: filled likewise
+    ))

@@ -74,7 +74,7 @@ class Reference:
         return {self._our_path(key[len(prefix) + 1:]): self[key] for key in keys}
 
     def expect(self, name: str, actual: Any, expected: Any = None, *, atol: float = ATOL, rtol: float = RTOL,
-               leaf: str = '-') -> None:
+               leaf: str = '') -> None:
         """Compare `actual` with the recorded `name` (or with `expected`, for derived quantities)."""
         if expected is None:
             if name not in self.data.files:
@@ -83,19 +83,20 @@ class Reference:
             self.compared.add(name)
             expected = self.data[name]
         actual, expected = np.asarray(actual), np.asarray(expected)
+        where = f' worst leaf {leaf}' if leaf else ''
         if actual.shape != expected.shape:
-            self.failures.append(f'{name}: shape {actual.shape}, recorded {expected.shape} (leaf {leaf})')
+            self.failures.append(f'{name}:{where} shape {actual.shape}, recorded {expected.shape}')
             return
         if expected.dtype.kind in 'iub':
             if not np.array_equal(actual, expected):
-                self.failures.append(f'{name}: {actual.tolist()} != recorded {expected.tolist()} (leaf {leaf})')
+                self.failures.append(f'{name}:{where} {actual.tolist()} != recorded {expected.tolist()}')
             return
         actual, expected = actual.astype(np.float64), expected.astype(np.float64)
         excess = np.abs(actual - expected) - (atol + rtol * np.abs(expected))
         if not np.all(excess <= 0):  # NaN fails too
             index = np.unravel_index(np.nanargmax(np.where(np.isnan(excess), np.inf, excess)), excess.shape)
             self.failures.append(
-                f'{name}: worst leaf {leaf} at {tuple(int(i) for i in index)}: ours {actual[index]:.9g}, recorded '
+                f'{name}:{where} at {tuple(int(i) for i in index)}: ours {actual[index]:.9g}, recorded '
                 f'{expected[index]:.9g}, |diff| {abs(actual[index] - expected[index]):.3g} > '
                 f'atol {atol:g} + rtol {rtol:g}·|recorded|; {int(np.sum(excess > 0))} of {excess.size} entries off')
 
@@ -125,7 +126,8 @@ class Reference:
                      and not (key in self.read and key.startswith(input_keys))]
         if uncovered:
             self.failures.append(f'keys of the reference file that no assertion covers: {uncovered}')
-        assert not self.failures, '\n'.join(['our code differs from the authors\' values:'] + self.failures)
+        if self.failures:
+            pytest.fail('\n'.join(["our code differs from the authors' values:"] + self.failures), pytrace=False)
 
 
 def _flat(tree: Any) -> dict[str, Any]:
@@ -147,25 +149,33 @@ def _loaded(flat: dict[str, np.ndarray], like: Any, what: str) -> Any:
     """The recorded tree in the structure of `like` (our freshly built tree); a layout mismatch fails clearly."""
     ours = _flat(like)
     if set(ours) != set(flat):
-        pytest.fail(f'{what}: recorded parameter layout differs from ours; only ours: {sorted(set(ours) - set(flat))},'
-                    f' only recorded: {sorted(set(flat) - set(ours))}. Map renamed modules in PATH_RENAMES.')
+        pytest.fail(f'{what}: recorded parameter layout differs from ours; only ours: {sorted(set(ours) - set(flat))}, '
+                    f'only recorded: {sorted(set(flat) - set(ours))}. Map renamed modules in PATH_RENAMES.',
+                    pytrace=False)
     for path, leaf in ours.items():
         assert flat[path].shape == leaf.shape, f'{what}/{path}: recorded shape {flat[path].shape}, ours {leaf.shape}'
     return jax.tree_util.tree_map(lambda _, x: x, like, _nested(flat))
 
 
-def _optimiser_state(opt_state: Any, count: int, second_moment: float) -> Any:
-    """The recorded optimiser state: every count `count`, first moments 0, second moments `second_moment`."""
-    def value(path: tuple, leaf: jax.Array) -> jax.Array:
+def _skeleton(agent_class: type, batch: dict[str, jax.Array], config: dict) -> Any:
+    """The agent built from `config`, with shapes in place of arrays (nothing is initialised or compiled)."""
+    return jax.eval_shape(lambda key: agent_class.create(key, batch, config), jax.random.PRNGKey(0))
+
+
+def _network(ref: Reference, network: Any) -> Any:
+    """The recorded parameters and optimiser state: every count `update/optimizer_count`, first moments 0,
+    second moments `update/adam_nu0`."""
+    count, second_moment = int(ref['update/optimizer_count']), float(ref['update/adam_nu0'])
+
+    def value(path: tuple, leaf: jax.ShapeDtypeStruct) -> jax.Array:
         names = {getattr(key, 'name', None) for key in path}
-        if 'count' in names:
-            return jnp.full_like(leaf, count)
-        if 'mu' in names:
-            return jnp.zeros_like(leaf)
-        if 'nu' in names:
-            return jnp.full_like(leaf, second_moment)
-        raise AssertionError(f'unexpected optimiser state leaf {jax.tree_util.keystr(path)}')
-    return jax.tree_util.tree_map_with_path(value, opt_state)
+        fill = count if 'count' in names else 0.0 if 'mu' in names else second_moment if 'nu' in names else None
+        assert fill is not None, f'unexpected optimiser state leaf {jax.tree_util.keystr(path)}'
+        return jnp.full(leaf.shape, fill, leaf.dtype)
+
+    return network.replace(params=_loaded(ref.tree('params'), network.params, 'params'),
+                           step=jnp.asarray(count, jnp.int32),
+                           opt_state=jax.tree_util.tree_map_with_path(value, network.opt_state))
 
 
 def _batch(ref: Reference) -> dict[str, jax.Array]:
@@ -213,16 +223,11 @@ MFQL_INPUTS = ('batch/', 'params/', 'target_params/', 'draws/', 'state/', 'confi
 
 
 def _mfql_agent(ref: Reference) -> MFQLAgent:
-    batch = _batch(ref)
-    config = json.loads(ref.text('config_json'))
-    agent = jax.jit(lambda key: MFQLAgent.create(key, batch, config))(jax.random.PRNGKey(0))
-    params = _loaded(ref.tree('params'), agent.network.params, 'params')
-    target = _loaded(ref.tree('target_params'), agent.target_critic_params, 'target_params')
-    count = int(ref['update/optimizer_count'])
-    network = agent.network.replace(
-        params=params, step=jnp.asarray(count, jnp.int32),
-        opt_state=_optimiser_state(agent.network.opt_state, count, float(ref['update/adam_nu0'])))
-    return agent.replace(network=network, target_critic_params=target, alpha=jnp.asarray(ref['state/alpha']),
+    agent = _skeleton(MFQLAgent, _batch(ref), json.loads(ref.text('config_json')))
+    return agent.replace(rng=jax.random.PRNGKey(0), network=_network(ref, agent.network),
+                         target_critic_params=_loaded(ref.tree('target_params'), agent.target_critic_params,
+                                                      'target_params'),
+                         alpha=jnp.asarray(ref['state/alpha']),
                          mfi_loss_window=jnp.asarray(ref['state/mfi_loss_window']),
                          mfi_loss_window_count=jnp.asarray(ref['state/mfi_loss_window_count']),
                          step=jnp.asarray(ref['update/our_step']))
@@ -376,14 +381,10 @@ def _fql_outputs(agent: FQLAgent, batch: dict, noise: FQLNoise, forward_x: jax.A
 def test_fql_update_equals_the_authors_code(highest_precision):
     ref = Reference('fql')
     batch = _batch(ref)
-    config = json.loads(ref.text('config_json'))
-    agent = jax.jit(lambda key: FQLAgent.create(key, batch, config))(jax.random.PRNGKey(0))
-    count = int(ref['update/optimizer_count'])
-    agent = agent.replace(
-        network=agent.network.replace(
-            params=_loaded(ref.tree('params'), agent.network.params, 'params'), step=jnp.asarray(count, jnp.int32),
-            opt_state=_optimiser_state(agent.network.opt_state, count, float(ref['update/adam_nu0']))),
-        target_critic_params=_loaded(ref.tree('target_params'), agent.target_critic_params, 'target_params'))
+    agent = _skeleton(FQLAgent, batch, json.loads(ref.text('config_json')))
+    agent = agent.replace(rng=jax.random.PRNGKey(0), network=_network(ref, agent.network),
+                          target_critic_params=_loaded(ref.tree('target_params'), agent.target_critic_params,
+                                                       'target_params'))
     noise = FQLNoise(*(jnp.asarray(ref[f'draws/{key}'])
                        for key in ('flow_noise', 'flow_times', 'policy_noise', 'next_noise')))
     out = _fql_outputs(agent, batch, noise, jnp.asarray(ref['forward/x']), jnp.asarray(ref['forward/times']))

@@ -16,6 +16,11 @@ needs a stop-gradient we also write `jax.lax.stop_gradient` explicitly.
 Only state-based observations: FQL's pixel encoder (`impala_small`) is not implemented. As in FQL,
 observations are not normalised by default; `normalize_observations=True` z-scores them exactly as MFQL does
 (training-set statistics in the config), for comparisons where both agents should see the same inputs.
+
+Randomness is drawn in one place, `draw_loss_noise`; the losses are deterministic functions of (batch, params,
+draws). The update equals the authors' (seohongpark/fql) at float32 precision: tests/test_reference.py checks it
+against values computed by their code. Where we differ from their code: docs/reproducing.md, "Deliberate
+differences from the authors' code".
 """
 
 from typing import Any, NamedTuple
@@ -139,11 +144,13 @@ class FQLAgent(flax.struct.PyTreeNode):
                       'q_loss': q_loss, 'q': q.mean(), 'mse': mse}
 
     def total_loss(self, batch: Batch, grad_params: Any, rng: jax.Array) -> tuple[jax.Array, Info]:
-        """L_critic + L_actor with noise drawn from `rng`; info keys are `critic/…` and `actor/…`.
+        """`total_loss_from_draws` with the noise of `draw_loss_noise(rng)`."""
+        return self.total_loss_from_draws(batch, grad_params, draw_loss_noise(rng, *batch['actions'].shape))
+
+    def total_loss_from_draws(self, batch: Batch, grad_params: Any, noise: LossNoise) -> tuple[jax.Array, Info]:
+        """L_critic + L_actor; info keys are `critic/…` and `actor/…`.
         `batch` holds raw observations; they are z-scored here (if `normalize_observations`)."""
         batch = normalize_batch(self.config, batch)
-        batch_size, action_dim = batch['actions'].shape
-        noise = draw_loss_noise(rng, batch_size, action_dim)
         critic_loss, critic_info = self.critic_loss(batch, grad_params, noise.next_noise)
         actor_loss, actor_info = self.actor_loss(batch, grad_params, noise)
         info = {f'critic/{k}': v for k, v in critic_info.items()}
@@ -153,13 +160,19 @@ class FQLAgent(flax.struct.PyTreeNode):
     # ------------------------------------------------------------------------------ public interface
     @jax.jit
     def update(self, batch: Batch) -> tuple['FQLAgent', Info]:
-        """One Adam step on `total_loss`, then the Polyak target update; pure (scan/vmap safe)."""
+        """`update_from_draws` with this step's noise from the agent's key; pure (scan/vmap safe)."""
         new_rng, loss_rng = jax.random.split(self.rng)
-        new_network, info = self.network.apply_loss_fn(lambda p: self.total_loss(batch, p, loss_rng))
+        noise = draw_loss_noise(loss_rng, *batch['actions'].shape)
+        return self.replace(rng=new_rng).update_from_draws(batch, noise)
+
+    def update_from_draws(self, batch: Batch, noise: LossNoise) -> tuple['FQLAgent', Info]:
+        """One Adam step on `total_loss_from_draws`, then the Polyak target update. Pure; the agent's key is
+        left as it is."""
+        new_network, info = self.network.apply_loss_fn(lambda p: self.total_loss_from_draws(batch, p, noise))
         # As in FQL, the target follows the PRE-step critic params (φ̄ ← τφ_old + (1 − τ)φ̄): a one-step lag.
         new_target = polyak_update(self.network.params['modules_critic'], self.target_critic_params,
                                    self.config['tau'])
-        return self.replace(rng=new_rng, network=new_network, target_critic_params=new_target), info
+        return self.replace(network=new_network, target_critic_params=new_target), info
 
     @jax.jit
     def sample_actions(self, observations: jax.Array, rng: jax.Array, temperature: float = 1.0) -> jax.Array:

@@ -1,6 +1,6 @@
 """MeanFlowQL (arXiv 2511.13035): one-step residual MeanFlow policy + twin-Q critic, trained jointly.
 
-Per update (one joint gradient over critic and actor params, spec §16):
+Per update (one joint gradient over critic and actor params):
     L = L_critic + L_actor + α · L_MFI
 L_critic regresses both Q members on r + γ·mask·agg_m Q̄_m(s', a') with a' the best of N one-step samples
 scored by the target critic; L_actor = -mean Q(s, clip(g_θ(s, e, 1))) + bound loss; L_MFI is the
@@ -9,24 +9,22 @@ MeanFlow-identity loss of the residual policy g_θ(s, a_t, t) = a_t − u(a_t, 0
 Gradient convention (as in FQL): a loss gets gradients only through the `params=grad_params` it passes;
 calls without `params=` use the current parameters as constants.
 
-Deliberate differences from the authors' code (spec §15), all documented in `get_config()`:
-- The target critic lives outside the optimiser (its own pytree field), updated only by Polyak averaging
-  with the *post-step* critic params, as the authors do (FQL uses the pre-step params). Same maths.
-- Adaptive α averages only the filled slots of its loss window (the authors' mask averaged stale zeros
-  until the window filled). α, the window and the update counter are pytree fields, so `update` is pure.
-- N for the Bellman target is its own key (default 5: what actually ran; the intended N//2 never took effect).
-- The critic learning rate is a config key (default 3e-4, the authors' hard-coded value).
-- The consistency loss (weight 0 in every run) is not computed.
-- Observations are z-scored as in the authors' code (on by default), but with the statistics of the N real
-  training rows: the authors' also averaged the zero padding rows of their replay buffer. The statistics sit in
-  the config (`observation_mean`, `observation_std`, filled by the training loop), so flags.json records them.
-- b ≡ 0 is not a network input and the noise scale is 1 (the authors' only used settings).
+Randomness is drawn in one place, `draw_loss_noise` (t and e of L_MFI, the actor's e, the Bellman target's
+candidate noises); the losses are deterministic functions of (batch, params, draws).
+
+Where this agent deliberately differs from the authors' code (HiccupRL/MeanFlowQL), and why: see
+docs/reproducing.md, "Deliberate differences from the authors' code". Its update equals theirs at float32
+precision on the covered states; tests/test_reference.py checks it against values computed by their code.
+
+State: the target critic is its own pytree field outside the optimiser, changed only by Polyak averaging with
+the post-step critic (as the authors do; FQL uses the pre-step critic). α, the MFI-loss window and the update
+counter are pytree fields too, so `update` is pure.
 Step counting: `step` = completed updates; the update being computed has index i = step + 1 (the training
 loop runs updates 1..N). The authors' 0-based loop index at their k-th update is k − 1, so α checks fire at the
 same labelled steps (i % K == 0), one update apart.
 """
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax
 import jax
@@ -82,17 +80,52 @@ def adaptive_l2_loss(prediction: Array, target: Array, gamma: float, c: float) -
     return jnp.mean(jax.lax.stop_gradient(weights) * squared_error), jnp.mean(squared_error)
 
 
-def mean_flow_identity_loss(g_fn: PolicyFn, actions: Array, rng: Array, *, time_steps: int, target_clip: float,
-                            adaptive_gamma: float, adaptive_c: float) -> tuple[Array, dict[str, Array]]:
-    """L_MFI for data actions a (B, d): t ~ `sample_times`, e ~ N(0, I), a_t = (1−t)a + t e, v = e − a,
-    then `adaptive_l2_loss(g(a_t, t), mean_flow_target(...))`. Returns (loss, {'mfi_loss', 'mfi_mse'})."""
+def draw_mfi_inputs(rng: Array, batch_size: int, action_dim: int, time_steps: int,
+                    dtype: Any = jnp.float32) -> tuple[Array, Array]:
+    """The draws of one L_MFI evaluation: t (B, 1) from `sample_times` and e (B, d) ~ N(0, I)."""
     time_rng, noise_rng = jax.random.split(rng)
-    times = sample_times(time_rng, actions.shape[0], time_steps, actions.dtype)
-    noises = jax.random.normal(noise_rng, actions.shape, actions.dtype)
+    return (sample_times(time_rng, batch_size, time_steps, dtype),
+            jax.random.normal(noise_rng, (batch_size, action_dim), dtype))
+
+
+def mfi_loss_from_draws(g_fn: PolicyFn, actions: Array, times: Array, noises: Array, *, target_clip: float,
+                        adaptive_gamma: float, adaptive_c: float) -> tuple[Array, dict[str, Array]]:
+    """L_MFI for data actions a (B, d), times t (B, 1) and noises e (B, d): a_t = (1−t)a + t e, v = e − a,
+    then `adaptive_l2_loss(g(a_t, t), mean_flow_target(...))`. Returns (loss, {'mfi_loss', 'mfi_mse'})."""
     noisy_actions = (1.0 - times) * actions + times * noises
     g, target = mean_flow_target(g_fn, noisy_actions, times, noises - actions, target_clip)
     loss, mse = adaptive_l2_loss(g, target, adaptive_gamma, adaptive_c)
     return loss, {'mfi_loss': loss, 'mfi_mse': mse}
+
+
+def mean_flow_identity_loss(g_fn: PolicyFn, actions: Array, rng: Array, *, time_steps: int, target_clip: float,
+                            adaptive_gamma: float, adaptive_c: float) -> tuple[Array, dict[str, Array]]:
+    """`mfi_loss_from_draws` with t, e drawn from `rng` by `draw_mfi_inputs`, for callers without an agent
+    (benchmarks/toy_multimodal.py)."""
+    times, noises = draw_mfi_inputs(rng, *actions.shape, time_steps, actions.dtype)
+    return mfi_loss_from_draws(g_fn, actions, times, noises, target_clip=target_clip,
+                               adaptive_gamma=adaptive_gamma, adaptive_c=adaptive_c)
+
+
+class LossNoise(NamedTuple):
+    """All randomness of one MFQL loss evaluation, drawn up front (`draw_loss_noise`) so the losses are
+    deterministic functions of (batch, params, draws)."""
+
+    target_candidate_noise: Array  # (N_target, B, d): candidate noises of the Bellman target's best-of-N
+    actor_noise: Array  # e (B, d) of the actor loss: â = g_θ(s, e, 1)
+    mfi_times: Array  # t (B, 1) of L_MFI (`sample_times`)
+    mfi_noise: Array  # e (B, d) ~ N(0, I) of L_MFI
+
+
+def draw_loss_noise(rng: Array, batch_size: int, action_dim: int, config: Any) -> LossNoise:
+    """Independent draws for one batch: N(0, I) noises, and the MFI times by the `time_steps` rule."""
+    critic_rng, actor_rng, mfi_rng = jax.random.split(rng, 3)
+    mfi_times, mfi_noise = draw_mfi_inputs(mfi_rng, batch_size, action_dim, config['time_steps'])
+    return LossNoise(
+        target_candidate_noise=jax.random.normal(
+            critic_rng, (config['num_candidates_target'], batch_size, action_dim)),
+        actor_noise=jax.random.normal(actor_rng, (batch_size, action_dim)),
+        mfi_times=mfi_times, mfi_noise=mfi_noise)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -157,11 +190,11 @@ class MFQLAgent(flax.struct.PyTreeNode):
         The t = 1 calls pass a shared (1, 1) time so the DiT's time conditioning runs once, not per row."""
         return lambda s, z, t: self.network.select('actor')(s, z, t, params=params)
 
-    def critic_loss(self, batch: dict, grad_params: Any, rng: Array) -> tuple[Array, dict]:
-        """y = r + γ · mask · agg_m Q̄_m(s', a'),  a' = best-of-N_target(s') (current actor, target critic);
-        L = mean_{m,B} (Q_m(s, a) − stop_gradient(y))², agg = mean or min over the 2 members."""
-        noises = jax.random.normal(rng, (self.config['num_candidates_target'], *batch['actions'].shape))
-        _, next_q = self.best_of_n(batch['next_observations'], noises)  # (2, B), target critic
+    def critic_loss(self, batch: dict, grad_params: Any, candidate_noise: Array) -> tuple[Array, dict]:
+        """y = r + γ · mask · agg_m Q̄_m(s', a'),  a' = `best_of_n`(s', candidate_noise (N, B, d)) (current
+        actor, target critic);  L = mean_{m,B} (Q_m(s, a) − stop_gradient(y))², agg = mean or min over the
+        2 members."""
+        _, next_q = self.best_of_n(batch['next_observations'], candidate_noise)  # (2, B), target critic
         next_q = next_q.mean(axis=0) if self.config['q_agg'] == 'mean' else next_q.min(axis=0)
         target_q = batch['rewards'] + self.config['discount'] * batch['masks'] * next_q
         q = self.network.select('critic')(batch['observations'], batch['actions'], params=grad_params)
@@ -169,13 +202,12 @@ class MFQLAgent(flax.struct.PyTreeNode):
         return loss, {'loss': loss, 'q_mean': q.mean(), 'q_max': q.max(), 'q_min': q.min(),
                       'target_q_mean': target_q.mean()}
 
-    def actor_loss(self, batch: dict, grad_params: Any, rng: Array) -> tuple[Array, dict]:
-        """â = g_θ(s, e, 1), e ~ N(0, I);  L_Q = −mean_B mean_m Q_m(s, clip(â, −1, 1)) (critic as constant;
+    def actor_loss(self, batch: dict, grad_params: Any, noise: Array) -> tuple[Array, dict]:
+        """â = g_θ(s, e, 1), e = noise (B, d);  L_Q = −mean_B mean_m Q_m(s, clip(â, −1, 1)) (critic as constant;
         divided by stop_gradient(mean|Q|) if normalize_q_loss);  L_bound = mean relu(â − 1) + mean relu(−1 − â);
         L = L_Q + bound_loss_weight · L_bound."""
         observations = batch['observations']
-        noises = jax.random.normal(rng, batch['actions'].shape)
-        actions = self.actor_fn(grad_params)(observations, noises, jnp.ones((1, 1)))  # t = 1 shared by all rows
+        actions = self.actor_fn(grad_params)(observations, noise, jnp.ones((1, 1)))  # t = 1 shared by all rows
         bound_loss = jnp.mean(jax.nn.relu(actions - 1.0)) + jnp.mean(jax.nn.relu(-1.0 - actions))
         q = self.network.select('critic')(observations, jnp.clip(actions, -1.0, 1.0)).mean(axis=0)
         q_loss = -q.mean()
@@ -185,22 +217,27 @@ class MFQLAgent(flax.struct.PyTreeNode):
         return loss, {'loss': loss, 'q_loss': q_loss, 'bound_loss': bound_loss,
                       'out_of_bound_fraction': jnp.mean(jnp.any(jnp.abs(actions) > 1.0, axis=-1))}
 
-    def mfi_loss(self, batch: dict, grad_params: Any, rng: Array) -> tuple[Array, dict]:
-        """L_MFI (see `mean_flow_identity_loss`) with g(a_t, t) = g_θ(s, a_t, t) and the live params."""
+    def mfi_loss(self, batch: dict, grad_params: Any, times: Array, noise: Array) -> tuple[Array, dict]:
+        """L_MFI (see `mfi_loss_from_draws`) with g(a_t, t) = g_θ(s, a_t, t), the live params, times t (B, 1)
+        and noises e (B, d)."""
         actor = self.actor_fn(grad_params)
-        return mean_flow_identity_loss(
-            lambda z, t: actor(batch['observations'], z, t), batch['actions'], rng,
-            time_steps=self.config['time_steps'], target_clip=self.config['target_clip'],
-            adaptive_gamma=self.config['adaptive_gamma'], adaptive_c=self.config['adaptive_c'])
+        return mfi_loss_from_draws(
+            lambda z, t: actor(batch['observations'], z, t), batch['actions'], times, noise,
+            target_clip=self.config['target_clip'], adaptive_gamma=self.config['adaptive_gamma'],
+            adaptive_c=self.config['adaptive_c'])
 
     def total_loss(self, batch: dict, grad_params: Any, rng: Array) -> tuple[Array, dict]:
+        """`total_loss_from_draws` with the draws of `draw_loss_noise(rng)`."""
+        return self.total_loss_from_draws(batch, grad_params,
+                                          draw_loss_noise(rng, *batch['actions'].shape, self.config))
+
+    def total_loss_from_draws(self, batch: dict, grad_params: Any, noise: LossNoise) -> tuple[Array, dict]:
         """L = L_critic + L_actor + α · L_MFI, α from `adaptive_alpha` for update step + 1 (or fixed).
         `batch` holds raw observations; they are z-scored here (if `normalize_observations`)."""
         batch = normalize_batch(self.config, batch)
-        critic_rng, actor_rng, mfi_rng = jax.random.split(rng, 3)
-        critic_loss, critic_info = self.critic_loss(batch, grad_params, critic_rng)
-        actor_loss, actor_info = self.actor_loss(batch, grad_params, actor_rng)
-        mfi_loss, mfi_info = self.mfi_loss(batch, grad_params, mfi_rng)
+        critic_loss, critic_info = self.critic_loss(batch, grad_params, noise.target_candidate_noise)
+        actor_loss, actor_info = self.actor_loss(batch, grad_params, noise.actor_noise)
+        mfi_loss, mfi_info = self.mfi_loss(batch, grad_params, noise.mfi_times, noise.mfi_noise)
         alpha = self.alpha
         if self.config['alpha_mode'] == 'adaptive':
             alpha = adaptive_alpha(self.alpha, self.mfi_loss_window, self.mfi_loss_window_count, self.step + 1,
@@ -212,9 +249,16 @@ class MFQLAgent(flax.struct.PyTreeNode):
 
     @jax.jit
     def update(self, batch: dict) -> tuple['MFQLAgent', dict]:
-        """One joint gradient step, the Polyak target update (post-step params), then α bookkeeping."""
+        """`update_from_draws` with this step's draws from the agent's key."""
         new_rng, loss_rng = jax.random.split(self.rng)
-        grads, info = jax.grad(lambda p: self.total_loss(batch, p, loss_rng), has_aux=True)(self.network.params)
+        noise = draw_loss_noise(loss_rng, *batch['actions'].shape, self.config)
+        return self.replace(rng=new_rng).update_from_draws(batch, noise)
+
+    def update_from_draws(self, batch: dict, noise: LossNoise) -> tuple['MFQLAgent', dict]:
+        """One joint gradient step on `total_loss_from_draws`, the Polyak target update (post-step params),
+        then α bookkeeping. Pure; the agent's key is left as it is."""
+        grads, info = jax.grad(lambda p: self.total_loss_from_draws(batch, p, noise), has_aux=True)(
+            self.network.params)
         info['critic/grad_norm'] = optax.tree.norm(grads['modules_critic'])
         info['actor/grad_norm'] = optax.tree.norm(grads['modules_actor'])
         info['actor/lr'] = actor_lr_schedule(self.config)(self.network.step)
@@ -228,7 +272,7 @@ class MFQLAgent(flax.struct.PyTreeNode):
             is_check = step % self.config['alpha_update_interval'] == 0
             window = jnp.where(is_check, pushed_window, window)
             count = jnp.where(is_check, pushed_count, count)
-        agent = self.replace(rng=new_rng, network=network, target_critic_params=target, alpha=info['alpha'],
+        agent = self.replace(network=network, target_critic_params=target, alpha=info['alpha'],
                              mfi_loss_window=window, mfi_loss_window_count=count, step=step)
         return agent, info
 

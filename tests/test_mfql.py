@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents.mfql import (MFQLAgent, actor_lr_schedule, adaptive_alpha, adaptive_l2_loss, get_config,
-                         mean_flow_identity_loss, mean_flow_target, push_loss_window, sample_times)
+from agents.mfql import (MFQLAgent, actor_lr_schedule, adaptive_alpha, adaptive_l2_loss, draw_loss_noise,
+                         get_config, mean_flow_identity_loss, mean_flow_target, push_loss_window, sample_times)
 from networks.policy import DiTPolicy, MLPPolicy
 
 OBS_DIM, ACTION_DIM, BATCH = 6, 3, 8
@@ -287,12 +287,15 @@ def test_init_policy_is_zero_in_bounds_with_gradients():
 
 
 def test_gradient_routing_between_losses():
-    batch, agent, rng = _batch(), _random_agent(), jax.random.PRNGKey(3)
+    batch, agent = _batch(), _random_agent()
+    noise = draw_loss_noise(jax.random.PRNGKey(3), BATCH, ACTION_DIM, agent.config)
+    losses = (lambda p: agent.actor_loss(batch, p, noise.actor_noise),
+              lambda p: agent.critic_loss(batch, p, noise.target_candidate_noise),
+              lambda p: agent.mfi_loss(batch, p, noise.mfi_times, noise.mfi_noise))
 
     @jax.jit
     def gradients(params):
-        return [jax.grad(lambda p: loss(batch, p, rng)[0])(params)
-                for loss in (agent.actor_loss, agent.critic_loss, agent.mfi_loss)]
+        return [jax.grad(lambda p: loss(p)[0])(params) for loss in losses]
 
     actor_grads, critic_grads, mfi_grads = gradients(agent.network.params)
     assert _norm(actor_grads['modules_actor']) > 1e-4 and _norm(actor_grads['modules_critic']) == 0.0
@@ -300,21 +303,36 @@ def test_gradient_routing_between_losses():
     assert _norm(mfi_grads['modules_actor']) > 1e-4 and _norm(mfi_grads['modules_critic']) == 0.0
 
 
+def test_loss_noise_is_drawn_from_independent_keys():
+    """`draw_loss_noise`: shapes from the config, the MFI times follow `time_steps`, and the noises differ."""
+    config = _config(num_candidates_target=3, time_steps=10)
+    noise = draw_loss_noise(jax.random.PRNGKey(0), 64, ACTION_DIM, config)
+    assert noise.target_candidate_noise.shape == (3, 64, ACTION_DIM)
+    assert noise.actor_noise.shape == noise.mfi_noise.shape == (64, ACTION_DIM)
+    assert noise.mfi_times.shape == (64, 1)
+    np.testing.assert_array_equal(np.round(np.asarray(noise.mfi_times) * 10), np.asarray(noise.mfi_times) * 10)
+    assert float(noise.mfi_times.min()) >= 0.1 and float(noise.mfi_times.max()) <= 1.0
+    flat = [noise.target_candidate_noise[0], noise.actor_noise, noise.mfi_noise]
+    for i in range(3):
+        for j in range(i):
+            assert float(jnp.abs(flat[i] - flat[j]).min()) > 0.0
+
+
 def test_losses_match_their_formulas():
     batch, rng = _batch(), jax.random.PRNGKey(4)
     agent = _random_agent(q_agg='min', num_candidates_target=3, alpha_mode='fixed', alpha=3.0)
     params = agent.network.params
     normalized = agent.replace(config=flax.core.FrozenDict(dict(agent.config, normalize_q_loss=True)))
-    critic_rng, actor_rng, mfi_rng = jax.random.split(rng, 3)
+    noise = draw_loss_noise(rng, BATCH, ACTION_DIM, agent.config)
 
     @jax.jit
     def losses():  # everything under one compilation
-        return dict(critic=agent.critic_loss(batch, params, rng), actor=agent.actor_loss(batch, params, rng),
-                    normalized=normalized.actor_loss(batch, params, rng), total=agent.total_loss(batch, params, rng),
-                    parts=(agent.critic_loss(batch, params, critic_rng)[0],
-                           agent.actor_loss(batch, params, actor_rng)[0], agent.mfi_loss(batch, params, mfi_rng)[0]),
-                    next_actions=agent.best_of_n(batch['next_observations'],
-                                                 jax.random.normal(rng, (3, BATCH, ACTION_DIM)))[0])
+        return dict(critic=agent.critic_loss(batch, params, noise.target_candidate_noise),
+                    actor=agent.actor_loss(batch, params, noise.actor_noise),
+                    normalized=normalized.actor_loss(batch, params, noise.actor_noise),
+                    mfi=agent.mfi_loss(batch, params, noise.mfi_times, noise.mfi_noise),
+                    total=agent.total_loss(batch, params, rng),
+                    next_actions=agent.best_of_n(batch['next_observations'], noise.target_candidate_noise)[0])
 
     out = losses()
     critic = agent.network.select('critic')
@@ -325,7 +343,7 @@ def test_losses_match_their_formulas():
     np.testing.assert_allclose(out['critic'][0], jnp.mean((q - y[None]) ** 2), rtol=1e-5)
     np.testing.assert_allclose(out['critic'][1]['target_q_mean'], y.mean(), rtol=1e-5)
     # Actor: −mean_B mean_m Q(s, clip(â)) + mean relu(â − 1) + mean relu(−1 − â).
-    e = jax.random.normal(rng, batch['actions'].shape)
+    e = noise.actor_noise
     a_hat = agent.actor_fn()(batch['observations'], e, jnp.ones((BATCH, 1)))
     assert float(jnp.abs(a_hat).max()) > 1.0  # the random actor leaves the box, so the bound loss is active
     q_hat = critic(batch['observations'], jnp.clip(a_hat, -1, 1)).mean(axis=0)
@@ -333,9 +351,9 @@ def test_losses_match_their_formulas():
     np.testing.assert_allclose(out['actor'][0], -q_hat.mean() + bound, rtol=1e-5)
     assert float(out['actor'][1]['bound_loss']) > 0
     np.testing.assert_allclose(out['normalized'][1]['q_loss'], -q_hat.mean() / jnp.abs(q_hat).mean(), rtol=1e-5)
-    # Total: L_critic + L_actor + α L_MFI with the fixed α, each term from its own rng split.
+    # Total: L_critic + L_actor + α L_MFI with the fixed α, the terms given the draws `total_loss` makes from rng.
     total, info = out['total']
-    np.testing.assert_allclose(total, out['parts'][0] + out['parts'][1] + 3.0 * out['parts'][2], rtol=1e-5)
+    np.testing.assert_allclose(total, out['critic'][0] + out['actor'][0] + 3.0 * out['mfi'][0], rtol=1e-5)
     assert float(info['alpha']) == 3.0
 
 

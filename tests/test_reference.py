@@ -1,0 +1,394 @@
+"""Our MFQL and FQL updates against values computed by the authors' own code.
+
+`tests/data/mfql-golden.npz` was computed by HiccupRL/MeanFlowQL at commit 3fab100 and `tests/data/fql-golden.npz`
+by seohongpark/fql at commit 719d044, both in float32 on CPU with the highest matmul precision, from recorded
+inputs: a batch, small networks with random non-zero parameters, and every random draw. Each test rebuilds the
+agent from the recorded config, loads the recorded parameters and optimiser state, feeds the recorded draws to
+the losses, and compares every recorded output: forward passes, MFI targets, losses, best-of-N choices,
+gradients, one full update (parameters, target critic, α bookkeeping), the learning rates and the α trajectory.
+
+Tolerances: rtol 1e-5, atol 1e-6 elementwise. A step of ~1e-4 on parameters of size ~1 would drown in atol 1e-6,
+so the parameter and target-critic changes (after − before) are also compared, with atol 2.5e-7: that tells
+Polyak averaging with the pre-step critic from the post-step one (they differ by ≥ 1.4e-6 here) and catches
+learning-rate errors above ~0.1 %. All mismatches are collected and reported together, each with the quantity,
+the worst parameter leaf and the difference. Every key of a reference file must be read as an input or
+compared as an output, so a quantity added to a file without an assertion fails the test.
+
+The recorded parameter paths follow the agents' module names. If a module is renamed, add the rename to
+`PATH_RENAMES` (the reference values never need regenerating).
+"""
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agents.fql import FQLAgent, LossNoise as FQLNoise
+from agents.mfql import (LossNoise as MFQLNoise, MFQLAgent, actor_lr_schedule, adaptive_alpha, draw_loss_noise,
+                         mean_flow_target, push_loss_window)
+
+DATA = Path(__file__).parent / 'data'
+RTOL, ATOL = 1e-5, 1e-6
+STEP_ATOL = 2.5e-7  # for (after − before) of parameters and target critic
+
+# Recorded parameter path (regex) -> our path, applied in order to every `params/`, `grad/`, `target_params/`
+# and `after_update/...` path, e.g. (r'/value/', r'/v_proj/') after renaming the DiT block's `value` Dense.
+PATH_RENAMES: dict[str, tuple[tuple[str, str], ...]] = {'mfql': (), 'fql': ()}
+
+AUTHORS = {'mfql': ('HiccupRL/MeanFlowQL', '3fab100a40a1069e5e6f6fcd24e489a1998cc276'),
+           'fql': ('seohongpark/fql', '719d04417cb0b206deddbc7d761b3e710c3d750c')}
+
+
+class Reference:
+    """A reference file that records which keys were read as inputs and which were compared, and collects
+    every mismatch (so one run reports all failing quantities)."""
+
+    def __init__(self, agent_name: str):
+        self.data = np.load(DATA / f'{agent_name}-golden.npz')
+        self.renames = PATH_RENAMES[agent_name]
+        self.read: set[str] = set()
+        self.compared: set[str] = set()
+        self.failures: list[str] = []
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        self.read.add(key)
+        return self.data[key]
+
+    def text(self, key: str) -> str:
+        return str(self[key])
+
+    def _our_path(self, path: str) -> str:
+        for pattern, replacement in self.renames:
+            path = re.sub(pattern, replacement, path)
+        return path
+
+    def tree(self, prefix: str) -> dict[str, np.ndarray]:
+        """{our path: value} of every key under `prefix/`, read as inputs."""
+        keys = [key for key in self.data.files if key.startswith(prefix + '/')]
+        return {self._our_path(key[len(prefix) + 1:]): self[key] for key in keys}
+
+    def expect(self, name: str, actual: Any, expected: Any = None, *, atol: float = ATOL, rtol: float = RTOL,
+               leaf: str = '') -> None:
+        """Compare `actual` with the recorded `name` (or with `expected`, for derived quantities)."""
+        if expected is None:
+            if name not in self.data.files:
+                self.failures.append(f'{name}: computed by the test but not in the reference file')
+                return
+            self.compared.add(name)
+            expected = self.data[name]
+        actual, expected = np.asarray(actual), np.asarray(expected)
+        where = f' worst leaf {leaf}' if leaf else ''
+        if actual.shape != expected.shape:
+            self.failures.append(f'{name}:{where} shape {actual.shape}, recorded {expected.shape}')
+            return
+        if expected.dtype.kind in 'iub':
+            if not np.array_equal(actual, expected):
+                self.failures.append(f'{name}:{where} {actual.tolist()} != recorded {expected.tolist()}')
+            return
+        actual, expected = actual.astype(np.float64), expected.astype(np.float64)
+        excess = np.abs(actual - expected) - (atol + rtol * np.abs(expected))
+        if not np.all(excess <= 0):  # NaN fails too
+            index = np.unravel_index(np.nanargmax(np.where(np.isnan(excess), np.inf, excess)), excess.shape)
+            self.failures.append(
+                f'{name}:{where} at {tuple(int(i) for i in index)}: ours {actual[index]:.9g}, recorded '
+                f'{expected[index]:.9g}, |diff| {abs(actual[index] - expected[index]):.3g} > '
+                f'atol {atol:g} + rtol {rtol:g}·|recorded|; {int(np.sum(excess > 0))} of {excess.size} entries off')
+
+    def expect_tree(self, name: str, actual: dict[str, Any], expected: dict[str, np.ndarray] | None = None, *,
+                    atol: float = ATOL) -> None:
+        """Compare a flat {path: leaf} tree with the recorded `name/<path>` keys; the report names the leaf
+        with the largest excess over the tolerance."""
+        if expected is None:
+            keys = [key for key in self.data.files if key.startswith(name + '/')]
+            self.compared.update(keys)
+            expected = {self._our_path(key[len(name) + 1:]): self.data[key] for key in keys}
+        if set(actual) != set(expected):
+            self.failures.append(f'{name}: parameter layout differs; only ours: {sorted(set(actual) - set(expected))},'
+                                 f' only recorded: {sorted(set(expected) - set(actual))} (map renames in PATH_RENAMES)')
+            return
+        worst, worst_excess = None, -np.inf
+        for path in sorted(expected):
+            a, e = np.asarray(actual[path], np.float64), np.asarray(expected[path], np.float64)
+            excess = np.max(np.abs(a - e) - (atol + RTOL * np.abs(e))) if a.shape == e.shape else np.inf
+            if np.isnan(excess) or excess > worst_excess:
+                worst, worst_excess = path, np.inf if np.isnan(excess) else excess
+        self.expect(name, actual[worst], expected[worst], atol=atol, leaf=worst)
+
+    def finish(self, input_keys: tuple[str, ...]) -> None:
+        """Fail with every mismatch; and if a key was neither compared nor a declared input that was read."""
+        uncovered = [key for key in self.data.files if key not in self.compared
+                     and not (key in self.read and key.startswith(input_keys))]
+        if uncovered:
+            self.failures.append(f'keys of the reference file that no assertion covers: {uncovered}')
+        if self.failures:
+            pytest.fail('\n'.join(["our code differs from the authors' values:"] + self.failures), pytrace=False)
+
+
+def _flat(tree: Any) -> dict[str, Any]:
+    return {'/'.join(str(k.key) for k in path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _nested(flat: dict[str, Any]) -> dict:
+    tree: dict = {}
+    for path, leaf in flat.items():
+        *parents, name = path.split('/')
+        node = tree
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[name] = jnp.asarray(leaf)
+    return tree
+
+
+def _loaded(flat: dict[str, np.ndarray], like: Any, what: str) -> Any:
+    """The recorded tree in the structure of `like` (our freshly built tree); a layout mismatch fails clearly."""
+    ours = _flat(like)
+    if set(ours) != set(flat):
+        pytest.fail(f'{what}: recorded parameter layout differs from ours; only ours: {sorted(set(ours) - set(flat))}, '
+                    f'only recorded: {sorted(set(flat) - set(ours))}. Map renamed modules in PATH_RENAMES.',
+                    pytrace=False)
+    for path, leaf in ours.items():
+        assert flat[path].shape == leaf.shape, f'{what}/{path}: recorded shape {flat[path].shape}, ours {leaf.shape}'
+    return jax.tree_util.tree_map(lambda _, x: x, like, _nested(flat))
+
+
+def _skeleton(agent_class: type, batch: dict[str, jax.Array], config: dict) -> Any:
+    """The agent built from `config`, with shapes in place of arrays (nothing is initialised or compiled)."""
+    return jax.eval_shape(lambda key: agent_class.create(key, batch, config), jax.random.PRNGKey(0))
+
+
+def _network(ref: Reference, network: Any) -> Any:
+    """The recorded parameters and optimiser state: every count `update/optimizer_count`, first moments 0,
+    second moments `update/adam_nu0`."""
+    count, second_moment = int(ref['update/optimizer_count']), float(ref['update/adam_nu0'])
+
+    def value(path: tuple, leaf: jax.ShapeDtypeStruct) -> jax.Array:
+        names = {getattr(key, 'name', None) for key in path}
+        fill = count if 'count' in names else 0.0 if 'mu' in names else second_moment if 'nu' in names else None
+        assert fill is not None, f'unexpected optimiser state leaf {jax.tree_util.keystr(path)}'
+        return jnp.full(leaf.shape, fill, leaf.dtype)
+
+    return network.replace(params=_loaded(ref.tree('params'), network.params, 'params'),
+                           step=jnp.asarray(count, jnp.int32),
+                           opt_state=jax.tree_util.tree_map_with_path(value, network.opt_state))
+
+
+def _batch(ref: Reference) -> dict[str, jax.Array]:
+    return {key: jnp.asarray(ref[f'batch/{key}'])
+            for key in ('observations', 'actions', 'rewards', 'masks', 'next_observations')}
+
+
+def _check_meta(ref: Reference, agent_name: str) -> None:
+    repository, commit = AUTHORS[agent_name]
+    for key, expected in (('meta/authors_repository', repository), ('meta/authors_commit', commit)):
+        ref.compared.add(key)
+        if ref.text(key) != expected:
+            ref.failures.append(f'{key}: {ref.text(key)!r}, expected {expected!r}')
+
+
+def _compare_outputs(ref: Reference, out: dict[str, Any], params: Any, target_params: Any) -> None:
+    """Compare every output; the parameters after the update also as (after − before)."""
+    trees = ('grad', 'after_update/params', 'after_update/target_params')
+    for name, value in out.items():
+        if name not in trees:
+            ref.expect(name, value)
+    ref.expect_tree('grad', _flat(out['grad']))
+    for name, before in (('after_update/params', _flat(params)), ('after_update/target_params', _flat(target_params))):
+        ours, recorded = _flat(out[name]), ref.tree(name)
+        ref.expect_tree(name, ours)
+        ref.expect_tree(name.replace('after_update/', 'step (after − before) of '),
+                        {path: np.float64(ours[path]) - np.float64(before[path]) for path in ours},
+                        {path: np.float64(recorded[path]) - np.float64(before[path]) for path in recorded},
+                        atol=STEP_ATOL)
+
+
+@pytest.fixture
+def highest_precision():
+    """float32 matmuls at full precision, as the reference was computed; restored after the test."""
+    with jax.default_matmul_precision('highest'):
+        yield
+
+
+# ----------------------------------------------------------------------------------------------------------- MFQL
+
+MFQL_INPUTS = ('batch/', 'params/', 'target_params/', 'draws/', 'state/', 'config_json', 'forward/noisy_actions',
+               'forward/times', 'mfi_wide/actions', 'update/optimizer_count', 'update/adam_nu0', 'update/our_step',
+               'lr_schedule/steps', 'lr_schedule/offline_steps', 'alpha_trajectory/config_json',
+               'alpha_trajectory/labels', 'alpha_trajectory/mfi_loss', 'alpha_trajectory/initial_alpha')
+
+
+def _mfql_agent(ref: Reference) -> MFQLAgent:
+    agent = _skeleton(MFQLAgent, _batch(ref), json.loads(ref.text('config_json')))
+    return agent.replace(rng=jax.random.PRNGKey(0), network=_network(ref, agent.network),
+                         target_critic_params=_loaded(ref.tree('target_params'), agent.target_critic_params,
+                                                      'target_params'),
+                         alpha=jnp.asarray(ref['state/alpha']),
+                         mfi_loss_window=jnp.asarray(ref['state/mfi_loss_window']),
+                         mfi_loss_window_count=jnp.asarray(ref['state/mfi_loss_window_count']),
+                         step=jnp.asarray(ref['update/our_step']))
+
+
+@jax.jit
+def _mfql_outputs(agent: MFQLAgent, batch: dict, noise: MFQLNoise, eval_noise: jax.Array, forward_actions: jax.Array,
+                  forward_times: jax.Array, wide_actions: jax.Array) -> dict[str, Any]:
+    """Everything the reference records, computed by our code (one compilation)."""
+    params, observations = agent.network.params, batch['observations']
+    actor = agent.actor_fn()
+    out = {'forward/g': actor(observations, forward_actions, forward_times)}
+
+    times, noises = noise.mfi_times, noise.mfi_noise
+    for prefix, actions in (('mfi', batch['actions']), ('mfi_wide', wide_actions)):
+        noisy_actions, velocities = (1.0 - times) * actions + times * noises, noises - actions
+        g_fn = lambda z, t: actor(observations, z, t)  # noqa: E731
+        out[f'{prefix}/g'], out[f'{prefix}/target'] = mean_flow_target(
+            g_fn, noisy_actions, times, velocities, agent.config['target_clip'])
+        out[f'{prefix}/loss'] = agent.mfi_loss(batch | {'actions': actions}, params, times, noises)[0]
+        if prefix == 'mfi':  # ġ is recorded for the data actions only
+            out['mfi/g_dot'] = jax.jvp(g_fn, (noisy_actions, times), (velocities, jnp.ones_like(times)))[1]
+
+    out['actor/actions'] = actor(observations, noise.actor_noise, jnp.ones((1, 1)))
+    actor_info = agent.actor_loss(batch, params, noise.actor_noise)[1]
+    out |= {f'actor/{key}': actor_info[key] for key in ('loss', 'q_loss', 'bound_loss')}
+
+    out['critic/next_actions'], out['critic/next_q_members'] = agent.best_of_n(
+        batch['next_observations'], noise.target_candidate_noise)
+    critic_info = agent.critic_loss(batch, params, noise.target_candidate_noise)[1]
+    out['critic/loss'], out['critic/q_mean'] = critic_info['loss'], critic_info['q_mean']
+    min_agent = agent.replace(config=flax.core.FrozenDict(dict(agent.config, q_agg='min')))
+    out['critic/loss_min'] = min_agent.critic_loss(batch, params, noise.target_candidate_noise)[0]
+    out['eval/actions'] = agent.best_of_n(observations, eval_noise)[0]  # `sample_actions` with N > 1
+
+    (out['total/loss'], info), out['grad'] = jax.value_and_grad(
+        lambda p: agent.total_loss_from_draws(batch, p, noise), has_aux=True)(params)
+    out['total/alpha'] = info['alpha']
+    no_check_loss, no_check_info = agent.replace(step=agent.step + 1).total_loss_from_draws(batch, params, noise)
+    out['total/loss_no_check'], out['total/alpha_no_check'] = no_check_loss, no_check_info['alpha']
+
+    updated, update_info = agent.update_from_draws(batch, noise)
+    out['update/actor_grad_norm'] = update_info['actor/grad_norm']
+    out['update/critic_grad_norm'] = update_info['critic/grad_norm']
+    out['update/actor_lr'] = update_info['actor/lr']
+    out['after_update/params'] = updated.network.params
+    out['after_update/target_params'] = updated.target_critic_params
+    out['after_update/alpha'] = updated.alpha
+    out['after_update/mfi_loss_window'] = updated.mfi_loss_window
+    out['after_update/mfi_loss_window_count'] = updated.mfi_loss_window_count
+    return out
+
+
+def _alpha_trajectory(config: dict, labels: np.ndarray, mfi_losses: np.ndarray, initial_alpha: float):
+    """α after each call of the update at `labels` with prescribed L_MFI, from a fresh state: `adaptive_alpha`
+    gives the α of the step; on check labels L_MFI is pushed into the window (as `update_from_draws` does)."""
+    alpha = jnp.asarray(initial_alpha, jnp.float32)
+    window, count = jnp.zeros((config['alpha_window'],), jnp.float32), jnp.zeros((), jnp.int32)
+    alphas, counts = [], []
+    for label, loss in zip(labels, mfi_losses):
+        alpha = adaptive_alpha(alpha, window, count, jnp.asarray(label), jnp.asarray(loss), config)
+        if label % config['alpha_update_interval'] == 0:
+            window, count = push_loss_window(window, count, jnp.asarray(loss))
+        alphas.append(alpha)
+        counts.append(count)
+    return np.asarray(alphas), np.asarray(counts), np.asarray(window)
+
+
+def _check_draw_rule(ref: Reference, name: str, ours: jax.Array, recorded: np.ndarray, time_steps: int) -> None:
+    """Our MFI times follow the authors' rule for `time_steps`, as the recorded draws do: on the grid k/T with
+    k ∈ {1..T} for T ≤ 1000, else continuous U(0, 1) (checked: off the grid, and uniform by a KS bound)."""
+    def on_grid(t: np.ndarray) -> bool:
+        k = np.asarray(t, np.float64) * time_steps
+        return bool(np.all(np.abs(k - np.round(k)) < 1e-2) and np.all(np.round(k) >= 1))
+    ours = np.sort(np.asarray(ours, np.float64).ravel())
+    ks = np.max(np.abs(np.arange(1, ours.size + 1) / ours.size - ours))
+    problems = [f'on the 1/T grid: ours {on_grid(ours)}, recorded {on_grid(recorded)}'] if (
+        on_grid(ours) != on_grid(recorded)) else []
+    if ours.min() < 0.0 or ours.max() > 1.0 or ks > 2.0 / np.sqrt(ours.size):
+        problems.append(f'range [{ours.min():.3g}, {ours.max():.3g}], KS distance to U(0, 1) {ks:.3g}')
+    if problems:
+        ref.failures.append(f'{name} (T = {time_steps}): ' + '; '.join(problems))
+
+
+def test_mfql_update_equals_the_authors_code(highest_precision):
+    ref = Reference('mfql')
+    agent, batch = _mfql_agent(ref), _batch(ref)
+    noise = MFQLNoise(target_candidate_noise=jnp.asarray(ref['draws/target_candidate_noise']),
+                      actor_noise=jnp.asarray(ref['draws/actor_noise']),
+                      mfi_times=jnp.asarray(ref['draws/mfi_times']), mfi_noise=jnp.asarray(ref['draws/mfi_noise']))
+    out = _mfql_outputs(agent, batch, noise, jnp.asarray(ref['draws/eval_candidate_noise']),
+                        jnp.asarray(ref['forward/noisy_actions']), jnp.asarray(ref['forward/times']),
+                        jnp.asarray(ref['mfi_wide/actions']))
+    _compare_outputs(ref, out, agent.network.params, agent.target_critic_params)
+
+    # Step numbering: the authors' 0-based loop index is our update index = step + 1.
+    ref.expect('update/authors_current_step', agent.step + 1)
+    ref.expect('update/critic_lr', np.float32(agent.config['critic_lr']))
+
+    schedule_config = dict(agent.config, offline_steps=int(ref['lr_schedule/offline_steps']))
+    ref.expect('lr_schedule/actor_lr', jax.vmap(actor_lr_schedule(schedule_config))(ref['lr_schedule/steps']))
+
+    trajectory_config = json.loads(ref.text('alpha_trajectory/config_json'))
+    alphas, counts, window = _alpha_trajectory(trajectory_config, ref['alpha_trajectory/labels'],
+                                               ref['alpha_trajectory/mfi_loss'],
+                                               float(ref['alpha_trajectory/initial_alpha']))
+    ref.expect('alpha_trajectory/alpha', alphas)
+    ref.expect('alpha_trajectory/window_count', counts)
+    ref.expect('alpha_trajectory/final_window', window)
+
+    drawn = draw_loss_noise(jax.random.PRNGKey(0), 4096, batch['actions'].shape[1], agent.config)
+    _check_draw_rule(ref, 'MFI time draws', drawn.mfi_times, ref['draws/mfi_times'], agent.config['time_steps'])
+    _check_meta(ref, 'mfql')
+    ref.finish(MFQL_INPUTS)
+
+
+# ------------------------------------------------------------------------------------------------------------ FQL
+
+FQL_INPUTS = ('batch/', 'params/', 'target_params/', 'draws/', 'config_json', 'forward/x', 'forward/times',
+              'update/optimizer_count', 'update/adam_nu0')
+
+
+@jax.jit
+def _fql_outputs(agent: FQLAgent, batch: dict, noise: FQLNoise, forward_x: jax.Array,
+                 forward_times: jax.Array) -> dict[str, Any]:
+    params, observations = agent.network.params, batch['observations']
+    out = {'forward/velocity': agent.velocity(observations, forward_x, forward_times),
+           'forward/one_step': agent.one_step_actions(observations, forward_x),
+           'actor/teacher_actions': agent.flow_teacher_actions(observations, noise.policy_noise),
+           'actor/one_step_actions': agent.one_step_actions(observations, noise.policy_noise)}
+    actor_info = agent.actor_loss(batch, params, noise)[1]
+    out |= {f'actor/{key}': actor_info[key] for key in ('bc_flow_loss', 'distill_loss', 'q_loss', 'loss')}
+
+    next_actions = jnp.clip(agent.one_step_actions(batch['next_observations'], noise.next_noise), -1.0, 1.0)
+    out['critic/next_actions'] = next_actions
+    out['critic/next_q_members'] = agent.network.select('critic')(
+        batch['next_observations'], next_actions, params={'modules_critic': agent.target_critic_params})
+    critic_info = agent.critic_loss(batch, params, noise.next_noise)[1]
+    out['critic/loss'], out['critic/q_mean'] = critic_info['loss'], critic_info['q_mean']
+    min_agent = agent.replace(config=flax.core.FrozenDict(dict(agent.config, q_agg='min')))
+    out['critic/loss_min'] = min_agent.critic_loss(batch, params, noise.next_noise)[0]
+
+    out['total/loss'], out['grad'] = jax.value_and_grad(
+        lambda p: agent.total_loss_from_draws(batch, p, noise)[0])(params)
+    updated, _ = agent.update_from_draws(batch, noise)
+    out['after_update/params'] = updated.network.params
+    out['after_update/target_params'] = updated.target_critic_params
+    return out
+
+
+def test_fql_update_equals_the_authors_code(highest_precision):
+    ref = Reference('fql')
+    batch = _batch(ref)
+    agent = _skeleton(FQLAgent, batch, json.loads(ref.text('config_json')))
+    agent = agent.replace(rng=jax.random.PRNGKey(0), network=_network(ref, agent.network),
+                          target_critic_params=_loaded(ref.tree('target_params'), agent.target_critic_params,
+                                                       'target_params'))
+    noise = FQLNoise(*(jnp.asarray(ref[f'draws/{key}'])
+                       for key in ('flow_noise', 'flow_times', 'policy_noise', 'next_noise')))
+    out = _fql_outputs(agent, batch, noise, jnp.asarray(ref['forward/x']), jnp.asarray(ref['forward/times']))
+    _compare_outputs(ref, out, agent.network.params, agent.target_critic_params)
+    ref.expect('update/lr', np.float32(agent.config['lr']))
+    _check_meta(ref, 'fql')
+    ref.finish(FQL_INPUTS)

@@ -6,6 +6,8 @@ The interface the training loop relies on (and nothing more):
   agent.sample_actions(observations, rng, temperature=1.0)   ((B, obs_dim) -> (B, action_dim) in [-1, 1]; the
                                                              policy's noise is scaled by temperature)
   agent.total_loss(batch, grad_params, rng) -> (loss, info)  (used for the validation loss)
+Optional config key read by the loop: `evaluation_temperature` (default 1), the temperature evaluation acts with
+(0 for agents evaluated with their deterministic action, as FQL's code evaluates IQL and ReBRAC).
 Imports are lazy so that one agent's import error never breaks another.
 """
 

@@ -161,6 +161,7 @@ def get_config() -> ml_collections.ConfigDict:
         tau=0.005,  # Polyak rate of the target critic
         expectile=0.9,  # τ of the expectile value loss
         num_samples=32,  # N flow samples per state when acting; the agent takes the one with the highest Q
+        evaluation_temperature=1.0,  # evaluation samples the flow's noise at full scale, as FQL's IFQL does
         flow_steps=10,  # Euler steps of the BC flow when acting
         normalize_observations=False,  # z-score observations with the training set's statistics (FQL: off)
         observation_mean=None,  # per-dimension mean; None: the training loop fills in the training set's

@@ -179,6 +179,7 @@ def get_config() -> ml_collections.ConfigDict:
         expectile=0.9,  # τ of the expectile value loss
         alpha=10.0,  # AWR inverse temperature α in exp(α · A); tuned per environment
         max_awr_weight=100.0,  # upper clip of the AWR weights exp(α · A)
+        evaluation_temperature=0.0,  # evaluation acts with the mean action μ_θ(s), as FQL evaluates IQL
         const_std=True,  # actor σ fixed at 1; False learns a state-independent log σ (clipped to [−5, 2])
         actor_fc_scale=0.01,  # variance-scaling factor of the actor's output layer initialisation
         normalize_observations=False,  # z-score observations with the training set's statistics (FQL: off)

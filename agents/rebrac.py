@@ -220,6 +220,7 @@ def get_config() -> ml_collections.ConfigDict:
         actor_freq=2,  # the actor and both targets are updated every actor_freq-th update
         actor_noise=0.2,  # σ of the target-policy smoothing noise (also the exploration noise at temperature 1)
         actor_noise_clip=0.5,  # c: that noise is clipped to [−c, c]
+        evaluation_temperature=0.0,  # evaluation acts with π_θ(s), no exploration noise, as FQL evaluates ReBRAC
         normalize_observations=False,  # z-score observations with the training set's statistics (FQL: off)
         observation_mean=None,  # per-dimension mean; None: the training loop fills in the training set's
         observation_std=None,  # per-dimension std (dimensions with std < 1e-6: 1); None: filled likewise

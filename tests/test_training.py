@@ -406,3 +406,16 @@ def test_with_observation_statistics_fills_a_copy_only_when_the_agent_normalises
     fql_config = fql.get_config()  # FQL's default: off
     assert with_observation_statistics(fql_config, observations) is fql_config
     assert with_observation_statistics(ml_collections.ConfigDict({'lr': 1e-3}), observations).lr == 1e-3  # no keys
+
+
+@pytest.mark.parametrize('agent_name, temperature', [('mfql', 1.0), ('fql', 1.0), ('ifql', 1.0), ('iql', 0.0),
+                                                     ('rebrac', 0.0)])
+def test_evaluation_temperature_follows_fqls_evaluation_of_each_agent(agent_name, temperature):
+    """IQL and ReBRAC are evaluated with their deterministic action (FQL's eval_temperature = 0); agents whose
+    policy is a sampler are evaluated at temperature 1, MFQL and FQL through the default (their configs lack the key)."""
+    import importlib
+
+    from training.evaluation import evaluation_temperature
+    config = importlib.import_module(f'agents.{agent_name}').get_config()
+    assert evaluation_temperature(config) == temperature
+    assert ('evaluation_temperature' in config) == (agent_name not in ('mfql', 'fql'))

@@ -42,14 +42,20 @@ def seeded_reset(env: Any, seed: int) -> tuple[Any, dict]:
     return env.reset(seed=seed)
 
 
+def evaluation_temperature(config: Any) -> float:
+    """The temperature evaluation acts with: the agent config's `evaluation_temperature` where it has one (0 for
+    agents that FQL's code evaluates with their deterministic action: IQL, ReBRAC), else 1 (sample the policy)."""
+    return float(config.get('evaluation_temperature', 1.0))
+
+
 @jax.jit
 def policy_actions(agents: Any, observations: jax.Array, keys: jax.Array, t: jax.Array,
                    temperature: float = 1.0) -> jax.Array:
     """(agents (S,…), observations (S, M, obs_dim), keys (S, 2), t ()) -> actions (S, M, act_dim).
 
     Seed s acts with `agent_s.sample_actions(obs_s, fold_in(key_s, t), temperature)`; t is the env-step
-    counter of the evaluation (a traced scalar, so no recompilation per step). Training evaluates at
-    temperature 1; other values are for diagnostics (`benchmarks/temperature.py`).
+    counter of the evaluation (a traced scalar, so no recompilation per step). Training evaluates at the agent's
+    `evaluation_temperature`; other values are for diagnostics (`benchmarks/temperature.py`).
     """
 
     def per_seed(agent: Any, seed_observations: jax.Array, key: jax.Array) -> jax.Array:

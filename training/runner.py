@@ -19,6 +19,7 @@ checkpointed, so the last good checkpoint stays on disk.
 """
 
 import dataclasses
+import functools
 import os
 import time
 from typing import Any, Callable
@@ -228,7 +229,9 @@ class TaskRun:
                                                 len(self.seeds))
             self._eval_pool = evaluation.EvalEnvPool(self.inputs.env_factory, len(self.seeds), per_seed)
         keys = fold_keys(self.streams.evaluation, self.step)
-        results, stats = evaluation.evaluate(self.state.agent, self._eval_pool, evaluation.policy_actions, keys,
+        policy = functools.partial(evaluation.policy_actions,
+                                   temperature=evaluation.evaluation_temperature(self.inputs.config))
+        results, stats = evaluation.evaluate(self.state.agent, self._eval_pool, policy, keys,
                                              self.seeds, self.options.eval_episodes, self.inputs.return_to_score)
         for s, result in enumerate(results):
             row = {f'evaluation/{k}': v for k, v in result.items()}

@@ -755,8 +755,51 @@ def run(argv: list[str]) -> int:
         except ValueError as error:
             raise SweepError(str(error))
         return 0
-    jobs = build_jobs(args, extra, sweep_dir)
-    manifest = read_manifest(sweep_dir)
+    return launch(build_jobs(args, extra, sweep_dir), args, sweep_dir)
+
+
+def launch(jobs: list[Job], args: argparse.Namespace, sweep_dir: str) -> int:
+    """Records `jobs` in the sweep folder's manifest and launches those not done, queued or running (failed ones only
+    with args.retry_failed) with args.launcher; 0 when none failed. `args` are sweep.py's options (`parse_args`)."""
+    if args.dry_run:
+        manifest = read_manifest(sweep_dir)
+        to_launch, summary, states = plan(jobs, manifest, sweep_dir, args)
+        for job in jobs:
+            action = 'launch' if job in to_launch else states[job.name][0]
+            print(f'[{action}] {job.name}\n    {shlex.join(job.command)}')
+        print(summary)
+        if args.launcher == 'slurm' and to_launch:
+            print('sbatch parameters (submitit): ' + json.dumps(slurm_parameters(args, len(to_launch))))
+        return 0
+    os.makedirs(sweep_dir, exist_ok=True)
+    with SweepLock(sweep_dir):  # from reading the manifest to the last launch: no job is started twice
+        manifest = read_manifest(sweep_dir)
+        to_launch, summary, _ = plan(jobs, manifest, sweep_dir, args)
+        if not to_launch:
+            print(f'nothing to launch: {summary}')
+            return 0
+        write_manifest(sweep_dir, manifest)
+        print(f'{sweep_dir}: {summary} ({args.launcher})', flush=True)
+        if args.launcher == 'local':
+            launch_local(to_launch, manifest, sweep_dir, args)
+        elif args.launcher == 'debug':
+            launch_debug(to_launch, manifest, sweep_dir)
+        else:
+            launch_slurm(to_launch, manifest, sweep_dir, args)
+            return 0
+        states = refresh_all(manifest, sweep_dir)
+        write_manifest(sweep_dir, manifest)
+    failed = [name for name, (state, _) in states.items() if state == 'failed']
+    done = sum(state == 'done' for state, _ in states.values())
+    print(f'{done} of {len(states)} jobs done' + (f'; {len(failed)} failed (python sweep.py --save_dir={sweep_dir} '
+                                                   '--status shows their logs)' if failed else ''))
+    return 1 if failed else 0
+
+
+def plan(jobs: list[Job], manifest: dict[str, Any], sweep_dir: str, args: argparse.Namespace
+         ) -> tuple[list[Job], str, dict[str, tuple[str, str]]]:
+    """Adds the jobs to the manifest and decides which to launch; returns them, a one-line summary and each job's
+    (state, detail). SweepError if a job folder holds a run made with other settings."""
     merge_jobs(manifest, jobs)
     states = {job.name: refresh(job, manifest['jobs'][job.name], sweep_dir) for job in jobs}
     conflicts = [f'{name}: {detail}' for name, (state, detail) in states.items()
@@ -767,38 +810,10 @@ def run(argv: list[str]) -> int:
     to_launch = [job for job in jobs if states[job.name][0] == 'pending' and not manifest['jobs'][job.name]['active']
                  or states[job.name][0] == 'failed' and args.retry_failed]
     counts = {state: sum(states[job.name][0] == state for job in jobs) for state in STATES}
-    summary = f'{len(jobs)} jobs: ' + ', '.join(f'{counts[s]} {s}' for s in STATES) + f'; {len(to_launch)} to launch'
-    if args.dry_run:
-        for job in jobs:
-            launch = 'launch' if job in to_launch else states[job.name][0]
-            print(f'[{launch}] {job.name}\n    {shlex.join(job.command)}')
-        print(summary)
-        if args.launcher == 'slurm' and to_launch:
-            print('sbatch parameters (submitit): ' + json.dumps(slurm_parameters(args, len(to_launch))))
-        return 0
-    if counts['failed'] and not args.retry_failed:
+    if counts['failed'] and not args.retry_failed and not args.dry_run:
         print(f'{counts["failed"]} failed job(s) are not rerun (see --status; --retry_failed reruns them)')
-    if not to_launch:
-        print(f'nothing to launch: {summary}')
-        return 0
-    os.makedirs(sweep_dir, exist_ok=True)
-    with SweepLock(sweep_dir):
-        write_manifest(sweep_dir, manifest)
-        print(f'{sweep_dir}: {summary} ({args.launcher})', flush=True)
-        if args.launcher == 'local':
-            launch_local(to_launch, manifest, sweep_dir, args)
-        elif args.launcher == 'debug':
-            launch_debug(to_launch, manifest, sweep_dir)
-        else:
-            launch_slurm(to_launch, manifest, sweep_dir, args)
-            return 0
-    states = refresh_all(manifest, sweep_dir)
-    write_manifest(sweep_dir, manifest)
-    failed = [name for name, (state, _) in states.items() if state == 'failed']
-    done = sum(state == 'done' for state, _ in states.values())
-    print(f'{done} of {len(states)} jobs done' + (f'; {len(failed)} failed (python sweep.py --save_dir={sweep_dir} '
-                                                   '--status shows their logs)' if failed else ''))
-    return 1 if failed else 0
+    summary = f'{len(jobs)} jobs: ' + ', '.join(f'{counts[s]} {s}' for s in STATES) + f'; {len(to_launch)} to launch'
+    return to_launch, summary, states
 
 
 def main() -> None:

@@ -432,13 +432,22 @@ def last_checkpoint_step(job: Job, sweep_dir: str) -> int | None:
 
 
 def process_alive(pid: int) -> bool:
+    """Whether the submitit controller of a local job still runs: a zombie (a dead child whose parent, sweep.py, was
+    killed, in a container whose init does not reap it) or a pid reused by another program does not count."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f'/proc/{pid}/stat') as f:
+            state = f.read().rsplit(')', 1)[1].split()[0]
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            command = f.read().replace(b'\0', b' ').decode(errors='replace')
+    except FileNotFoundError:
         return False
-    except PermissionError:
+    except OSError:  # no /proc (not Linux): ask the kernel only
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
         return True
-    return True
+    return state not in ('Z', 'X') and 'submitit' in command
 
 
 def outcome_of(entry: dict[str, Any], logs_dir: str) -> tuple[str, str] | None:

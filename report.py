@@ -19,6 +19,7 @@ Written to `<save_dir>/report/`:
 """
 
 import ast
+import io
 import json
 import os
 import warnings
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 import configs
-from training.logger import csv_text, save_figure, write_atomically
+from training.logger import csv_text, write_atomically
 
 # metric -> (final.json key, scale to the reported unit, unit as the column headers name it)
 METRICS = {'success': ('evaluation/success_last3', 100.0, 'success %'),
@@ -138,6 +139,13 @@ def aggregate_estimates(matrices: dict[str, np.ndarray], reps: int, seed: int = 
                                               random_state=np.random.RandomState(seed))
 
 
+def save_png(figure: Any, path: str) -> None:
+    """The figure as a PNG cropped to its contents (rliable's plots place labels outside the axes), atomically."""
+    png = io.BytesIO()
+    figure.savefig(png, format='png', dpi=120, bbox_inches='tight')
+    write_atomically(path, png.getvalue())
+
+
 def plot_intervals(points: dict[str, np.ndarray], intervals: dict[str, np.ndarray], unit: str, path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
@@ -146,10 +154,11 @@ def plot_intervals(points: dict[str, np.ndarray], intervals: dict[str, np.ndarra
 
     settings = list(points)
     figure, _ = plot_utils.plot_interval_estimates(points, intervals, metric_names=list(AGGREGATES),
-                                                   algorithms=settings, xlabel=unit, max_ticks=4,
-                                                   subfigure_width=3.6, row_height=0.5, xlabel_y_coordinate=-0.25)
-    figure.suptitle('95% stratified-bootstrap intervals (rliable)', y=1.02)
-    save_figure(figure, path, dpi=120)
+                                                   algorithms=settings, xlabel=unit, max_ticks=4, subfigure_width=3.6,
+                                                   row_height=max(0.45, 1.6 / len(settings)),
+                                                   xlabel_y_coordinate=-0.5 if len(settings) < 4 else -0.1)
+    figure.suptitle('95% stratified-bootstrap intervals (rliable)', y=1.25 if len(settings) < 4 else 1.05)
+    save_png(figure, path)
     plt.close(figure)
 
 
@@ -165,10 +174,9 @@ def plot_profile(matrices: dict[str, np.ndarray], unit: str, reps: int, path: st
     plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=bands, ax=axis,
                                          xlabel=f'τ ({unit})', ylabel='fraction of runs with score > τ',
                                          labelsize='medium', ticklabelsize='medium')
-    axis.legend(list(profiles), loc='upper right', fontsize='small')
+    axis.legend(axis.get_lines()[:len(profiles)], list(profiles), loc='upper right', fontsize='small')
     axis.set_title('performance profile (rliable), 95% bands')
-    figure.tight_layout()
-    save_figure(figure, path, dpi=120)
+    save_png(figure, path)
     plt.close(figure)
 
 

@@ -301,6 +301,71 @@ def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, seeds: int = 8) 
     return commands
 
 
+PAPER_GRIDS = ('paper', 'paper-d4rl')  # sweep.py --grid names
+
+
+def paper_tasks(grid: str = 'paper') -> list[str]:
+    """The task names of one of the papers' grids: 'paper' = the 50 state-based OGBench tasks (10 envs x task1..5),
+    'paper-d4rl' = the 18 D4RL tasks (AntMaze v2, Adroit v1). ValueError for another name."""
+    if grid == 'paper':
+        return [task for family in PAPER_OGBENCH_FAMILIES for task in names.expand_env_names(family)]
+    if grid == 'paper-d4rl':
+        from datasets import d4rl
+        return list(d4rl.D4RL_TASKS)
+    raise ValueError(f"unknown grid {grid!r}; known grids: {', '.join(PAPER_GRIDS)}")
+
+
+# ------------------------------------------------------------------------------------------- presets files
+# A presets file (JSON) holds per-environment agent settings chosen by a sweep (`sweep.py --report
+# --write_presets=FILE`); `main.py --presets_file=FILE` applies them after this module's presets, and explicit
+# --agent.KEY flags still win. Environments are named as the results tables name them: `cube-single-play`
+# (suite and dataset kind: all five tasks) or a D4RL task name (`antmaze-umaze-v2`).
+PRESETS_FILE_FORMAT = 'mfql-presets/1'
+
+
+def environment_of(env_name: str) -> str:
+    """`cube-double-play-singletask-task2-v0` -> `cube-double-play`; a D4RL name is its own environment."""
+    if d4rl_task(env_name) is not None:
+        return env_name
+    spec = names.parse_env_name(env_name)
+    return f'{spec.suite}-{spec.dataset_kind}'
+
+
+def write_presets_file(path: str, presets: dict[str, dict[str, dict[str, Any]]], source: str) -> None:
+    """Writes {agent: {environment: {config key: value}}} with the `source` every value will be recorded under."""
+    import json
+
+    from training.logger import write_atomically
+    payload = {'format': PRESETS_FILE_FORMAT, 'source': source, 'presets': presets}
+    write_atomically(path, json.dumps(payload, indent=1, sort_keys=True) + '\n')
+
+
+def read_presets_file(path: str) -> dict[str, Any]:
+    """The payload of a presets file; ValueError naming the problem if it is missing or malformed."""
+    import json
+    try:
+        with open(path) as f:
+            payload = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f'presets file {path} not found')
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f'presets file {path} is not readable JSON ({error})')
+    presets = payload.get('presets') if isinstance(payload, dict) else None
+    if payload.get('format') != PRESETS_FILE_FORMAT or not isinstance(presets, dict) or not all(
+            isinstance(envs, dict) and all(isinstance(values, dict) for values in envs.values())
+            for envs in presets.values()):
+        raise ValueError(f'{path} is not a presets file (expected {{"format": "{PRESETS_FILE_FORMAT}", "source": ..., '
+                         '"presets": {agent: {environment: {key: value}}}}, as sweep.py --write_presets writes)')
+    return payload
+
+
+def presets_from_file(payload: dict[str, Any], path: str, agent_name: str, env_name: str) -> Preset:
+    """{config key: (value, source)} that a presets file (`read_presets_file`) sets for one agent on one task."""
+    values = payload['presets'].get(agent_name, {}).get(environment_of(env_name), {})
+    return {key: (value, f'presets file {path} ({payload.get("source", "no source given")})')
+            for key, value in values.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description='Print the exact commands of the paper OGBench grid.')
     parser.add_argument('--agents', default=','.join(PAPER_GRID_AGENTS),

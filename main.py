@@ -16,6 +16,7 @@ and skips finished tasks.
 import dataclasses
 import difflib
 import functools
+import hashlib
 import importlib.util
 import os
 import re
@@ -110,6 +111,8 @@ flags.DEFINE_string('dataset_dir', '~/.ogbench/data', "Folder of OGBench's datas
                     'tasks read Minari\'s store instead ($MINARI_DATASETS_PATH, default ~/.minari/datasets).')
 flags.DEFINE_integer('generate_missing_data', 0, 'If a manipulation dataset is missing and cannot be downloaded, '
                      'generate this many episodes locally (0 = do not generate).')
+flags.DEFINE_string('presets_file', '', 'JSON file of per-environment agent settings (written by sweep.py --report '
+                    '--write_presets), applied after the built-in presets; explicit --agent.KEY flags still win.')
 flags.DEFINE_boolean('resume', False, 'Continue from the newest checkpoints in the run folder.')
 flags.DEFINE_boolean('wandb', False, 'Also log to Weights & Biases (needs the wandb package).')
 flags.DEFINE_string('wandb_project', 'mfql', 'wandb project name (with --wandb).')
@@ -153,6 +156,12 @@ def _task_configs(tasks: list[str], explicit_keys: list[str]) -> list[tuple]:
         if budget in explicit_keys:
             raise SystemExit(f'error: set the budget with --{budget}, not --agent.{budget} (main.py copies it '
                              'into the agent config)')
+    presets_file = None
+    if FLAGS.presets_file:
+        try:
+            presets_file = configs.read_presets_file(FLAGS.presets_file)
+        except ValueError as error:
+            raise SystemExit(f'error: --presets_file: {error}')
     result = []
     for task in tasks:
         try:
@@ -160,11 +169,30 @@ def _task_configs(tasks: list[str], explicit_keys: list[str]) -> list[tuple]:
                                                     explicit_keys, FLAGS.online_steps > 0)
         except ValueError as error:
             raise SystemExit(f'error: {error}')
+        if presets_file is not None:
+            _apply_presets_file(config, sources, presets_file, task, explicit_keys)
         for budget in ('offline_steps', 'online_steps'):
             if budget in config:
                 config[budget] = getattr(FLAGS, budget)
         result.append((config, sources))
     return result
+
+
+def _apply_presets_file(config: Any, sources: dict[str, str], payload: dict[str, Any], task: str,
+                        explicit_keys: list[str]) -> None:
+    """Sets the --presets_file values of this agent and task in `config` (after configs.py's presets, so they replace
+    them), except keys given on the command line; records each value's source in `sources` (for flags.json)."""
+    import configs
+    for key, (value, source) in configs.presets_from_file(payload, FLAGS.presets_file, config.agent_name,
+                                                          task).items():
+        if key not in config:
+            raise SystemExit(f"error: --presets_file {FLAGS.presets_file} sets '{key}', which agent "
+                             f"{config.agent_name!r} does not have (config keys: {', '.join(sorted(config))})")
+        if key in explicit_keys:
+            sources[key] = f'command line (value {value!r} from {source} not applied)'
+            continue
+        config[key] = tuple(value) if isinstance(config[key], tuple) and isinstance(value, list) else value
+        sources[key] = source
 
 
 def _ensure_datasets(tasks: list[str]) -> None:
@@ -277,6 +305,10 @@ def main(_argv: list[str]) -> None:
     flag_values['agent'] = _agent_file_from_argv(sys.argv[1:])
     base_metadata = dict(flags=flag_values, explicit_agent_keys=plan.explicit_keys, seeds=plan.seeds,
                          **logger.run_metadata(REPO_DIR))
+    if FLAGS.presets_file:  # the file's content, so that a later edit of it cannot pass for the values used
+        with open(FLAGS.presets_file, 'rb') as f:
+            base_metadata['presets_file'] = dict(path=os.path.abspath(FLAGS.presets_file),
+                                                 sha256=hashlib.sha256(f.read()).hexdigest())
     results = []
     for task, run_dir, (config, sources) in zip(plan.tasks, plan.run_dirs, plan.task_configs):
         metadata = dict(base_metadata, preset_sources=sources)  # the runner adds agent_config
@@ -308,7 +340,8 @@ def main(_argv: list[str]) -> None:
 
 _OWN_FLAGS = ('env_name', 'seed', 'num_seeds', 'seeds', 'offline_steps', 'online_steps', 'eval_interval',
               'eval_episodes', 'eval_parallel_envs', 'log_interval', 'save_interval', 'steps_per_call', 'save_dir',
-              'run_name', 'dataset_dir', 'generate_missing_data', 'resume', 'wandb', 'wandb_project', 'progress_bar')
+              'run_name', 'dataset_dir', 'generate_missing_data', 'presets_file', 'resume', 'wandb', 'wandb_project',
+              'progress_bar')
 
 if __name__ == '__main__':
     app.run(main)

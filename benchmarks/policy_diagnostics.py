@@ -1,6 +1,6 @@
 """What a trained policy does on held-out data: fit to the data actions, action bounds, and Q improvement.
 
-    python benchmarks/policy_diagnostics.py --run_dir=exp/reproduce/mfql_task2 [--step=40000]
+    python -m benchmarks.policy_diagnostics --run_dir=exp/reproduce/mfql_task2 [--step=40000]
 
 For every seed folder of a main.py run (`<run_dir>/<task>/seed<k>`), it rebuilds the agent from
 `flags.json`, loads the checkpoint at `--step` (default: the newest) and, on `--num_samples` transitions of
@@ -33,13 +33,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from agents import get_agent_class  # noqa: E402
-from agents.train_state import normalize_observations  # noqa: E402
-from datasets import ogbench_data  # noqa: E402
-from training import checkpoint  # noqa: E402
-from training.fused import TrainingState  # noqa: E402
+from agents import get_agent_class
+from agents.train_state import normalize_observations
+from datasets import ogbench_data
+from training import checkpoint
+from training.fused import TrainingState
 
 BATCH_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations', 'terminals')
 SPREAD_DRAWS = 8  # noise draws per state for `action_spread`

@@ -1,7 +1,7 @@
 """Where the time of a training update goes: a jax.profiler trace of the fused update, split by kind of XLA op.
 
-    python benchmarks/profile_update.py              # MFQL default, FQL default, MFQL and FQL 2×256
-    taskset -c 1 python benchmarks/profile_update.py --profile_out=/tmp/profile-1core.md   # one core
+    python -m benchmarks.profile_update              # MFQL default, FQL default, MFQL and FQL 2×256
+    taskset -c 1 python -m benchmarks.profile_update --profile_out=/tmp/profile-1core.md   # one core
 
 For each case the fused K-update call is built and compiled exactly as in `benchmarks/throughput.py`, warmed
 up, then `--calls` calls are traced with `jax.profiler`. The trace has one line per XLA thread; nested events
@@ -25,21 +25,18 @@ import collections
 import glob
 import os
 import re
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # noqa: E402
-from absl import app, flags  # noqa: E402
+import jax
+from absl import app, flags
 
-import throughput  # noqa: E402
-from throughput import Case, agent_config, machine_description, prepare, small_overrides  # noqa: E402
-from training.logger import write_atomically  # noqa: E402
+from benchmarks import throughput
+from benchmarks.throughput import Case, agent_config, machine_description, prepare, small_overrides
+from training.logger import write_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('calls', 3, 'Least number of traced calls per case (more if one call is under a second).')
@@ -203,7 +200,7 @@ def main(_: Any) -> None:
     lines = [
         f'# Profile of one fused training call ({jax.default_backend()})',
         '',
-        f'Command: `python benchmarks/profile_update.py` (≥ {FLAGS.calls} traced calls and ≥ 1 s per case, after a '
+        f'Command: `python -m benchmarks.profile_update` (≥ {FLAGS.calls} traced calls and ≥ 1 s per case, after a '
         f'warm-up window; {cores} core(s) usable by this process). Batch 256, synthetic cube-single-shaped data.',
         '',
         *machine_description(),

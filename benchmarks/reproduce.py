@@ -1,29 +1,31 @@
 """CPU-scale reproduction study: MeanFlowQL against FQL on two OGBench cube-single-play tasks.
 
-    python benchmarks/reproduce.py                     # the whole study, resumable
-    python benchmarks/reproduce.py --only=fql_task2    # just some runs (names as in the report)
-    python benchmarks/reproduce.py --report_only       # rebuild the tables and figure from finished runs
+    python -m benchmarks.reproduce                     # the whole study, resumable
+    python -m benchmarks.reproduce --only=fql_task2    # just some runs (names as in the report)
+    python -m benchmarks.reproduce --report_only       # rebuild the tables and figure from finished runs
+    python sweep.py --save_dir=exp/reproduce --status  # where the runs stand (the work folder is a sweep folder)
 
 The task2 pair again on seeds 3-5, in folders of its own (the report lists the runs it did not train; committed
 in benchmarks/results/replication-seeds3-5/):
 
-    python benchmarks/reproduce.py --seed=3 --work_dir=exp/replication
+    python -m benchmarks.reproduce --seed=3 --work_dir=exp/replication
       --results_dir=benchmarks/results/replication-seeds3-5 --notes= --only=mfql_a120_task2,fql_task2 --allow_partial
 
 Cost on our 2-core CPU, measured end to end in fresh folders (each run: 3 seeds x 40k updates + 5 evaluations
-of 50 episodes per seed): the dataset 4.9 min, then the two MFQL runs side by side (one core each) 47 min, the
-two FQL runs 38 min, and MFQL with N = 1 alone on both cores 17 min: 1 h 48 min in all, inside the 2-hour
-budget. The fixed-α ablation is usually not trained (`source_run`). Each extra `--mfql_alpha_sweep` value adds
+of 50 episodes per seed), measured with the study's former scheduler, which pinned each of two runs to its own core:
+the dataset 4.9 min, then the two MFQL runs side by side 47 min, the two FQL runs 38 min, and MFQL with N = 1 alone
+on both cores 17 min: 1 h 48 min in all, inside the 2-hour budget. The fixed-α ablation is usually not trained (`source_run`). Each extra `--mfql_alpha_sweep` value adds
 ~47 min of one core.
 
 What it does, in order:
 1. Generates the cube-single-play dataset locally (`datasets.generate`, `--num_episodes` train episodes of
    1001 steps plus a tenth as many validation episodes, fixed seed), unless the files are already there.
-2. Trains every run of the study with `main.py` (one subprocess per run, `--num_seeds` vmapped seeds each,
-   `--resume`, so an interrupted study continues from its last checkpoint). Finished runs are reused only if
-   every seed's recorded command (flags.json) is the one the study runs now; otherwise it stops and names them.
-   With `--workers=2` two runs go side by side, each pinned to its own CPU core so that they do not compete for
-   one. The fixed-α ablation waits for its reference run, which usually makes its training unnecessary.
+2. Trains every run of the study with `main.py` through the sweep machinery (`sweep.launch`: submitit's local
+   launcher, `--workers` runs at once, `--num_seeds` vmapped seeds each, `--resume`, so an interrupted study
+   continues from its last checkpoint; the work folder holds the sweep's manifest and logs). Finished runs are
+   reused only if every seed's recorded command (flags.json) is the one the study runs now; otherwise it stops and
+   names them. The fixed-α ablation goes in a second round, after its reference run, which usually makes its
+   training unnecessary.
    The runs: FQL and MFQL on each task, an optional MFQL α sweep on the first task, and two MFQL ablations
    there (N = 1 candidate in the Bellman target and at evaluation; a fixed α instead of the adaptive rule).
 3. Evaluates a uniform random policy on both tasks as the agents are evaluated (same seeds, env reset seeds
@@ -52,16 +54,14 @@ import platform
 import shlex
 import subprocess
 import sys
-import time
 from typing import Any
 
 import numpy as np
-from scipy import stats
+
+from benchmarks.intervals import seed_t_interval, welch_interval, wilson_interval
+from training import logger
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_DIR)
-
-from training import logger  # noqa: E402
 
 DATASET = 'cube-single-play-v0'
 SUCCESS = 'evaluation/success'
@@ -232,90 +232,45 @@ def stale_runs(runs: list[Run], args: argparse.Namespace) -> list[str]:
     return problems
 
 
-def last_logged_step(run: Run, args: argparse.Namespace) -> int:
-    rows = read_csv(os.path.join(seed_dirs(run, args)[0], 'train.csv'))
-    return int(rows[-1]['step']) if rows else 0
-
-
 # ----------------------------------------------------------------------------------------------- running
-def _pin_to_core(core: int | None):
-    if core is None:
-        return None
-    return lambda: os.sched_setaffinity(0, {core})
-
-
 def run_minutes(run: Run, args: argparse.Namespace) -> float:
     """Minutes from main.py's start of training to its final evaluation (its own clock, all seeds together)."""
     return read_csv(os.path.join(result_dirs(run, args)[0], 'eval.csv'))[-1]['time/total'] / 60
 
 
+def sweep_job(run: Run, args: argparse.Namespace):
+    """The run as a job of the sweep machinery (`sweep.Job`): its exact command, its folder under --work_dir."""
+    import sweep
+    return sweep.Job(name=run.name, setting=run.name, agent=run.agent, task=run.task, seeds=tuple(seeds(args)),
+                     overrides=(), flags=tuple(run_command(run, args)[2:]), run_dir=os.path.join(run.name, run.task))
+
+
 def train_all(runs: list[Run], args: argparse.Namespace) -> None:
-    """Runs every unfinished run with `args.workers` concurrent main.py processes; resumable."""
-    pending = [run for run in runs if not is_finished(run, args)]
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []
-    pin = args.workers > 1 and len(cores) >= args.workers
-    free_cores = list(cores[:args.workers]) if pin else [None] * args.workers
-    active: dict[str, tuple[Run, subprocess.Popen, float, Any, int | None]] = {}
-    log_dir = os.path.join(args.work_path, 'logs')
-    os.makedirs(log_dir, exist_ok=True)
-    env = dict(os.environ, MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'))
-    last_report = 0.0
-
-    def waits_for_reference(run: Run) -> bool:
-        """A run with a stand-in (`source_run`) does not start while its reference is still to be trained: once
-        the reference has finished, the run usually needs no training at all."""
-        return run.reference is not None and (run.reference in pending or run.reference.name in active)
-
-    def last_run_waits() -> bool:
-        """The last run waits for the machine to be free, then gets every core, when the runs still going are
-        past half-way: 3 vmapped seeds run ~1.9x faster on 2 cores than on one, so that finishes sooner than
-        starting it on one core next to them. Asked before every start, since one pass can start two runs.
-        Runs waiting for their reference do not count: they are usually skipped."""
-        startable = [run for run in pending if not waits_for_reference(run)]
-        return pin and len(startable) == 1 and bool(active) and all(
-            last_logged_step(run, args) >= args.steps / 2 for run, *_ in active.values())
-
-    while pending or active:
-        # Only a run with a stand-in (`source_run`) can become finished without being started here.
-        for run in [run for run in pending if run.reference is not None and is_finished(run, args)]:
-            print(f'[skip] {run.name}: same computation as {source_run(run, args).name} (α never moved there)',
-                  flush=True)
-            pending.remove(run)
-        while free_cores and not last_run_waits():
-            startable = [run for run in pending if not waits_for_reference(run)]
-            if not startable:
-                break
-            run = startable[0]
-            pending.remove(run)
-            alone = pin and not pending and not active
-            core = free_cores.pop(0)
-            log = open(os.path.join(log_dir, f'{run.name}.log'), 'a')
-            command = run_command(run, args)
-            where = 'all cores' if alone else 'not pinned' if core is None else f'core {core}'
-            print(f'[start] {run.name} ({where}): {shlex.join(command)}', flush=True)
-            process = subprocess.Popen(with_this_interpreter(command), cwd=REPO_DIR, stdout=log,
-                                       stderr=subprocess.STDOUT, env=env,
-                                       preexec_fn=None if alone else _pin_to_core(core))
-            active[run.name] = (run, process, time.time(), log, core)
-        time.sleep(5)
-        for name in list(active):
-            run, process, started, log, core = active[name]
-            if process.poll() is None:
-                continue
-            log.close()
-            del active[name]
-            free_cores.append(core)
-            if process.returncode != 0:
-                for other in active.values():
-                    other[1].terminate()
-                raise SystemExit(f'error: run {name} failed with exit code {process.returncode}; see '
-                                 f'{os.path.join(log_dir, name + ".log")} (rerun this script to resume)')
-            print(f'[done] {name}: this process ran {(time.time() - started) / 60:.1f} min', flush=True)
-        if time.time() - last_report > args.progress_seconds and active:
-            last_report = time.time()
-            parts = [f'{name} {last_logged_step(run, args)}/{args.steps}' for name, (run, *_) in active.items()]
-            print(f'[progress {time.strftime("%H:%M:%S")}] ' + ', '.join(parts)
-                  + f'; {len(pending)} run(s) waiting', flush=True)
+    """Trains every unfinished run through sweep.py's local launcher (submitit), `args.workers` at a time, with the
+    work folder as the sweep folder (manifest, logs); resumable. Runs with a stand-in (`source_run`) go in a second
+    round, after their reference, which usually makes their training unnecessary."""
+    import sweep
+    first_round = [run for run in runs if run.reference is None]
+    for round_runs in (first_round, [run for run in runs if run not in first_round]):
+        pending = []
+        for run in round_runs:
+            if is_finished(run, args):
+                if source_run(run, args) != run:
+                    print(f'[skip] {run.name}: same computation as {source_run(run, args).name} (α never moved there)',
+                          flush=True)
+            else:
+                pending.append(run)
+        if not pending:
+            continue
+        options, _ = sweep.parse_args([f'--save_dir={args.work_path}', '--launcher=local',
+                                       f'--max_parallel={args.workers}', f'--poll_seconds={args.poll_seconds}'])
+        try:
+            failed = sweep.launch([sweep_job(run, args) for run in pending], options, args.work_path)
+        except sweep.SweepError as error:
+            raise SystemExit(f'error: {error}')
+        if failed:
+            raise SystemExit(f'error: a run failed; python sweep.py --save_dir={args.work_path} --status shows its log '
+                             '(fix it, then rerun this command with the same flags: finished runs are kept)')
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -374,45 +329,6 @@ def measure_random_policy(task: int, args: argparse.Namespace) -> dict[str, Any]
               'successes': [round(m['success'] * args.eval_episodes) for m in metrics]}
     logger.write_json(random_policy_path(task, args), result)
     return result
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval (95% for z = 1.96) of a success probability from `successes` of `trials`
-    independent episodes. Unlike the normal approximation it stays inside [0, 1] and is not degenerate at 0
-    successes, which is what the comparison with a never-succeeding random policy needs."""
-    if trials < 1 or not 0 <= successes <= trials:
-        raise ValueError(f'need 0 <= successes <= trials and trials >= 1, got {successes} of {trials}')
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half_width = z / (1 + z * z / trials) * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
-    return max(0.0, float(centre - half_width)), min(1.0, float(centre + half_width))
-
-
-def seed_t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval of the mean over seeds, mean ± t_(S−1) · sd / √S with the sample sd (ddof 1).
-
-    Unlike `wilson_interval` it counts the seed-to-seed variation, not only the episode noise; it assumes the seed
-    scores are roughly normal, which 3 seeds cannot check, and with 2 degrees of freedom it is wide (t = 4.30)."""
-    values = np.asarray(values, dtype=float)
-    if values.size < 2:
-        raise ValueError(f'a seed-level interval needs at least 2 seeds, got {values.size}')
-    half_width = stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
-    return float(values.mean() - half_width), float(values.mean() + half_width)
-
-
-def welch_interval(first: list[float], second: list[float], level: float = 0.95) -> tuple[float, float]:
-    """Interval of mean(first) − mean(second) over independent seeds (Welch: unequal variances, Welch–Satterthwaite
-    degrees of freedom). Zero spread in both groups gives the point difference."""
-    first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
-    if min(first.size, second.size) < 2:
-        raise ValueError(f'a seed-level interval needs at least 2 seeds per group, got {first.size} and {second.size}')
-    difference = first.mean() - second.mean()
-    variances = first.var(ddof=1) / first.size, second.var(ddof=1) / second.size
-    if sum(variances) == 0:
-        return float(difference), float(difference)
-    dof = sum(variances) ** 2 / (variances[0] ** 2 / (first.size - 1) + variances[1] ** 2 / (second.size - 1))
-    half_width = stats.t.ppf(0.5 + level / 2, dof) * np.sqrt(sum(variances))
-    return float(difference - half_width), float(difference + half_width)
 
 
 def curves(run: Run, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
@@ -494,7 +410,7 @@ def plot(runs: list[Run], args: argparse.Namespace, path: str) -> None:
 def study_command(args: argparse.Namespace) -> str:
     """The command that trains and reports this study: this script's flags, less --report_only (a rebuilt
     report stands for the command that trained its runs)."""
-    return shlex.join(['python', 'benchmarks/reproduce.py', *(a for a in args.argv if a != '--report_only')])
+    return shlex.join(['python', '-m', 'benchmarks.reproduce', *(a for a in args.argv if a != '--report_only')])
 
 
 def write_report(runs: list[Run], args: argparse.Namespace) -> None:
@@ -660,13 +576,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument('--mfql_alpha', type=float, default=120.0, help="MFQL's α₀ for the main runs and ablations")
     parser.add_argument('--mfql_alpha_sweep', default='', help='extra MFQL α₀ values tried on the first task')
     parser.add_argument('--only', default='', help='comma-separated run names to train (default: all)')
-    parser.add_argument('--workers', type=int, default=2, help='runs trained side by side (one CPU core each)')
+    parser.add_argument('--workers', type=int, default=2, help='runs trained side by side')
     parser.add_argument('--data_dir', default='exp/reproduce/data', help='dataset folder')
     parser.add_argument('--work_dir', default='exp/reproduce', help='run folders, logs and the study state')
     parser.add_argument('--results_dir', default='benchmarks/results', help='where the report is written')
     parser.add_argument('--notes', default='benchmarks/results/reproduce-notes.md',
                         help="hand-written analysis appended to the report when the file exists ('': none)")
-    parser.add_argument('--progress_seconds', type=float, default=120, help='seconds between progress lines')
+    parser.add_argument('--poll_seconds', type=float, default=5, help='seconds between checks of the running runs')
     parser.add_argument('--report_only', action='store_true', help='only rebuild the report from finished runs')
     parser.add_argument('--allow_partial', action='store_true', help='write the report even if runs are unfinished')
     args = parser.parse_args(argv)
@@ -675,6 +591,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.mfql_alpha_sweep = [float(alpha) for alpha in args.mfql_alpha_sweep.split(',') if alpha]
     if len(args.tasks) != 2 or len(set(args.tasks)) != 2 or any(task not in range(1, 6) for task in args.tasks):
         parser.error(f'--tasks must be two different task numbers in 1..5, got {args.tasks}')
+    if args.workers < 1 or args.poll_seconds <= 0:
+        parser.error(f'--workers must be >= 1 and --poll_seconds > 0, got {args.workers} and {args.poll_seconds}')
     if args.seed < 0 or args.num_seeds < 1:
         parser.error(f'--seed must be >= 0 and --num_seeds >= 1, got {args.seed} and {args.num_seeds}')
     if args.steps % args.eval_interval or args.steps < 2 * args.eval_interval:

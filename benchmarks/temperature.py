@@ -1,7 +1,7 @@
 """How much a trained policy's randomness costs: success of its checkpoints with the noise scaled.
 
-    python benchmarks/temperature.py --run_dir=exp/reproduce/mfql_a120_task2 --temperatures=1,0.5,0
-    python benchmarks/temperature.py --run_dir=exp/reproduce/mfql_a120_task2 --steps=30000,40000  # scored as the study
+    python -m benchmarks.temperature --run_dir=exp/reproduce/mfql_a120_task2 --temperatures=1,0.5,0
+    python -m benchmarks.temperature --run_dir=exp/reproduce/mfql_a120_task2 --steps=30000,40000  # scored as the study
 
 Both agents act through noise: MFQL a = best-of-N over g_θ(s, e_n, 1), FQL a = μ_ω(s, z), with e, z ~ N(0, I).
 At temperature τ the noise is drawn from N(0, τ² I) instead (`sample_actions(..., temperature=τ)`): τ = 1 is the
@@ -27,15 +27,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from policy_diagnostics import load_agent, run_task_dirs, task_flags  # noqa: E402
-from reproduce import seed_t_interval, wilson_interval  # noqa: E402
-from datasets import d4rl, ogbench_data  # noqa: E402
-from training import evaluation, logger  # noqa: E402
-from training.fused import stacked_streams  # noqa: E402
-from training.runner import fold_keys  # noqa: E402
+from benchmarks.intervals import seed_t_interval, wilson_interval
+from benchmarks.policy_diagnostics import load_agent, run_task_dirs, task_flags
+from datasets import d4rl, ogbench_data
+from training import evaluation, logger
+from training.fused import stacked_streams
+from training.runner import fold_keys
 
 
 def stack_agents(agents: list[Any]) -> Any:

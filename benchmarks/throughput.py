@@ -1,7 +1,7 @@
 """Training and acting throughput of MFQL and FQL, measured side by side in one process.
 
-    python benchmarks/throughput.py --quick      # < 5 min on 2 CPU cores
-    python benchmarks/throughput.py              # more windows, more K and S values
+    python -m benchmarks.throughput --quick      # < 5 min on 2 CPU cores
+    python -m benchmarks.throughput              # more windows, more K and S values
 
 What it measures (all cases share one process and are timed in interleaved rounds, so slow drifts of
 the machine hit every case alike; each figure is the median over rounds):
@@ -23,25 +23,21 @@ import importlib.metadata
 import os
 import platform
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault('MUJOCO_GL', 'egl')
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from agents import get_agent_class  # noqa: E402
-from agents.fql import get_config as fql_config  # noqa: E402
-from agents.mfql import get_config as mfql_config  # noqa: E402
-from datasets.buffer import Dataset  # noqa: E402
-from training.fused import create_training_states, fused_updates, stacked_streams  # noqa: E402
-from training.logger import write_atomically  # noqa: E402
+from agents import get_agent_class
+from agents.fql import get_config as fql_config
+from agents.mfql import get_config as mfql_config
+from datasets.buffer import Dataset
+from training.fused import create_training_states, fused_updates, stacked_streams
+from training.logger import write_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool('quick', False, 'Fewer rounds and K/S values (< 5 min on 2 CPU cores).')
@@ -242,6 +238,7 @@ def machine_description() -> list[str]:
 
 
 def main(_: Any) -> None:
+    os.environ.setdefault('MUJOCO_GL', 'egl')  # headless rendering for the evaluation env (before mujoco loads)
     quick = FLAGS.quick
     rounds = FLAGS.rounds or (3 if quick else 5)
     dataset = synthetic_dataset()
@@ -300,7 +297,7 @@ def main(_: Any) -> None:
 def report(cases: list[Case], ceiling: MatmulCeiling, layer_rates: dict, latencies: dict, evaluation: tuple,
            rounds: int,
            seconds: float) -> list[str]:
-    command = 'python benchmarks/throughput.py' + (' --quick' if FLAGS.quick else '')
+    command = 'python -m benchmarks.throughput' + (' --quick' if FLAGS.quick else '')
     lines = [f'# Throughput ({jax.default_backend()})', '', f'Command: `{command}` ({rounds} interleaved rounds, '
              f'{seconds / 60:.1f} min in all). Batch 256, synthetic data with cube-single shapes.', '',
              *machine_description(), f'- Dense float32 matmul ceiling (2048², median of rounds): '

@@ -20,13 +20,12 @@ sample size, averaged over 5 pairs), and the fraction of one-step samples outsid
 first 1000 training steps (256 samples per step).
 
 Run (writes benchmarks/results/toy_multimodal.{md,png}):
-  python benchmarks/toy_multimodal.py
+  python -m benchmarks.toy_multimodal
 """
 
 import argparse
 import functools
 import os
-import sys
 import time
 from typing import Any, Callable
 
@@ -35,10 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from agents.mfql import adaptive_l2_loss, mean_flow_identity_loss, sample_times  # noqa: E402
-from networks.policy import MLPPolicy  # noqa: E402
+from agents.mfql import adaptive_l2_loss, mean_flow_identity_loss, sample_times
+from networks.policy import MLPPolicy
 
 GRID = (-0.75, -0.25, 0.25, 0.75)
 CENTRES = np.array([(x, y) for x in GRID for y in GRID], np.float32)  # (16, 2)
@@ -226,7 +223,7 @@ def main() -> None:
 
 def write_report(args: argparse.Namespace, results: dict, floor: float, floor_std: float, true_oob: float,
                  true_in_mode: float, wall: float) -> None:
-    command = 'python benchmarks/toy_multimodal.py' + ''.join(
+    command = 'python -m benchmarks.toy_multimodal' + ''.join(
         f' --{k}={v}' for k, v in [('steps', args.steps), ('batch_size', args.batch_size),
                                    ('seed', args.seed)] if v != {'steps': 6000, 'batch_size': 1024, 'seed': 0}[k])
     lines = [

@@ -1,27 +1,24 @@
-"""benchmarks/reproduce.py (run list, commands, scoring) and benchmarks/policy_diagnostics.py (checkpoint metrics)."""
+"""benchmarks/ as a package: reproduce.py (run list, commands, scoring, training through the sweep machinery),
+intervals.py, policy_diagnostics.py (checkpoint metrics), temperature.py and profile_update.py."""
 
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from scipy import stats
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO_DIR, 'benchmarks'))
-
-import policy_diagnostics  # noqa: E402
-import reproduce  # noqa: E402
-import temperature  # noqa: E402
-from agents import fql, mfql  # noqa: E402
-from datasets.buffer import observation_statistics  # noqa: E402
-from training import checkpoint, evaluation  # noqa: E402
-from training.fused import TrainingState  # noqa: E402
+import sweep
+from agents import fql, mfql
+from benchmarks import policy_diagnostics, reproduce, temperature
+from benchmarks.intervals import seed_t_interval, welch_interval, wilson_interval
+from datasets.buffer import observation_statistics
+from training import checkpoint, evaluation
+from training.fused import TrainingState
 
 
 def test_study_runs_order_names_and_flags():
@@ -65,6 +62,7 @@ def test_study_runs_order_names_and_flags():
     (['--steps=35000'], 'multiple of --eval_interval'),
     (['--seed=-1'], '--seed must be >= 0'),
     (['--num_seeds=0'], '--num_seeds >= 1'),
+    (['--workers=0'], '--workers must be >= 1'),
 ])
 def test_reproduce_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):
@@ -97,54 +95,54 @@ def test_seed_score_is_mean_of_last_two_evaluations(tmp_path):
 
 def test_wilson_interval_values_and_errors():
     # 0 of n: the interval is [0, z²/(n + z²)], the closed form at k = 0.
-    low, high = reproduce.wilson_interval(0, 300)
+    low, high = wilson_interval(0, 300)
     assert low == 0.0 and high == pytest.approx(1.96 ** 2 / (300 + 1.96 ** 2))
     # Mirror symmetry k <-> n − k, and the point estimate lies inside.
-    low, high = reproduce.wilson_interval(24, 300)
+    low, high = wilson_interval(24, 300)
     assert (low, high) == pytest.approx((0.0543, 0.1163), abs=1e-4)
-    mirror_low, mirror_high = reproduce.wilson_interval(276, 300)
+    mirror_low, mirror_high = wilson_interval(276, 300)
     assert (mirror_low, mirror_high) == pytest.approx((1 - high, 1 - low))
     assert low < 24 / 300 < high
     # More episodes at the same rate give a narrower interval.
-    wide, narrow = reproduce.wilson_interval(5, 50), reproduce.wilson_interval(50, 500)
+    wide, narrow = wilson_interval(5, 50), wilson_interval(50, 500)
     assert narrow[1] - narrow[0] < wide[1] - wide[0]
     with pytest.raises(ValueError, match='successes <= trials'):
-        reproduce.wilson_interval(301, 300)
+        wilson_interval(301, 300)
     with pytest.raises(ValueError, match='trials >= 1'):
-        reproduce.wilson_interval(0, 0)
+        wilson_interval(0, 0)
 
 
 def test_seed_t_interval_values_and_errors():
     # mean 0.08, sample sd 0.02 over 3 seeds: half width t_(0.975, 2) · 0.02 / √3 = 4.3027 · 0.011547.
-    low, high = reproduce.seed_t_interval([0.10, 0.08, 0.06])
+    low, high = seed_t_interval([0.10, 0.08, 0.06])
     assert (low, high) == pytest.approx((0.08 - 0.049683, 0.08 + 0.049683), abs=1e-6)
     # Many seeds: t approaches the normal quantile 1.96.
     values = np.tile([0.0, 1.0], 5000)
-    low, high = reproduce.seed_t_interval(values)
+    low, high = seed_t_interval(values)
     assert high - 0.5 == pytest.approx(1.96 * values.std(ddof=1) / np.sqrt(values.size), rel=1e-3)
-    assert reproduce.seed_t_interval([0.0, 0.0, 0.0]) == (0.0, 0.0)
+    assert seed_t_interval([0.0, 0.0, 0.0]) == (0.0, 0.0)
     with pytest.raises(ValueError, match='at least 2 seeds, got 1'):
-        reproduce.seed_t_interval([0.3])
+        seed_t_interval([0.3])
 
 
 def test_welch_interval_values_and_errors():
     # Equal sizes and spreads: Welch's degrees of freedom are 2(n − 1) = 4, t_(0.975, 4) = 2.7764.
     first, second = [0.3, 0.4, 0.5], [0.0, 0.1, 0.2]
-    low, high = reproduce.welch_interval(first, second)
+    low, high = welch_interval(first, second)
     half_width = 2.776445 * np.sqrt(2 * 0.01 / 3)
     assert (low, high) == pytest.approx((0.3 - half_width, 0.3 + half_width), abs=1e-6)
     # Unequal spreads: dof between min(n) − 1 and n1 + n2 − 2; here ≈ 2.08, so t ≈ 4.2, wider than pooled.
-    low, high = reproduce.welch_interval([0.24, 0.44, 0.36], [0.10, 0.08, 0.06])
+    low, high = welch_interval([0.24, 0.44, 0.36], [0.10, 0.08, 0.06])
     variances = np.var([0.24, 0.44, 0.36], ddof=1) / 3, np.var([0.10, 0.08, 0.06], ddof=1) / 3
     dof = sum(variances) ** 2 / (variances[0] ** 2 / 2 + variances[1] ** 2 / 2)
     assert 2 < dof < 2.2
-    assert (high - low) / 2 == pytest.approx(reproduce.stats.t.ppf(0.975, dof) * np.sqrt(sum(variances)))
+    assert (high - low) / 2 == pytest.approx(stats.t.ppf(0.975, dof) * np.sqrt(sum(variances)))
     assert (low + high) / 2 == pytest.approx(1.04 / 3 - 0.08)
     # Swapping the groups negates the interval; no spread at all gives the point difference.
-    assert reproduce.welch_interval(second, first) == pytest.approx((-0.3 - half_width, -0.3 + half_width))
-    assert reproduce.welch_interval([0.5, 0.5], [0.25, 0.25]) == (0.25, 0.25)
+    assert welch_interval(second, first) == pytest.approx((-0.3 - half_width, -0.3 + half_width))
+    assert welch_interval([0.5, 0.5], [0.25, 0.25]) == (0.25, 0.25)
     with pytest.raises(ValueError, match='at least 2 seeds per group, got 3 and 1'):
-        reproduce.welch_interval(first, [0.1])
+        welch_interval(first, [0.1])
 
 
 def _write_seed(directory: str, successes: list[float], alphas: list[float], alpha_mode: str = 'adaptive',
@@ -247,20 +245,20 @@ def test_report_tables_from_finished_runs(tmp_path, first_seed):
     with open(os.path.join(args.results_path, 'reproduce-cpu.md')) as f:
         report = f.read()
     fql_scores, mfql_scores = [0.3, 0.4, 0.5], [0.1, 0.1, 0.1]
-    low, high = reproduce.seed_t_interval(fql_scores)
+    low, high = seed_t_interval(fql_scores)
     assert (low, high) == pytest.approx((0.4 - 0.24841, 0.4 + 0.24841), abs=1e-5)
     assert (f'| cube-single-play-singletask-task2-v0 | FQL | 0.00 ± 0.00 | **0.40 ± 0.08** | 0.30, 0.40, 0.50 | '
             f'{low:.2f}–{high:.2f} | 120 / 300 (0.35–0.46) | 30 min |') in report
     # MFQL's seeds agree exactly, so its seed interval has zero width.
     assert '| MFQL | 0.00 ± 0.00 | 0.10 ± 0.00 | 0.10, 0.10, 0.10 | 0.10–0.10 | 30 / 300 (0.07–0.14) |' in report
-    gap_low, gap_high = reproduce.welch_interval(fql_scores, mfql_scores)
+    gap_low, gap_high = welch_interval(fql_scores, mfql_scores)
     assert (f'- cube-single-play-singletask-task2-v0: FQL ahead of MFQL by 0.30 in success (95% interval over seeds, '
             f'Welch t: {gap_low:.2f}–{gap_high:.2f}).') in report
     assert ('50 episodes per seed), episodes won: cube-single-play-singletask-task2-v0 1 / 150 (0.01; Wilson 0.00–0.04); '
             'cube-single-play-singletask-task1-v0 not measured (run without --report_only).') in report
     assert f'3 seeds ({first_seed}–{first_seed + 2})' in report
     assert report.rstrip().endswith('## Hand-written reading') == (first_seed == 0)
-    study_command = 'python benchmarks/reproduce.py ' + ' '.join(argv[:-1])  # less --report_only
+    study_command = 'python -m benchmarks.reproduce ' + ' '.join(argv[:-1])  # less --report_only
     assert report.count(study_command) == 2  # the header and the command list
     assert 'Not run yet' not in report and '3,003 train + 303 val transitions' in report
     with open(os.path.join(args.results_path, 'reproduce-cpu.csv')) as f:
@@ -400,7 +398,7 @@ ENTRY %main.7 (p0: f32[2,1280,256], p1: f32[2,256,256]) -> f32[2,256] {
 
 
 def test_profile_classifies_matmul_fusions_and_names_sources():
-    import profile_update
+    from benchmarks import profile_update
     # The fusion holding a dot and the dots themselves (also the one inside the fusion), not the reduce fusion.
     assert profile_update.matmul_ops(HLO_SNIPPET) == {'ynn_fusion.16', 'dot.401', 'dot.7'}
     assert {'ynn_fusion.16', 'dot.7', 'ynn_fusion', 'p0'} <= profile_update.instruction_names(HLO_SNIPPET)
@@ -414,7 +412,7 @@ def test_profile_classifies_matmul_fusions_and_names_sources():
 
 
 def test_profile_exclusive_times_subtract_nested_events():
-    import profile_update
+    from benchmarks import profile_update
     # (start, duration, name): an executor event holding two ops, one of which holds a third; then a lone op.
     events = [(0, 100, 'ThunkExecutor::Execute'), (10, 30, 'fusion.1'), (15, 10, 'dot.2'), (50, 20, 'fusion.1'),
               (200, 5, 'copy.3')]
@@ -422,38 +420,12 @@ def test_profile_exclusive_times_subtract_nested_events():
     assert times == {'ThunkExecutor::Execute': 50, 'fusion.1': 40, 'dot.2': 10, 'copy.3': 5}
 
 
-FAKE_RUN = (
-    "import csv, json, os, sys\n"
-    "d = sys.argv[1]; os.makedirs(d)\n"
-    "w = csv.writer(open(os.path.join(d, 'eval.csv'), 'w', newline=''))\n"
-    "w.writerows([['step', 'evaluation/success', 'time/total'], [1, 0, 1], [10, 0.1, 2], [30, 0.2, 3]])\n"
-    "w = csv.writer(open(os.path.join(d, 'train.csv'), 'w', newline=''))\n"
-    "w.writerows([['step', 'time/updates_per_sec', 'training/alpha'], [30, 9.0, 30.0]])\n"
-    "config = {'agent_config': {'alpha': 30.0, 'alpha_mode': 'adaptive'}}\n"
-    "json.dump(config, open(os.path.join(d, 'flags.json'), 'w'))\n")
-
-
-def fake_study(tmp_path, monkeypatch):
-    """A 30-step, one-seed study whose 'main.py' writes finished results for its seed (α constant at 30), with
-    every running run reported past half-way, so that the last run waits for the machine. Its commands say
-    `python`, as the real ones do, with no `python` on PATH: the study must launch its own interpreter."""
-    args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=1', '--steps=30', '--eval_interval=10',
-                                 '--workers=2', '--mfql_alpha=30'])
-    monkeypatch.setattr(reproduce, 'run_command',
-                        lambda run, _: ['python', '-c', FAKE_RUN, reproduce.seed_dirs(run, args)[0]])
-    monkeypatch.setenv('PATH', str(tmp_path / 'no_python_here'))
-    real_sleep = reproduce.time.sleep
-    monkeypatch.setattr(reproduce.time, 'sleep', lambda _: real_sleep(0.05))
-    monkeypatch.setattr(reproduce, 'last_logged_step', lambda run, args: args.steps)
-    return args, reproduce.study_runs(args)
-
-
 def test_temperature_scores_several_steps_as_the_study_does():
     # per seed: τ = 1 (0.1 + 0.3) / 2 = 0.2 and (0.2 + 0.2) / 2 = 0.2; τ = 0 0 and 0.05; 10 episodes per evaluation
     success_by_step = {30: {1.0: [0.1, 0.2], 0.0: [0.0, 0.0]}, 40: {1.0: [0.3, 0.2], 0.0: [0.0, 0.1]}}
     header, one, zero = temperature.score_lines(success_by_step, eval_episodes=10)
     assert 'steps 30, 40' in header
-    low, high = reproduce.wilson_interval(8, 40)
+    low, high = wilson_interval(8, 40)
     assert one.split() == ['temperature', '1', 'score', '0.200', '±', '0.000', 'per', 'seed:', '0.20,', '0.20',
                            'won', '8', '/', '40', f'({low:.2f}–{high:.2f})', 'seeds', 't', '0.20–0.20']
     # τ = 0: seeds 0 and 0.05, sample sd 0.0354, half width t_(0.975, 1) · 0.0354 / √2 = 12.706 · 0.025 = 0.318
@@ -473,51 +445,61 @@ def test_temperature_rejects_bad_arguments(argv, message, tmp_path, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_train_all_skips_inert_fixed_alpha_and_gives_the_last_run_every_core(tmp_path, monkeypatch, capsys):
-    """The scheduler with fake runs."""
-    args, runs = fake_study(tmp_path, monkeypatch)
+def fake_launch(args, written: dict[str, list[float]], launched: list[list[str]]):
+    """A stand-in for sweep.launch that records the jobs of each round and writes their runs as finished, with each
+    seed's logged α from `written` (per run name; default constant at α₀ = 30)."""
+    def launch(jobs, options, sweep_dir):
+        assert sweep_dir == args.work_path and options.launcher == 'local' and options.max_parallel == args.workers
+        launched.append([job.name for job in jobs])
+        runs = {run.name: run for run in reproduce.study_runs(args)}
+        for job in jobs:
+            run = runs[job.name]
+            assert job.command == reproduce.run_command(run, args)
+            assert [os.path.join(sweep_dir, d) for d in [job.run_dir]] == [os.path.dirname(reproduce.seed_dirs(run, args)[0])]
+            for directory in reproduce.seed_dirs(run, args):
+                _write_seed(directory, [0.0, 0.1, 0.2, 0.3], written.get(job.name, [30.0] * 3),
+                            alpha_mode='fixed' if 'fixed' in job.name else 'adaptive')
+        return 0
+    return launch
+
+
+@pytest.mark.parametrize('alphas, fixed_trained', [([30.0] * 3, False), ([30.0, 30.0, 36.0], True)])
+def test_train_all_runs_the_study_through_the_sweep_and_the_fixed_alpha_run_after_its_reference(
+        tmp_path, monkeypatch, capsys, alphas, fixed_trained):
+    args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=1', '--steps=30', '--eval_interval=10',
+                                 '--mfql_alpha=30', '--workers=2'])
+    runs = reproduce.study_runs(args)
+    launched = []
+    monkeypatch.setattr(sweep, 'launch', fake_launch(args, {'mfql_a30_task2': alphas}, launched))
     reproduce.train_all(runs, args)
-    out = capsys.readouterr().out
-    started = [line.split()[1] for line in out.splitlines() if line.startswith('[start]')]
-    assert started == ['mfql_a30_task2', 'mfql_a30_task1', 'fql_task2', 'fql_task1', 'mfql_a30_task2_n1']
-    assert '[skip] mfql_a30_task2_fixed_alpha: same computation as mfql_a30_task2' in out
+    first_round = ['mfql_a30_task2', 'mfql_a30_task1', 'fql_task2', 'fql_task1', 'mfql_a30_task2_n1']
+    assert launched == [first_round] + ([['mfql_a30_task2_fixed_alpha']] if fixed_trained else [])
+    assert ('[skip] mfql_a30_task2_fixed_alpha: same computation as mfql_a30_task2' in capsys.readouterr().out) \
+        != fixed_trained
     assert all(reproduce.is_finished(run, args) for run in runs)
-    if len(os.sched_getaffinity(0)) >= 2:  # pinning needs two cores: then only the last run gets both
-        assert '[start] mfql_a30_task2_n1 (all cores)' in out
-        assert sum('(all cores)' in line for line in out.splitlines()) == 1
+    launched.clear()
+    reproduce.train_all(runs, args)  # everything finished: nothing is launched again
+    assert launched == []
 
 
-def test_fixed_alpha_waits_for_its_reference_instead_of_starting_on_a_free_core(tmp_path, monkeypatch, capsys):
-    """The other MFQL run ends first and frees a core while the reference is still training: the fixed-α run
-    must not start then (it used to, and trained for nothing), but wait, and be skipped once α proved inert."""
-    args, runs = fake_study(tmp_path, monkeypatch)
-    reference = runs[0]
-    fake = reproduce.run_command
-
-    def slow_reference(run, run_args):
-        command = fake(run, run_args)
-        if run == reference:  # sleeps before writing its results
-            command[2] = 'import time; time.sleep(1.5)\n' + command[2]
-        return command
-
-    monkeypatch.setattr(reproduce, 'run_command', slow_reference)
-    reproduce.train_all(runs, args)
-    out = capsys.readouterr().out
-    started = [line.split()[1] for line in out.splitlines() if line.startswith('[start]')]
-    assert 'mfql_a30_task2_fixed_alpha' not in started
-    assert started[:2] == ['mfql_a30_task2', 'mfql_a30_task1'] and started[-1] == 'mfql_a30_task2_n1'
-    assert '[skip] mfql_a30_task2_fixed_alpha: same computation as mfql_a30_task2' in out
-    assert all(reproduce.is_finished(run, args) for run in runs)
+def test_train_all_stops_with_the_sweeps_error_when_a_run_fails(tmp_path, monkeypatch):
+    args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=1', '--steps=30', '--eval_interval=10'])
+    monkeypatch.setattr(sweep, 'launch', lambda jobs, options, sweep_dir: 1)
+    with pytest.raises(SystemExit, match=f'a run failed; python sweep.py --save_dir={tmp_path} --status shows'):
+        reproduce.train_all(reproduce.study_runs(args), args)
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason='pinning runs to cores needs two cores')
-def test_last_run_waits_even_when_one_pass_frees_both_cores(tmp_path, monkeypatch, capsys):
-    """Two runs left and both cores free: the second-to-last starts, and the last waits for it to end and then
-    gets every core (it used to start on the second core in the same pass)."""
-    args, runs = fake_study(tmp_path, monkeypatch)
-    for run in runs[:3]:  # both MFQL runs and the first FQL run finished; the fixed-α run stands in
-        subprocess.run(reproduce.with_this_interpreter(reproduce.run_command(run, args)), check=True)
-    reproduce.train_all(runs, args)
-    started = [line for line in capsys.readouterr().out.splitlines() if line.startswith('[start]')]
-    assert [line.split()[1] for line in started] == ['fql_task1', 'mfql_a30_task2_n1']
-    assert '(core ' in started[0] and '(all cores)' in started[1]
+def test_the_study_jobs_are_recognised_as_finished_by_the_sweep(tmp_path):
+    """A run folder trained by the study's command is done for the sweep machinery too (same config hash)."""
+    args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=2', '--steps=30', '--eval_interval=10'])
+    run = reproduce.study_runs(args)[0]
+    job = reproduce.sweep_job(run, args)
+    assert sweep.finished_step(job, args.work_path) is None
+    for directory in reproduce.seed_dirs(run, args):
+        os.makedirs(directory)
+        with open(os.path.join(directory, 'flags.json'), 'w') as f:
+            json.dump({'command': ' '.join(reproduce.run_command(run, args)[1:]),
+                       'flags': {'offline_steps': 30, 'online_steps': 0}}, f)
+        with open(os.path.join(directory, 'final.json'), 'w') as f:
+            json.dump({'step': 30}, f)
+    assert sweep.finished_step(job, args.work_path) == 30

@@ -1,0 +1,362 @@
+"""sweep.py and report.py: a real sweep through submitit's local launcher on a tiny generated dataset (tables checked
+against the runs' CSVs, rliable intervals, an idempotent rerun, a killed job resumed, a failing job), the SLURM
+path against a stand-in `sbatch`, the report on made-up runs, presets files, and bad input.
+
+The sweeps run main.py with tiny networks, 2 seeds, 200 updates and 1 evaluation episode; they share the 2-episode
+cube-single-play dataset of tests/test_generate.py and a JAX compilation cache.
+"""
+
+import ast
+import csv
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from absl import flags
+from scipy import stats
+
+import configs
+import sweep
+from tests.test_generate import cube_single_play_files  # noqa: F401  (session fixture: the shared dataset)
+from training.logger import read_csv
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TASKS = ['cube-single-play-singletask-task1-v0', 'cube-single-play-singletask-task2-v0']
+TINY = ['--agent.batch_size=32', '--agent.value_hidden_dims=(32,32)', '--agent.actor_arch=mlp',
+        '--agent.actor_mlp_hidden_dims=(32,32)', '--agent.actor_hidden_dims=(32,32)', '--agent.flow_steps=2']
+BUDGET = ['--offline_steps=200', '--eval_interval=100', '--eval_episodes=1', '--save_interval=100',
+          '--log_interval=100', '--steps_per_call=1', '--poll_seconds=0.2']
+
+
+@pytest.fixture(scope='session')
+def dataset_dir(cube_single_play_files) -> str:  # noqa: F811
+    return os.path.dirname(cube_single_play_files[0])
+
+
+@pytest.fixture(scope='session')
+def environment(tmp_path_factory) -> dict[str, str]:
+    cache = str(tmp_path_factory.mktemp('jax_cache'))
+    return dict(os.environ, JAX_PLATFORMS='cpu', MUJOCO_GL='egl', JAX_COMPILATION_CACHE_DIR=cache,
+                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0.5')
+
+
+def grid_args(sweep_dir: str, dataset_dir: str, tasks: list[str] = TASKS, alphas: str = '3,30',
+              agents: str = 'mfql,fql') -> list[str]:
+    return [f'--save_dir={sweep_dir}', f'--env_name={",".join(tasks)}', f'--agents={agents}', '--num_seeds=2',
+            f'--sweep=agent.alpha={alphas}', f'--dataset_dir={dataset_dir}', '--max_parallel=2', *BUDGET, *TINY]
+
+
+def run_sweep(args: list[str], environment: dict[str, str], timeout: float = 600, **popen) -> subprocess.CompletedProcess:
+    command = [sys.executable, 'sweep.py', *args]
+    if popen.get('background'):
+        return subprocess.Popen(command, cwd=REPO_DIR, env=environment, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.run(command, cwd=REPO_DIR, env=environment, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def finished_sweep(tmp_path_factory, dataset_dir, environment) -> tuple[str, subprocess.CompletedProcess]:
+    """The sweep of issue 23: 2 tasks x 2 agents x 2 seeds x 2 alpha values (8 jobs), two at a time."""
+    sweep_dir = str(tmp_path_factory.mktemp('sweep'))
+    result = run_sweep(grid_args(sweep_dir, dataset_dir), environment)
+    return sweep_dir, result
+
+
+def last_three_percent(seed_dir: str) -> float:
+    """The paper's OGBench number straight from eval.csv: mean success of the last three evaluations after step 1."""
+    rows = [row for row in read_csv(os.path.join(seed_dir, 'eval.csv')) if row['step'] > 1]
+    return 100.0 * float(np.mean([row['evaluation/success'] for row in rows[-3:]]))
+
+
+def test_sweep_runs_the_grid_and_its_tables_match_the_runs(finished_sweep, environment):
+    sweep_dir, result = finished_sweep
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert '8 jobs: 0 done, 0 running, 0 failed, 8 pending; 8 to launch (local)' in result.stdout
+    assert result.stdout.count('[done] ') == 8 and '8 of 8 jobs done' in result.stdout
+    manifest = json.load(open(os.path.join(sweep_dir, 'manifest.json')))
+    settings = ['mfql,alpha=3', 'mfql,alpha=30', 'fql,alpha=3', 'fql,alpha=30']
+    assert sorted(manifest['jobs']) == sorted(f'{s}/{t}' for s in settings for t in TASKS)
+    for name, entry in manifest['jobs'].items():
+        assert entry['state'] == 'done' and entry['attempts'] == 1 and entry['launcher'] == 'local'
+        assert entry['config_hash'] == sweep.config_hash(shlex.split(entry['command'])[2:])
+        assert os.path.exists(entry['log'])
+        recorded = json.load(open(os.path.join(sweep_dir, entry['run_dir'], 'seed1', 'flags.json')))
+        assert recorded['agent_config']['alpha'] == float(entry['overrides']['alpha'])
+        # Keys reach only the agents that have them: MFQL's actor_arch, FQL's flow_steps.
+        assert ('actor_arch' in recorded['agent_config']) == (entry['agent'] == 'mfql')
+        assert ('--agent.flow_steps=2' in entry['command']) == (entry['agent'] == 'fql')
+
+    report = run_sweep([f'--save_dir={sweep_dir}', '--report', '--bootstrap_reps=1000'], environment, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    rows = list(csv.DictReader(open(os.path.join(sweep_dir, 'report', 'per_task.csv'))))
+    assert len(rows) == 3 * len(settings)  # the environment row and its two tasks, per setting
+    for row in rows:
+        entries = {name: e for name, e in manifest['jobs'].items() if e['setting'] == row['setting']}
+        per_seed = {task: [last_three_percent(os.path.join(sweep_dir, e['run_dir'], f'seed{seed}'))
+                           for seed in (0, 1)] for e in entries.values() for task in [e['task']]}
+        expected = np.mean([per_seed[t] for t in TASKS], axis=0) if row['row'] == 'environment' else per_seed[row['task']]
+        assert float(row['mean']) == pytest.approx(np.mean(expected), abs=1e-9)
+        assert float(row['std']) == pytest.approx(np.std(expected), abs=1e-9)
+        assert row['unit'] == 'success %' and int(row['num_seeds']) == 2
+    markdown = open(os.path.join(sweep_dir, 'report', 'report.md')).read()
+    assert '| environment / task | mfql,alpha=3 (success %) | mfql,alpha=30 (success %) |' in markdown
+    assert '**cube-single-play (average)**' in markdown and 'selected on evaluation success' in markdown
+    aggregates = list(csv.DictReader(open(os.path.join(sweep_dir, 'report', 'aggregates.csv'))))
+    assert len(aggregates) == 4 * len(settings)
+    for row in aggregates:
+        assert float(row['low']) <= float(row['point']) <= float(row['high'])
+        assert int(row['num_tasks']) == 2 and int(row['num_runs']) == 2
+    for image in ('intervals.png', 'profile.png'):
+        assert os.path.getsize(os.path.join(sweep_dir, 'report', image)) > 10_000
+    assert '\\begin{tabular}' in open(os.path.join(sweep_dir, 'report', 'tables.tex')).read()
+
+    # A rerun of the same command starts nothing; --status reports every job done.
+    logs_before = sorted(os.listdir(os.path.join(sweep_dir, 'logs')))
+    again = run_sweep(grid_args(sweep_dir, '/elsewhere/data'), environment, timeout=120)  # data moved: same jobs
+    assert again.returncode == 0 and 'nothing to launch: 8 jobs: 8 done' in again.stdout, again.stderr
+    assert sorted(os.listdir(os.path.join(sweep_dir, 'logs'))) == logs_before
+    status = run_sweep([f'--save_dir={sweep_dir}', '--status'], environment, timeout=60)
+    assert '8 jobs: 8 done, 0 running, 0 failed, 0 pending' in status.stdout
+    # Another budget in the same folder would mix settings under one name: refused, nothing launched.
+    other = run_sweep(grid_args(sweep_dir, '/elsewhere/data') + ['--offline_steps=400'], environment, timeout=60)
+    assert other.returncode == 1 and 'the flags differ, so use another --save_dir' in other.stderr
+    assert 'Traceback' not in other.stderr
+
+
+def test_a_killed_job_resumes_to_the_uninterrupted_result(finished_sweep, tmp_path, dataset_dir, environment):
+    reference_dir, reference = finished_sweep
+    assert reference.returncode == 0
+    mfql_only = [flag for flag in grid_args(str(tmp_path), dataset_dir, tasks=TASKS[1:], alphas='3', agents='mfql')
+                 if not flag.startswith(('--agent.actor_hidden_dims', '--agent.flow_steps'))]  # FQL's keys
+    process = run_sweep(mfql_only, environment, background=True)
+    job_dir = tmp_path / 'runs' / 'mfql,alpha=3' / TASKS[1] / TASKS[1]
+    deadline = time.time() + 300
+    while not all((job_dir / f'seed{s}' / 'checkpoints').is_dir() and os.listdir(job_dir / f'seed{s}' / 'checkpoints')
+                  for s in (0, 1)) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, process.stdout.read()
+    os.killpg(process.pid, signal.SIGKILL)  # sweep.py, submitit's controller and main.py: a lost machine
+    process.wait()
+    assert not (job_dir / 'seed0' / 'final.json').exists(), 'the job finished before it could be killed'
+    status = run_sweep([f'--save_dir={tmp_path}', '--status'], environment, timeout=60)
+    assert '1 jobs: 0 done, 0 running, 0 failed, 1 pending' in status.stdout
+    assert 'interrupted (the local job stopped without a result' in status.stdout and 'resumes from step' in status.stdout
+    resumed = run_sweep(mfql_only, environment)
+    assert resumed.returncode == 0 and '[done] mfql,alpha=3/' in resumed.stdout, resumed.stdout[-3000:]
+    log = json.load(open(tmp_path / 'manifest.json'))['jobs'][f'mfql,alpha=3/{TASKS[1]}']['stdout']
+    assert 'resumed 2 seed(s) from step' in open(log).read()
+    reference_job = os.path.join(reference_dir, 'runs', 'mfql,alpha=3', TASKS[1], TASKS[1])
+    for seed in (0, 1):
+        expected = json.load(open(os.path.join(reference_job, f'seed{seed}', 'final.json')))
+        assert json.load(open(job_dir / f'seed{seed}' / 'final.json')) == expected
+        untimed = lambda rows: [{k: v for k, v in row.items() if not k.startswith('time/')} for row in rows]  # noqa
+        assert untimed(read_csv(str(job_dir / f'seed{seed}' / 'eval.csv'))) == untimed(
+            read_csv(os.path.join(reference_job, f'seed{seed}', 'eval.csv')))
+        final = f'seed{seed}/checkpoints/' + sorted(os.listdir(job_dir / f'seed{seed}' / 'checkpoints'))[-1]
+        assert (job_dir / final).read_bytes() == open(os.path.join(reference_job, final), 'rb').read()
+
+
+def test_a_failing_job_is_reported_with_its_log_and_the_others_run(tmp_path, dataset_dir, environment):
+    args = [f'--save_dir={tmp_path}', f'--env_name={TASKS[1]}', '--agents=fql', '--num_seeds=1',
+            '--sweep=agent.alpha=oops,3', f'--dataset_dir={dataset_dir}', '--offline_steps=1', '--eval_episodes=0',
+            '--max_parallel=1', '--poll_seconds=0.2', *TINY[:2], '--agent.actor_hidden_dims=(32,32)']
+    result = run_sweep(args, environment)
+    assert result.returncode == 1
+    assert f'[failed] fql,alpha=oops/{TASKS[1]}: main.py exited with code 1: FATAL Flags parsing error: flag ' \
+           "--agent.alpha=oops: could not convert string to float: 'oops'" in result.stdout
+    assert f'[done] fql,alpha=3/{TASKS[1]}' in result.stdout  # launched after the failure, on the only slot
+    assert '1 of 2 jobs done; 1 failed' in result.stdout
+    status = run_sweep([f'--save_dir={tmp_path}', '--status'], environment, timeout=60).stdout
+    failed_line = next(line for line in status.splitlines() if line.startswith('fql,alpha=oops'))
+    log = failed_line.split('; log: ')[1]
+    assert ' failed ' in failed_line and "could not convert string to float: 'oops'" in open(log).read()
+    # Failed jobs are rerun only on request.
+    rerun = run_sweep(args, environment, timeout=120)
+    assert 'nothing to launch' in rerun.stdout and '1 failed job(s) are not rerun' in rerun.stdout
+    retried = run_sweep(args + ['--retry_failed'], environment, timeout=120)
+    assert '1 to launch' in retried.stdout and f'[failed] fql,alpha=oops/{TASKS[1]}' in retried.stdout
+    assert json.load(open(tmp_path / 'manifest.json'))['jobs'][f'fql,alpha=oops/{TASKS[1]}']['attempts'] == 2
+
+
+FAKE_SBATCH = '''#!/bin/sh
+n=$(cat "{counter}" 2>/dev/null || echo 4241); n=$((n + 1)); echo $n > "{counter}"
+echo "Submitted batch job $n"
+'''
+
+
+def test_slurm_array_has_the_requested_sbatch_parameters(tmp_path, monkeypatch, capsys):
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    for name, text in (('sbatch', FAKE_SBATCH.format(counter=tmp_path / 'counter')), ('srun', '#!/bin/sh\n'),
+                       ('sacct', '#!/bin/sh\n')):  # sacct knows no job: the state is unknown
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv('PATH', f'{bin_dir}:{os.environ["PATH"]}')
+    sweep_dir = tmp_path / 'sweep'
+    args = [f'--save_dir={sweep_dir}', f'--env_name={TASKS[0]},{TASKS[1]}', '--agents=mfql', '--num_seeds=8',
+            '--launcher=slurm', '--partition=gpu', '--gpus_per_job=1', '--cpus_per_job=6', '--mem_gb=40',
+            '--time_min=600', '--array_parallelism=10', '--account=rl', '--qos=high', '--slurm_option=constraint=h100',
+            '--slurm_setup=source venv/bin/activate', '--save_interval=100000']
+    assert sweep.run(args) == 0
+    assert 'submitted 2 job(s) as SLURM array 4242' in capsys.readouterr().out
+    script = (sweep_dir / 'logs' / '4242_submission.sh').read_text()
+    for line in ('#SBATCH --partition=gpu', '#SBATCH --gpus-per-node=1', '#SBATCH --cpus-per-task=6',
+                 '#SBATCH --mem=40GB', '#SBATCH --time=600', '#SBATCH --array=0-1%2', '#SBATCH --account=rl',
+                 '#SBATCH --qos=high', '#SBATCH --constraint=h100', '#SBATCH --job-name=mfql',
+                 f'#SBATCH --output={sweep_dir}/logs/%A_%a_0_log.out', 'source venv/bin/activate'):
+        assert line in script.splitlines(), line
+    manifest = json.load(open(sweep_dir / 'manifest.json'))
+    assert sorted(e['launcher_id'] for e in manifest['jobs'].values()) == ['4242_0', '4242_1']
+    assert all(e['state'] == 'submitted' and '--save_interval=100000' in e['command']
+               for e in manifest['jobs'].values())
+    # Queued jobs are never submitted twice.
+    assert sweep.run(args) == 0
+    assert 'nothing to launch' in capsys.readouterr().out and not (sweep_dir / 'logs' / '4243_submission.sh').exists()
+    assert sweep.run([f'--save_dir={sweep_dir}', '--status']) == 0
+    assert 'pending  queued on SLURM as 4242_0' in capsys.readouterr().out
+
+
+def write_fake_sweep(sweep_dir: str, scores: dict[tuple[str, str], list[float]]) -> list[sweep.Job]:
+    """A launched sweep whose runs finished with the given success_last3 per (alpha, task) and seed (2 tasks of
+    cube-single-play and 1 of cube-double-play; MFQL; seeds 0-2)."""
+    tasks = [*TASKS, 'cube-double-play-singletask-task2-v0']
+    args, extra = sweep.parse_args([f'--save_dir={sweep_dir}', f'--env_name={",".join(tasks)}', '--agents=mfql',
+                                    '--num_seeds=3', '--sweep=agent.alpha=10,(30)', '--offline_steps=10'])
+    jobs = sweep.build_jobs(args, extra, sweep_dir)
+    manifest = {'version': sweep.MANIFEST_VERSION, 'jobs': {job.name: sweep.job_entry(job) for job in jobs}}
+    for job in jobs:
+        for seed, directory in zip(job.seeds, job.seed_dirs(sweep_dir)):
+            os.makedirs(directory)
+            json.dump({'command': 'main.py ' + ' '.join(job.flags), 'flags': {'offline_steps': 10, 'online_steps': 0}},
+                      open(os.path.join(directory, 'flags.json'), 'w'))
+            success = scores[(dict(job.overrides)['alpha'], job.task)][seed]
+            json.dump({'step': 10, 'evaluation/success_last3': success}, open(os.path.join(directory, 'final.json'), 'w'))
+    sweep.write_manifest(sweep_dir, manifest)
+    return jobs
+
+
+def test_report_environment_means_aggregates_and_selection_on_made_up_runs(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    tasks = [*TASKS, 'cube-double-play-singletask-task2-v0']
+    scores = {(alpha, task): list(rng.uniform(0, 1, 3).round(2)) for alpha in ('10', '(30)') for task in tasks}
+    scores[('(30)', TASKS[0])] = [0.9, 0.95, 1.0]  # alpha 30 wins cube-single; cube-double is a draw of the rng
+    write_fake_sweep(str(tmp_path), scores)
+    presets = tmp_path / 'presets.json'
+    assert sweep.run([f'--save_dir={tmp_path}', '--report', '--bootstrap_reps=2000', f'--write_presets={presets}']) == 0
+    rows = {(row['setting'], row['task']): row for row in csv.DictReader(open(tmp_path / 'report' / 'per_task.csv'))}
+    for alpha in ('10', '(30)'):
+        per_seed = 100 * np.mean([scores[(alpha, task)] for task in TASKS], axis=0)  # each seed over the env's tasks
+        row = rows[(f'mfql,alpha={alpha}', 'cube-single-play (average)')]
+        assert (float(row['mean']), float(row['std'])) == pytest.approx((per_seed.mean(), per_seed.std()))
+        single = rows[(f'mfql,alpha={alpha}', tasks[2])]  # a one-task environment has no average row
+        assert float(single['mean']) == pytest.approx(100 * np.mean(scores[(alpha, tasks[2])]))
+    assert ('mfql,alpha=10', 'cube-double-play (average)') not in rows
+    aggregates = {(row['setting'], row['aggregate']): row
+                  for row in csv.DictReader(open(tmp_path / 'report' / 'aggregates.csv'))}
+    for alpha in ('10', '(30)'):
+        all_runs = 100 * np.array([scores[(alpha, task)] for task in tasks]).T  # (runs, tasks)
+        # rliable: IQM over all runs; median of the per-task means; mean; shortfall below 100 over all runs.
+        expected = {'IQM': stats.trim_mean(all_runs.ravel(), 0.25), 'Median': np.median(all_runs.mean(axis=0)),
+                    'Mean': all_runs.mean(), 'Optimality gap': np.mean(100 - all_runs)}
+        for name, value in expected.items():
+            row = aggregates[(f'mfql,alpha={alpha}', name)]
+            assert float(row['point']) == pytest.approx(value)
+            assert float(row['low']) <= float(row['point']) <= float(row['high'])
+            assert float(row['low']) < float(row['high'])  # the runs differ, so the intervals have width
+    payload = configs.read_presets_file(str(presets))
+    double_best = max(('10', '(30)'), key=lambda a: np.mean(scores[(a, tasks[2])]))
+    assert payload['presets'] == {'mfql': {'cube-single-play': {'alpha': 30},
+                                           'cube-double-play': {'alpha': ast.literal_eval(double_best)}}}
+    markdown = open(tmp_path / 'report' / 'report.md').read()
+    single = {alpha: 100 * np.mean([scores[(alpha, task)] for task in TASKS]) for alpha in ('10', '(30)')}
+    assert (f'| mfql | cube-single-play | mfql,alpha=10: {single["10"]:.1f}, **mfql,alpha=(30): {single["(30)"]:.1f}** |'
+            in markdown)
+    assert 'selected on evaluation success, as the papers do' in payload['source']
+
+
+def parse_main(*args: str):
+    """main.py's plan from its flags, in-process (as tests/test_main.py does)."""
+    import main
+    overrides = [a for a in args if a.startswith('--agent.')]
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(['main.py', *[a for a in args if a not in overrides]])
+    for override in overrides:
+        key, value = override[len('--agent.'):].split('=', 1)
+        flags.FLAGS.agent[key] = type(flags.FLAGS.agent[key])(ast.literal_eval(value))
+    return main.plan_run(list(args))
+
+
+def test_presets_file_applies_per_environment_and_explicit_flags_win(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO_DIR)
+    path = str(tmp_path / 'presets.json')
+    configs.write_presets_file(path, {'mfql': {'cube-single-play': {'alpha': 77, 'time_steps': 20}}}, 'a test sweep')
+    plan = parse_main(f'--save_dir={tmp_path}', f'--env_name={TASKS[0]},cube-double-play-singletask-task1-v0',
+                      '--agent=agents/mfql.py', f'--presets_file={path}')
+    (single, single_sources), (double, double_sources) = plan.task_configs
+    assert (single.alpha, single.time_steps) == (77, 20)
+    assert single_sources['alpha'] == f'presets file {path} (a test sweep)'
+    assert double.alpha == 120 and 'Table 7' in double_sources['alpha']  # not in the file: configs.py's preset
+    explicit = parse_main(f'--save_dir={tmp_path}', f'--env_name={TASKS[0]}', '--agent=agents/mfql.py',
+                          f'--presets_file={path}', '--agent.alpha=5')
+    config, sources = explicit.task_configs[0]
+    assert config.alpha == 5 and config.time_steps == 20
+    assert sources['alpha'].startswith('command line (value 77 from presets file')
+    configs.write_presets_file(path, {'mfql': {'cube-single-play': {'alphaa': 1}}}, 'typo')
+    with pytest.raises(SystemExit, match="sets 'alphaa', which agent 'mfql' does not have"):
+        parse_main(f'--save_dir={tmp_path}', f'--env_name={TASKS[0]}', '--agent=agents/mfql.py', f'--presets_file={path}')
+    (tmp_path / 'bad.json').write_text('{"presets": 3}')
+    with pytest.raises(SystemExit, match='is not a presets file'):
+        parse_main(f'--save_dir={tmp_path}', '--agent=agents/mfql.py', f'--presets_file={tmp_path}/bad.json')
+    with pytest.raises(SystemExit, match='not found'):
+        parse_main(f'--save_dir={tmp_path}', '--agent=agents/mfql.py', f'--presets_file={tmp_path}/none.json')
+    flags.FLAGS.unparse_flags()
+
+
+def test_paper_grid_dry_run_lists_100_jobs_with_their_commands(tmp_path, capsys):
+    assert sweep.run([f'--save_dir={tmp_path}/paper', '--grid=paper', '--num_seeds=8', '--launcher=slurm',
+                      '--dry_run']) == 0
+    out = capsys.readouterr().out
+    assert '100 jobs: 0 done, 0 running, 0 failed, 100 pending; 100 to launch' in out
+    assert out.count('[launch] ') == 100 and not os.path.exists(f'{tmp_path}/paper')  # a dry run writes nothing
+    assert (f'python main.py --agent=agents/fql.py --env_name=puzzle-4x4-play-singletask-task5-v0 --num_seeds=8 '
+            f'--save_dir={tmp_path}/paper/runs/fql --run_name=puzzle-4x4-play-singletask-task5-v0 --resume '
+            '--progress_bar=false') in out
+    assert configs.paper_tasks('paper-d4rl')[:1] == ['antmaze-umaze-v2'] and len(configs.paper_tasks('paper-d4rl')) == 18
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--agents=mfql,nope'], "unknown agent 'nope' (no agents/nope.py); known agents: fql, mfql"),
+    (['--sweep=agent.alpah=1,2'], "agent config key 'alpah' is not a key of agents/mfql.py; did you mean alpha?"),
+    (['--sweep=alpha=1,2'], 'expected agent.KEY=V1,V2,...'),
+    (['--sweep=agent.alpha=1,1'], 'repeated value'),
+    (['--sweep=agent.alpha=1', '--agent.alpha=3'], 'both swept (--sweep) and fixed'),
+    (['--ofline_steps=3'], "unknown argument '--ofline_steps=3': not a sweep.py or main.py flag; did you mean "
+                           '--offline_steps'),
+    (['--run_name=x'], 'sweep.py sets --run_name for every job itself'),
+    (['--grid=papers'], "unknown grid 'papers'; known grids: paper, paper-d4rl"),
+    (['--env_name=cube-single-play-singletask-task9-v0'], '--env_name:'),
+    (['--seeds=1,1'], '--seeds must be distinct'),
+    (['--slurm_option=constraint', '--launcher=slurm'], 'expected KEY=VALUE'),
+])
+def test_bad_input_is_one_clear_error(argv, message, tmp_path):
+    with pytest.raises(sweep.SweepError) as error:
+        sweep.run([f'--save_dir={tmp_path}', f'--env_name={TASKS[0]}', '--agents=mfql', '--dry_run', *argv])
+    assert message in str(error.value) and '\n' not in str(error.value)
+
+
+def test_cli_errors_have_no_traceback(tmp_path, environment):
+    result = run_sweep([f'--save_dir={tmp_path}', '--status'], environment, timeout=60)
+    assert result.returncode == 1 and result.stderr.strip() == f'error: {tmp_path} has no manifest.json: no sweep was ' \
+                                                               'launched there'
+    write_fake_sweep(str(tmp_path), {(a, t): [0.5] * 3 for a in ('10', '(30)')
+                                     for t in [*TASKS, 'cube-double-play-singletask-task2-v0']})
+    changed = run_sweep([f'--save_dir={tmp_path}', f'--env_name={TASKS[0]}', '--agents=mfql', '--num_seeds=3',
+                         '--sweep=agent.alpha=10', '--offline_steps=20', '--dry_run'], environment, timeout=60)
+    assert changed.returncode == 1 and 'the flags differ, so use another --save_dir' in changed.stderr
+    assert 'Traceback' not in changed.stderr

@@ -257,8 +257,7 @@ def test_seeded_reset_fixes_the_start_state_of_a_maze_env():
 def test_temperature_one_reproduces_the_runs_own_evaluation_of_a_checkpoint(tmp_path):
     """benchmarks/temperature.py re-evaluates saved agents as the runner did (pool size, env seeds, policy keys):
     FakeEnv's return is the sum of the actions taken, so any difference in keys or episodes would show."""
-    sys.path.insert(0, os.path.join(REPO_DIR, 'benchmarks'))
-    import temperature
+    from benchmarks import temperature
     run_dir, seeds = str(tmp_path / 'run'), [0, 3]
     options = toy_options(eval_episodes=5, eval_interval=10, save_interval=10, eval_parallel_envs=4)
     train_task(toy_inputs(run_dir, toy_data(), seeds=seeds), options)

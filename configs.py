@@ -323,14 +323,6 @@ def paper_tasks(grid: str = 'paper') -> list[str]:
 PRESETS_FILE_FORMAT = 'mfql-presets/1'
 
 
-def environment_of(env_name: str) -> str:
-    """`cube-double-play-singletask-task2-v0` -> `cube-double-play`; a D4RL name is its own environment."""
-    if d4rl_task(env_name) is not None:
-        return env_name
-    spec = names.parse_env_name(env_name)
-    return f'{spec.suite}-{spec.dataset_kind}'
-
-
 def write_presets_file(path: str, presets: dict[str, dict[str, dict[str, Any]]], source: str) -> None:
     """Writes {agent: {environment: {config key: value}}} with the `source` every value will be recorded under."""
     import json
@@ -361,7 +353,7 @@ def read_presets_file(path: str) -> dict[str, Any]:
 
 def presets_from_file(payload: dict[str, Any], path: str, agent_name: str, env_name: str) -> Preset:
     """{config key: (value, source)} that a presets file (`read_presets_file`) sets for one agent on one task."""
-    values = payload['presets'].get(agent_name, {}).get(environment_of(env_name), {})
+    values = payload['presets'].get(agent_name, {}).get(names.environment_of(env_name), {})
     return {key: (value, f'presets file {path} ({payload.get("source", "no source given")})')
             for key, value in values.items()}
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 import configs
+from datasets import names
 from training.logger import csv_text, write_atomically
 
 # metric -> (final.json key, scale to the reported unit, unit as the column headers name it)
@@ -40,7 +41,7 @@ SELECTION_NOTE = 'selected on evaluation success, as the papers do'
 
 
 def metric_of(task: str) -> str:
-    return 'score' if configs.d4rl_task(task) is not None else 'success'
+    return 'score' if names.is_d4rl_name(task) else 'success'
 
 
 def seed_scores(sweep_dir: str, entry: dict[str, Any]) -> dict[int, float]:
@@ -89,9 +90,9 @@ def table_rows(metric_scores: dict[str, dict[str, dict[int, float]]], settings: 
     """Rows per environment (its average, when it has several tasks) then per task: {'kind', 'environment', 'task',
     'cells': {setting: (mean, std, num_seeds) or None}}."""
     rows = []
-    environments = list(dict.fromkeys(configs.environment_of(task) for task in tasks))
+    environments = list(dict.fromkeys(names.environment_of(task) for task in tasks))
     for environment in environments:
-        env_tasks = [task for task in tasks if configs.environment_of(task) == environment]
+        env_tasks = [task for task in tasks if names.environment_of(task) == environment]
         if len(env_tasks) > 1:
             cells = {}
             for setting in settings:
@@ -190,8 +191,8 @@ def selections(metric_scores: dict[str, dict[str, dict[int, float]]], settings: 
         own = [setting for setting in settings if entries[setting]['agent'] == agent]
         if len(own) < 2:
             continue
-        for environment in dict.fromkeys(configs.environment_of(task) for task in tasks):
-            env_tasks = [task for task in tasks if configs.environment_of(task) == environment]
+        for environment in dict.fromkeys(names.environment_of(task) for task in tasks):
+            env_tasks = [task for task in tasks if names.environment_of(task) == environment]
             values = {setting: environment_scores(metric_scores.get(setting, {}), env_tasks) for setting in own}
             values = {setting: float(np.mean(v)) for setting, v in values.items() if v is not None}
             if not values:

@@ -178,6 +178,15 @@ def is_d4rl_name(name: str) -> bool:
     return name in d4rl_env_names()
 
 
+def environment_of(task: str) -> str:
+    """The environment a task's score is averaged in: `cube-double-play-singletask-task2-v0` -> `cube-double-play`;
+    a D4RL name is its own environment."""
+    if is_d4rl_name(task):
+        return task
+    spec = parse_env_name(task)
+    return f'{spec.suite}-{spec.dataset_kind}'
+
+
 def looks_like_d4rl_name(name: str) -> bool:
     """True for names that are probably meant as D4RL (antmaze-...-v<k> without 'singletask', or Adroit)."""
     first = name.split('-')[0]

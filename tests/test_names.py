@@ -75,3 +75,25 @@ def test_the_name_grammar_imports_no_other_module_of_the_package():
             "print(sorted(m for m in sys.modules if m.startswith('datasets.') or m == 'numpy'))")
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO_DIR, check=True)
     assert result.stdout.strip() == "['datasets.names']"
+
+
+def test_environment_of_groups_the_tasks_of_an_environment_and_keeps_d4rl_names():
+    """One function decides the environment rows of the summary, the sweep report and presets files."""
+    assert names.environment_of('cube-double-play-singletask-task2-v0') == 'cube-double-play'
+    assert names.environment_of('cube-double-play-singletask-v0') == 'cube-double-play'
+    assert names.environment_of('antmaze-large-navigate-singletask-task5-v0') == 'antmaze-large-navigate'
+    assert names.environment_of('pen-human-v1') == 'pen-human-v1'
+    assert names.environment_of('antmaze-umaze-diverse-v2') == 'antmaze-umaze-diverse-v2'
+
+
+def test_a_presets_file_applies_to_d4rl_and_ogbench_tasks_by_environment(tmp_path):
+    import configs
+    import report
+    path = str(tmp_path / 'presets.json')
+    configs.write_presets_file(path, {'mfql': {'pen-human-v1': {'alpha': 9.0}, 'cube-single-play': {'alpha': 30.0}}},
+                               'a test')
+    payload = configs.read_presets_file(path)
+    assert configs.presets_from_file(payload, path, 'mfql', 'pen-human-v1')['alpha'][0] == 9.0
+    assert configs.presets_from_file(payload, path, 'mfql', 'cube-single-play-singletask-task3-v0')['alpha'][0] == 30.0
+    assert configs.presets_from_file(payload, path, 'fql', 'pen-human-v1') == {}
+    assert report.metric_of('pen-human-v1') == 'score' and report.metric_of('cube-single-play-singletask-v0') == 'success'

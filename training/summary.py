@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from datasets.names import is_d4rl_name, parse_env_name
+from datasets import names
 from training.logger import csv_text, seed_dir, write_atomically
 from training.schedule import RunOptions
 
@@ -102,14 +102,6 @@ def completed_result(run_dir: str, task: str, seeds: list[int], total_steps: int
     return task_result(task, seeds, total_steps, finals)
 
 
-def environment_of(task: str) -> str:
-    """`cube-double-play-singletask-task2-v0` -> `cube-double-play`; a D4RL name is its own environment."""
-    if is_d4rl_name(task):
-        return task
-    spec = parse_env_name(task)
-    return f'{spec.suite}-{spec.dataset_kind}'
-
-
 # (column prefix, TaskResult field, scale to %, Markdown header); the first two are always there, the others only
 # when some task has them. D4RL scores are already percentages.
 METRICS = (('success', 'success', 100.0, 'success (final)'),
@@ -135,15 +127,15 @@ def summary_rows(results: list[TaskResult]) -> list[dict[str, object]]:
     metrics = _metrics_present(results)
     rows = []
     for result in results:
-        row = {'environment': environment_of(result.task), 'task': result.task,
+        row = {'environment': names.environment_of(result.task), 'task': result.task,
                'num_tasks': 1, 'num_seeds': len(result.seeds), 'step': result.step}
         for prefix, field, scale, _ in metrics:
             values = getattr(result, field)
             row[f'{prefix}_mean'], row[f'{prefix}_std'] = _mean_std(values, scale) if values is not None else ('', '')
         rows.append(row)
-    environments = sorted({environment_of(r.task) for r in results})
+    environments = sorted({names.environment_of(r.task) for r in results})
     for environment in environments:
-        group = [r for r in results if environment_of(r.task) == environment]
+        group = [r for r in results if names.environment_of(r.task) == environment]
         if len(group) < 2:
             continue
         seeds = group[0].seeds

@@ -98,15 +98,6 @@ def mfi_loss_from_draws(g_fn: PolicyFn, actions: Array, times: Array, noises: Ar
     return loss, {'mfi_loss': loss, 'mfi_mse': mse}
 
 
-def mean_flow_identity_loss(g_fn: PolicyFn, actions: Array, rng: Array, *, time_steps: int, target_clip: float,
-                            adaptive_gamma: float, adaptive_c: float) -> tuple[Array, dict[str, Array]]:
-    """`mfi_loss_from_draws` with t, e drawn from `rng` by `draw_mfi_inputs`, for callers without an agent
-    (benchmarks/toy_multimodal.py)."""
-    times, noises = draw_mfi_inputs(rng, *actions.shape, time_steps, actions.dtype)
-    return mfi_loss_from_draws(g_fn, actions, times, noises, target_clip=target_clip,
-                               adaptive_gamma=adaptive_gamma, adaptive_c=adaptive_c)
-
-
 class LossNoise(NamedTuple):
     """All randomness of one MFQL loss evaluation, drawn up front (`draw_loss_noise`) so the losses are
     deterministic functions of (batch, params, draws)."""

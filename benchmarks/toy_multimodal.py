@@ -5,7 +5,7 @@ Data: a 4×4 grid of isotropic Gaussians in [-1, 1]², centres at {−0.75, −0
 
 Three ways to train a flow with the MeanFlow identity (b = r = 0, t ~ U(0, 1), adaptive L2 with γ = 0.8,
 c = 1e-4, targets clipped to ±5 — all as in agents/mfql.py), then sample in one step from e ~ N(0, I):
-  residual  g(a_t, t), loss = agents.mfql.mean_flow_identity_loss (the agent's code);   a = g(e, 1)
+  residual  g(a_t, t), loss = agents.mfql.mfi_loss_from_draws (the agent's code);   a = g(e, 1)
   u_form    u(a_t, t), target sg(v − t·du/dt), du/dt = jvp(u, (a_t, t), (v, 1));       a = e − u(e, 1)
             (the original MeanFlow parameterisation; the same function class, since g = a_t − u)
   naive     u(e, t) with the noise e as input instead of a_t, target sg(v − t·∂u/∂t);  a = e − u(e, 1)
@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from agents.mfql import adaptive_l2_loss, mean_flow_identity_loss, sample_times
+from agents.mfql import adaptive_l2_loss, draw_mfi_inputs, mfi_loss_from_draws, sample_times
 from networks.policy import MLPPolicy
 
 GRID = (-0.75, -0.25, 0.25, 0.75)
@@ -60,8 +60,9 @@ def _net_fn(network: MLPPolicy, params: Any) -> Callable[[jax.Array, jax.Array],
 def variant_loss(variant: str, net: Callable, actions: jax.Array, rng: jax.Array) -> jax.Array:
     """MeanFlow-identity loss of one variant for data actions (B, 2)."""
     if variant == 'residual':
-        return mean_flow_identity_loss(net, actions, rng, time_steps=TIME_STEPS, target_clip=TARGET_CLIP,
-                                       adaptive_gamma=ADAPTIVE_GAMMA, adaptive_c=ADAPTIVE_C)[0]
+        times, noises = draw_mfi_inputs(rng, *actions.shape, TIME_STEPS, actions.dtype)
+        return mfi_loss_from_draws(net, actions, times, noises, target_clip=TARGET_CLIP,
+                                   adaptive_gamma=ADAPTIVE_GAMMA, adaptive_c=ADAPTIVE_C)[0]
     time_rng, noise_rng = jax.random.split(rng)
     times = sample_times(time_rng, actions.shape[0], TIME_STEPS)
     noises = jax.random.normal(noise_rng, actions.shape)
@@ -235,7 +236,7 @@ def write_report(args: argparse.Namespace, results: dict, floor: float, floor_st
         f'Model: MLP {tuple(args.hidden_dims)} + zero output layer, inputs (z, t); Adam {args.learning_rate} '
         '(cosine decay to 0), '
         f'batch {args.batch_size}, {args.steps} steps, seed {args.seed}; t ~ U(0, 1), b = 0, adaptive L2 '
-        '(γ = 0.8, c = 1e-4), targets clipped to ±5. The residual form runs `agents.mfql.mean_flow_identity_loss`.',
+        '(γ = 0.8, c = 1e-4), targets clipped to ±5. The residual form runs `agents.mfql.mfi_loss_from_draws`.',
         f'Metrics on {args.num_eval} one-step samples. SW2 floor (true vs true, same size, 5 pairs): '
         f'{floor:.4f} ± {floor_std:.4f}.', '',
         '| variant | sampling | modes covered (≥2% within 2σ) | within 2σ of a centre | SW2 | SW2 / floor | '

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from agents.mfql import (MFQLAgent, actor_lr_schedule, adaptive_alpha, adaptive_l2_loss, draw_loss_noise,
-                         get_config, mean_flow_identity_loss, mean_flow_target, push_loss_window, sample_times)
+                         draw_mfi_inputs, get_config, mean_flow_target, mfi_loss_from_draws, push_loss_window,
+                         sample_times)
 from networks.policy import DiTPolicy, MLPPolicy
 
 OBS_DIM, ACTION_DIM, BATCH = 6, 3, 8
@@ -112,15 +113,16 @@ def test_closed_form_mean_flow_has_zero_loss_and_generates_data():
         def exact_g(z, t):
             return z - (z - c) / t
 
-        kwargs = dict(time_steps=100, target_clip=5.0, adaptive_gamma=0.8, adaptive_c=1e-4)
-        loss, info = mean_flow_identity_loss(exact_g, c, jax.random.PRNGKey(1), **kwargs)
+        kwargs = dict(target_clip=5.0, adaptive_gamma=0.8, adaptive_c=1e-4)
+        times, noises = draw_mfi_inputs(jax.random.PRNGKey(1), *c.shape, 100, c.dtype)
+        loss, info = mfi_loss_from_draws(exact_g, c, times, noises, **kwargs)
         assert float(info['mfi_mse']) == pytest.approx(1e-12, rel=1e-6)  # δ² is at its 1e-12 floor everywhere
         assert float(loss) < 1e-10
         e = jax.random.normal(jax.random.PRNGKey(2), c.shape, jnp.float64)
         np.testing.assert_allclose(exact_g(e, jnp.ones((64, 1))), c, atol=1e-12)
         # Wrong flows have clearly positive loss: an offset, and a t-independent flow with the wrong speed.
         for wrong_g in (lambda z, t: exact_g(z, t) + 0.1, lambda z, t: z - 0.5 * (z - c)):
-            assert float(mean_flow_identity_loss(wrong_g, c, jax.random.PRNGKey(1), **kwargs)[0]) > 1e-3
+            assert float(mfi_loss_from_draws(wrong_g, c, times, noises, **kwargs)[0]) > 1e-3
     with jax.enable_x64(True):
         t = jnp.full((64, 1), 0.5, jnp.float64)
         e = jax.random.normal(jax.random.PRNGKey(3), c.shape, jnp.float64)

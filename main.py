@@ -244,8 +244,11 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
         raise SystemExit(f'error: {error}')
     task_configs = _task_configs(tasks, explicit_keys)
     options = _run_options(int(task_configs[0][0].batch_size))
-    if FLAGS.wandb and importlib.util.find_spec('wandb') is None:
-        raise SystemExit('error: --wandb was given but the wandb package is not installed (pip install wandb)')
+    if FLAGS.wandb:
+        from training.logger import wandb_problem
+        problem = wandb_problem()
+        if problem:
+            raise SystemExit(f'error: {problem}')
     agent_name = FLAGS.agent.agent_name
     run_name = FLAGS.run_name or f'{agent_name}_{FLAGS.env_name.replace(",", "+")}'
     run_root = os.path.join(os.path.expanduser(FLAGS.save_dir), run_name)
@@ -263,6 +266,7 @@ def main(_argv: list[str]) -> None:
     from datasets import d4rl, ogbench_data
     from training import logger
     from training.checkpoint import ResumeError
+    from training.logger import WandbError
     from training.runner import NonFiniteLossError, TaskInputs, train_task
     from training.summary import write_summary
 
@@ -290,15 +294,18 @@ def main(_argv: list[str]) -> None:
                               online_env_factory=lambda task=task: d4rl.make_env(task, online=True),
                               return_to_score=functools.partial(d4rl.normalized_score, task))
         else:
-            train, val = ogbench_data.load_datasets(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,
-                                                    show_progress=FLAGS.progress_bar)
+            try:
+                train, val = ogbench_data.load_datasets(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,
+                                                        show_progress=FLAGS.progress_bar)
+            except ValueError as error:  # DatasetError: a file failed validation (the message names its remedy)
+                raise SystemExit(f'error: {error}')
             env_kwargs = dict(env_factory=lambda task=task: ogbench_data.make_env(task))
         inputs = TaskInputs(task=task, agent_class=agent_class, config=config, train_data=train, val_data=val,
                             seeds=plan.seeds, run_dir=run_dir, metadata=metadata,
                             wandb_project=FLAGS.wandb_project if FLAGS.wandb else None, **env_kwargs)
         try:
             results.append(train_task(inputs, plan.options))
-        except (NonFiniteLossError, ResumeError) as error:  # ResumeError includes ConfigMismatchError
+        except (NonFiniteLossError, ResumeError, WandbError) as error:  # ResumeError includes ConfigMismatchError
             raise SystemExit(f'error: {error}')
     csv_path, md_path = write_summary(plan.run_root, results, plan.agent_name)
     with open(md_path) as f:

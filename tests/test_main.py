@@ -7,6 +7,7 @@ a shared JAX compilation cache so repeated runs (kill / resume) do not recompile
 import ast
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,6 +87,29 @@ def test_bad_flags_stop_before_any_compute(args, message, tmp_path):
     assert message in str(error.value)
 
 
+def test_wandb_without_login_stops_before_any_data_with_the_remedy(tmp_path, monkeypatch):
+    from training.logger import wandb_problem
+    home = tmp_path / 'home'
+    home.mkdir()
+    message = wandb_problem({'HOME': str(home)}, installed=True)
+    assert message == (f'--wandb was given but wandb has no login (no WANDB_API_KEY, no api.wandb.ai entry in '
+                       f'{home}/.netrc): run `wandb login` (or set WANDB_API_KEY), or set WANDB_MODE=offline to log '
+                       'locally and `wandb sync` later, or drop --wandb')
+    assert wandb_problem({'HOME': str(home), 'WANDB_MODE': 'offline'}, installed=True) is None
+    assert wandb_problem({'HOME': str(home), 'WANDB_API_KEY': 'k'}, installed=True) is None
+    (home / '.netrc').write_text('machine api.wandb.ai\n  login user\n  password secret\n')
+    assert wandb_problem({'HOME': str(home)}, installed=True) is None
+    assert 'no wandb.example.org entry' in wandb_problem({'HOME': str(home),
+                                                          'WANDB_BASE_URL': 'https://wandb.example.org'}, installed=True)
+    assert 'wandb package is not installed' in wandb_problem({'HOME': str(home)}, installed=False)
+    # main.py asks before loading any data (plan_run runs first), with the environment above.
+    monkeypatch.setenv('HOME', str(home / 'elsewhere'))
+    for name in ('WANDB_MODE', 'WANDB_API_KEY', 'NETRC', 'WANDB_BASE_URL'):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit, match='^error: --wandb was given but'):  # no wandb login, or no wandb here
+        plan(f'--save_dir={tmp_path}', '--wandb')
+
+
 def test_eval_interval_zero_is_fine_without_evaluation(tmp_path):
     run = plan(f'--save_dir={tmp_path}', '--eval_interval=0', '--eval_episodes=0')
     assert run.options.eval_episodes == 0
@@ -147,8 +171,24 @@ def test_missing_dataset_without_generation_is_a_clear_error(tmp_path, compile_c
     result = run_main([f'--env_name={TASK}', f'--dataset_dir={tmp_path}/empty', f'--save_dir={tmp_path}/exp'],
                       compile_cache, timeout=120)
     assert result.returncode != 0 and 'cube-single-play-v0.npz' in result.stderr
+    assert 'rerun main.py with --generate_missing_data=N' in result.stderr
     assert 'Traceback' not in result.stderr
     assert not os.path.exists(f'{tmp_path}/exp')
+
+
+def test_a_truncated_dataset_file_is_one_error_line_naming_the_file_and_the_remedy(dataset_dir, tmp_path):
+    data = tmp_path / 'data'
+    shutil.copytree(dataset_dir, data)
+    train = data / 'cube-single-play-v0.npz'
+    train.write_bytes(train.read_bytes()[:train.stat().st_size // 2])  # a download cut off half-way
+    parse(f'--env_name={TASK}', f'--dataset_dir={data}', f'--save_dir={tmp_path}/exp', '--progress_bar=false')
+    with pytest.raises(SystemExit) as error:
+        main.main([])
+    message = str(error.value)
+    assert message.startswith(f'error: {train}: not a readable .npz file (') and '\n' not in message
+    assert message.endswith(f'Delete {train} and {data}/cube-single-play-v0-val.npz and rerun to fetch them again '
+                            "(OGBench's download, or local generation with --generate_missing_data=N where there is "
+                            'no network).')
 
 
 # ------------------------------------------------------------------------------------ smoke runs

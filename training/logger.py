@@ -174,20 +174,58 @@ def plot_curves(path: str, eval_rows_per_seed: list[list[dict[str, float]]],
     plt.close(fig)
 
 
+WANDB_REMEDY = ('run `wandb login` (or set WANDB_API_KEY), or set WANDB_MODE=offline to log locally and '
+                '`wandb sync` later, or drop --wandb')
+
+
+class WandbError(RuntimeError):
+    """`--wandb` cannot log: the package is missing, there is no login, or wandb.init failed; says what to do."""
+
+
+def wandb_problem(environ: dict[str, str] | None = None, installed: bool | None = None) -> str | None:
+    """Why `--wandb` would fail, checked before any data is loaded, or None when it can log.
+
+    wandb needs an API key (WANDB_API_KEY, or the netrc entry `wandb login` writes for the host of
+    WANDB_BASE_URL, default api.wandb.ai) unless WANDB_MODE is offline or disabled.
+    """
+    import importlib.util
+    import netrc
+    import urllib.parse
+
+    environ = os.environ if environ is None else environ
+    if not (importlib.util.find_spec('wandb') is not None if installed is None else installed):
+        return '--wandb was given but the wandb package is not installed: pip install wandb, or drop --wandb'
+    if environ.get('WANDB_MODE', '').lower() in ('offline', 'disabled', 'dryrun') or environ.get('WANDB_API_KEY'):
+        return None
+    host = urllib.parse.urlparse(environ.get('WANDB_BASE_URL', 'https://api.wandb.ai')).hostname
+    path = environ.get('NETRC') or os.path.join(environ.get('HOME', os.path.expanduser('~')), '.netrc')
+    try:
+        if netrc.netrc(path).authenticators(host):
+            return None
+    except (OSError, netrc.NetrcParseError):
+        pass
+    return f'--wandb was given but wandb has no login (no WANDB_API_KEY, no {host} entry in {path}): {WANDB_REMEDY}'
+
+
 class WandbLogger:
     """Optional Weights & Biases logging: one wandb run per task, metrics under `seed<k>/…`.
 
-    Only used when asked for (`--wandb`); raises a clear error if wandb is not installed.
+    Only used when asked for (`--wandb`; main.py checks `wandb_problem` first); a failing `wandb.init`
+    raises WandbError with the remedy.
     """
 
     def __init__(self, project: str, run_name: str, config: dict[str, Any]):
         try:
             import wandb
         except ImportError as error:
-            raise RuntimeError('--wandb was given but the wandb package is not installed '
-                               '(pip install wandb), or drop --wandb.') from error
+            raise WandbError('--wandb was given but the wandb package is not installed: pip install wandb, or drop '
+                             '--wandb') from error
         self._wandb = wandb
-        self._run = wandb.init(project=project, name=run_name, config=config, reinit=True)
+        try:
+            self._run = wandb.init(project=project, name=run_name, config=config, reinit=True)
+        except Exception as error:  # wandb.errors.UsageError / CommError: no key, no network, bad project, ...
+            message = ' '.join(f'{type(error).__name__}: {error}'.split())
+            raise WandbError(f'wandb.init failed ({message}): {WANDB_REMEDY}') from error
 
     def log(self, step: int, seed_index: int, values: dict[str, Any]) -> None:
         self._run.log({f'seed{seed_index}/{k}': _plain(v) for k, v in values.items()}, step=step)

@@ -28,6 +28,11 @@ from ml_collections import config_flags
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_AGENT_FILE = 'agents/mfql.py'
 
+if __name__ == '__main__':
+    # mfql never renders: without a MUJOCO_GL choice, dm_control (imported by OGBench) would probe OpenGL
+    # backends, and GLFW warns on machines without a display. Set MUJOCO_GL=egl/glfw/osmesa to render.
+    os.environ.setdefault('MUJOCO_GL', 'disable')
+
 
 # ------------------------------------------------------------------------------------ argv checks
 def _agent_file_from_argv(argv: list[str]) -> str:
@@ -115,6 +120,16 @@ flags.DEFINE_boolean('wandb', False, 'Also log to Weights & Biases (needs the wa
 flags.DEFINE_string('wandb_project', 'mfql', 'wandb project name (with --wandb).')
 flags.DEFINE_boolean('progress_bar', True, 'Show a tqdm progress bar.')
 config_flags.DEFINE_config_file('agent', DEFAULT_AGENT_FILE, lock_config=False)
+
+
+def show_warnings_only() -> None:
+    """Logs WARNING and above unless --verbosity was given (--verbosity=0 shows INFO lines).
+
+    absl's app.run raises the default verbosity to INFO, which prints every library's INFO lines (dm_control's
+    renderer choice and MuJoCo version, JAX's failed probe of a TPU backend); mfql logs nothing itself.
+    """
+    if not FLAGS['verbosity'].present:
+        FLAGS.verbosity = -1  # absl's WARNING
 
 
 def resolve_seeds() -> list[int]:
@@ -270,6 +285,7 @@ def main(_argv: list[str]) -> None:
     from training.runner import NonFiniteLossError, TaskInputs, train_task
     from training.summary import write_summary
 
+    show_warnings_only()
     plan = plan_run()
     try:
         _ensure_datasets(plan.tasks)

@@ -17,6 +17,7 @@ locomotion datasets need OGBench's pretrained experts and must be downloaded els
 import contextlib
 import io
 import os
+import warnings
 
 import numpy as np
 
@@ -28,6 +29,14 @@ OGBENCH_DATASET_URL = 'https://rail.eecs.berkeley.edu/datasets/ogbench'  # OGBen
 # box (a policy squashed into (-1, 1) can then represent every dataset action); we do the same.
 ACTION_CLIP = 1.0 - 1e-5
 OUTPUT_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations', 'terminals')
+
+
+# OGBench's manipulation envs build a float32 action Box from float64 bounds at every reset, and gymnasium warns
+# "Box low's/high's precision lowered by casting to float32" about the cast (whatever the values). Only that
+# message is ignored, for the whole process (a `catch_warnings` block would reset the once-per-location
+# bookkeeping and make other warnings repeat).
+warnings.filterwarnings('ignore', message=r".*Box (low|high)'s precision lowered by casting to float32",
+                        category=UserWarning)
 
 
 class DatasetError(ValueError):

@@ -7,6 +7,7 @@ a shared JAX compilation cache so repeated runs (kill / resume) do not recompile
 import ast
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -258,6 +259,9 @@ def test_mfql_smoke_with_eval_and_online(dataset_dir, compile_cache, tmp_path):
             '--progress_bar=false']
     result = run_main(args, compile_cache)
     assert result.returncode == 0, result.stderr[-3000:]
+    # Harmless library lines are silenced at their source: absl INFO lines (dm_control, MuJoCo, JAX backends)
+    # and gymnasium's Box precision warning about OGBench's action space.
+    assert not re.search(r'^I\d{4} ', result.stderr, re.M) and 'precision lowered' not in result.stderr
     seed_dir = f'{tmp_path}/mfql_{TASK}/{TASK}/seed0'
     assert [row['step'] for row in read_csv(f'{seed_dir}/eval.csv')] == [1, 20, 22]
     rows = read_csv(f'{seed_dir}/train.csv')

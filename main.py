@@ -115,6 +115,8 @@ flags.DEFINE_string('dataset_dir', '~/.ogbench/data', "Folder of OGBench's datas
                     'tasks read Minari\'s store instead ($MINARI_DATASETS_PATH, default ~/.minari/datasets).')
 flags.DEFINE_integer('generate_missing_data', 0, 'If a manipulation dataset is missing and cannot be downloaded, '
                      'generate this many episodes locally (0 = do not generate).')
+flags.DEFINE_integer('generate_workers', 0, 'Processes generating a missing dataset (0 = one per available core); '
+                     'the files do not depend on it.')
 flags.DEFINE_boolean('resume', False, 'Continue from the newest checkpoints in the run folder.')
 flags.DEFINE_boolean('wandb', False, 'Also log to Weights & Biases (needs the wandb package).')
 flags.DEFINE_string('wandb_project', 'mfql', 'wandb project name (with --wandb).')
@@ -182,6 +184,13 @@ def _task_configs(tasks: list[str], explicit_keys: list[str]) -> list[tuple]:
     return result
 
 
+def generate_workers() -> int:
+    """--generate_workers, or with 0 the number of cores this process may use."""
+    if FLAGS.generate_workers > 0:
+        return FLAGS.generate_workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
+
 def _ensure_datasets(tasks: list[str]) -> None:
     """Makes sure every task's dataset files exist (download / generate / clear error) before training."""
     from datasets import d4rl, names, ogbench_data
@@ -197,7 +206,7 @@ def _ensure_datasets(tasks: list[str]) -> None:
         paths = ogbench_data.dataset_file_paths(spec.dataset_name, FLAGS.dataset_dir)
         if not all(os.path.exists(p) for p in paths):
             ogbench_data.load_datasets(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,
-                                       show_progress=FLAGS.progress_bar)
+                                       generate_workers=generate_workers(), show_progress=FLAGS.progress_bar)
 
 
 def _check_d4rl_tasks(tasks: list[str]) -> None:
@@ -248,6 +257,9 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
     seeds = resolve_seeds()
     if FLAGS.generate_missing_data < 0:
         raise SystemExit(f'error: --generate_missing_data must be >= 0, got {FLAGS.generate_missing_data}')
+    if FLAGS.generate_workers < 0:
+        raise SystemExit(f'error: --generate_workers must be >= 0 (0 = one per available core), got '
+                         f'{FLAGS.generate_workers}')
     try:
         tasks = names.expand_env_names(FLAGS.env_name)
     except ValueError as error:
@@ -330,6 +342,7 @@ def main(_argv: list[str]) -> None:
 
 
 _OWN_FLAGS = ('env_name', 'seed', 'num_seeds', 'seeds', 'offline_steps', 'online_steps', 'eval_interval',
+              'generate_workers',
               'eval_episodes', 'eval_parallel_envs', 'log_interval', 'save_interval', 'steps_per_call', 'save_dir',
               'run_name', 'dataset_dir', 'generate_missing_data', 'resume', 'wandb', 'wandb_project', 'progress_bar')
 

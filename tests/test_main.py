@@ -80,6 +80,7 @@ def plan(*args: str):
     (['--env_name=cube-single-play-singletask-task9-v0'], '--env_name'),
     (['--env_name=cube-sngle-play-singletask'], '--env_name'),
     (['--generate_missing_data=-1'], 'generate_missing_data must be >= 0'),
+    (['--generate_workers=-1'], 'generate_workers must be >= 0 (0 = one per available core)'),
     (['--agent.offline_steps=10'], 'set the budget with --offline_steps'),
 ])
 def test_bad_flags_stop_before_any_compute(args, message, tmp_path):

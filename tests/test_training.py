@@ -406,3 +406,26 @@ def test_with_observation_statistics_fills_a_copy_only_when_the_agent_normalises
     fql_config = fql.get_config()  # FQL's default: off
     assert with_observation_statistics(fql_config, observations) is fql_config
     assert with_observation_statistics(ml_collections.ConfigDict({'lr': 1e-3}), observations).lr == 1e-3  # no keys
+
+
+def test_progress_rate_and_eta_leave_out_the_compiling_call():
+    """A first call that compiles for 100 s and runs 1 update, then 100 updates per second: the bar's rate is
+    100 updates/s and its ETA the time the remaining updates take, not the ~1000 h a rate of 1/100 s gives."""
+    import io
+    from tqdm import tqdm
+    from training.runner import advance_progress
+
+    clock = [0.0]
+    bar = tqdm(total=2001, file=io.StringIO(), mininterval=0, smoothing=0.1)
+    bar._time = lambda: clock[0]  # tqdm reads its clock through this attribute
+    bar.start_t = bar.last_print_t = 0.0
+    clock[0] = 100.0
+    advance_progress(bar, 1, compiled=True)
+    for _ in range(10):
+        clock[0] += 1.0
+        advance_progress(bar, 100, compiled=False)
+    meter = bar.format_dict
+    assert meter['n'] == 1001 and meter['elapsed'] == pytest.approx(10.0)
+    assert meter['rate'] == pytest.approx(100.0, rel=0.02)
+    assert (meter['total'] - meter['n']) / meter['rate'] == pytest.approx(10.0, rel=0.02)  # the ETA: 1000 updates
+    bar.close()

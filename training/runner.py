@@ -131,10 +131,11 @@ class TaskRun:
         bar = self._progress_bar(self.inputs.task)
         while self.step < self.options.offline_steps:
             num_updates = schedule.offline_call_size(self.step, self.options)
+            compiles = num_updates not in updater.compiled_sizes
             started = time.perf_counter()
             self.state, info, first_bad = updater(self.state, self.dataset, num_updates)
             info, first_bad = jax.device_get((info, first_bad))
-            self._after_call(info, first_bad, num_updates, time.perf_counter() - started, bar)
+            self._after_call(info, first_bad, num_updates, time.perf_counter() - started, bar, compiles)
         bar.close()
         self.compiled_sizes = updater.compiled_sizes
 
@@ -148,6 +149,7 @@ class TaskRun:
                                                    fold_keys(self.streams.online, self.step)))
         sampler = online.UnionSampler(self.options.batch_size)
         bar = self._progress_bar(f'{self.inputs.task} (online)')
+        compiles = True  # the first online call compiles online_step
         while self.step < self.options.total_steps:
             started = time.perf_counter()
             transition = envs.step(actions, self.step)
@@ -155,7 +157,8 @@ class TaskRun:
             self.state, self.buffer, info, first_bad, actions = online.online_step(
                 self.state, self.buffer, self.dataset, transition, envs.observations, act_keys, sampler)
             info, first_bad, actions = jax.device_get((info, first_bad, actions))
-            self._after_call(info, first_bad, 1, time.perf_counter() - started, bar)
+            self._after_call(info, first_bad, 1, time.perf_counter() - started, bar, compiles)
+            compiles = False
         bar.close()
         envs.close()
 
@@ -177,19 +180,23 @@ class TaskRun:
 
     # ------------------------------------------------------------------------------- boundaries
     def _after_call(self, info: dict[str, np.ndarray], first_bad: np.ndarray, num_updates: int, seconds: float,
-                    bar: tqdm) -> None:
-        """After a call of `num_updates` updates that took `seconds`: advance the step, stop on a non-finite
-        metric, then log, evaluate and checkpoint where the schedule says so."""
+                    bar: tqdm, compiled: bool = False) -> None:
+        """After a call of `num_updates` updates that took `seconds` (`compiled`: its first call of this size, which
+        compiled it): advance the step, stop on a non-finite metric, then log, evaluate and checkpoint where the
+        schedule says so."""
         call_start = self.step
         self.step += num_updates
-        bar.update(num_updates)
+        advance_progress(bar, num_updates, compiled)
         self._check_finite(info, first_bad, call_start)
         self.train_seconds_since_log += seconds
         self.updates_since_log += num_updates
         if schedule.is_log_step(self.step, self.options):
             self._log_training(info)
         if schedule.is_eval_step(self.step, self.options):
+            first_evaluation = self._eval_pool is None
             self._evaluate()
+            if first_evaluation:  # it built the envs and compiled the policy: keep that out of the rate too
+                bar.unpause()
         if schedule.is_save_step(self.step, self.options):
             self.last_checkpoint = resume.save_seeds(self.seed_dirs, self.step, self.state, self.buffer)
 
@@ -254,6 +261,15 @@ class TaskRun:
     def _progress_bar(self, description: str) -> tqdm:
         return tqdm(total=self.options.total_steps, initial=self.step, disable=not self.options.progress_bar,
                     desc=description, unit='upd', mininterval=2.0, smoothing=0.1)
+
+
+def advance_progress(bar: tqdm, num_updates: int, compiled: bool) -> None:
+    """Counts `num_updates` on the progress bar. After a call that compiled, the bar's clock first skips the time
+    since its last refresh (`tqdm.unpause`), so that its rate and ETA measure training, not compilation (a
+    first call of minutes over one update would otherwise show an ETA of days)."""
+    if compiled:
+        bar.unpause()
+    bar.update(num_updates)
 
 
 def with_observation_statistics(config: Any, train_observations: np.ndarray) -> Any:

@@ -13,13 +13,16 @@ task and per environment, mean ± std over seeds; D4RL tasks add the normalised 
 and skips finished tasks.
 """
 
+import ast
 import dataclasses
 import difflib
 import functools
 import importlib.util
+import io
 import os
 import re
 import sys
+import tokenize
 from typing import Any
 
 from absl import app, flags
@@ -56,6 +59,72 @@ def explicit_agent_keys(argv: list[str]) -> list[str]:
     return keys
 
 
+def config_key_comments(source: str) -> dict[str, str]:
+    """The comment of each key in the `get_config()` of an agent file's source, by key name.
+
+    A key is a keyword argument (`dict(key=value,  # comment)`), a dict-literal key or an attribute assignment
+    (`config.key = value  # comment`) inside get_config; its comment is the one at the end of the line where
+    its value ends, else the comment lines right above it.
+    """
+    comments = {token.start[0]: token.string.lstrip('#').strip()
+                for token in tokenize.generate_tokens(io.StringIO(source).readline) if token.type == tokenize.COMMENT}
+    lines = source.splitlines()
+
+    def comment(first_line: int, last_line: int) -> str:
+        if last_line in comments and lines[last_line - 1].lstrip()[:1] != '#':
+            return comments[last_line]
+        above, line = [], first_line - 1
+        while line in comments and lines[line - 1].lstrip().startswith('#'):
+            above.insert(0, comments[line])
+            line -= 1
+        return ' '.join(above)
+
+    result = {}
+    for function in ast.walk(ast.parse(source)):
+        if not (isinstance(function, ast.FunctionDef) and function.name == 'get_config'):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Call):
+                for keyword in node.keywords:
+                    if keyword.arg is not None:
+                        result.setdefault(keyword.arg, comment(keyword.value.lineno, keyword.value.end_lineno))
+            elif isinstance(node, ast.Dict):
+                for key, value in zip(node.keys, node.values):
+                    if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                        result.setdefault(key.value, comment(key.lineno, value.end_lineno))
+            elif isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Attribute):
+                        result.setdefault(target.attr, comment(node.lineno, node.end_lineno))
+    return result
+
+
+def agent_config_help(path: str, config: Any) -> str:
+    """`--helpagent`: every key of the agent config in `path` with its default and its comment in get_config()."""
+    with open(path) as f:
+        comments = config_key_comments(f.read())
+
+    order = {key: index for index, key in enumerate(comments)}  # the order of get_config's source
+
+    def rows(node: Any, prefix: str) -> list[tuple[str, str, str]]:
+        result = []
+        for key in sorted(node.keys(), key=lambda key: (order.get(key, len(order)), key)):
+            value = node[key]
+            if hasattr(value, 'keys'):
+                result += rows(value, f'{prefix}{key}.')
+            else:
+                result.append((f'--agent.{prefix}{key}', repr(value), comments.get(key, '')))
+        return result
+
+    table = rows(config, '')
+    width = max(len(flag) + len(default) for flag, default, _ in table) + 3
+    lines = [f'Agent config of {path}: --agent.KEY=VALUE sets a key; per-task presets (configs.py) may replace '
+             'defaults of keys not given on the command line.']
+    lines += [f'  {flag}={default}'.ljust(width + 2) + f'  # {text}' if text else f'  {flag}={default}'
+              for flag, default, text in table]
+    return '\n'.join(lines)
+
+
 def check_agent_argv(argv: list[str]) -> list[str]:
     """Checks the agent config file and every --agent.KEY before absl parses them; returns the keys.
 
@@ -73,6 +142,9 @@ def check_agent_argv(argv: list[str]) -> list[str]:
         config = module.get_config()
     except Exception as error:  # any import or get_config failure of a user-given file
         raise SystemExit(f"error: cannot load the agent config from '{path}': {type(error).__name__}: {error}")
+    if any(arg in ('--helpagent', '--helpagent=true', '--helpagent=True') for arg in argv):
+        print(agent_config_help(path, config))
+        raise SystemExit(0)
     keys = explicit_agent_keys(argv)
     repeated = sorted({key for key in keys if keys.count(key) > 1})
     if repeated:  # ml_collections would keep the last scalar but concatenate repeated tuples
@@ -93,6 +165,8 @@ if __name__ == '__main__':
     check_agent_argv(sys.argv[1:])  # before DEFINE_config_file, which parses --agent.* from sys.argv
 
 FLAGS = flags.FLAGS
+flags.DEFINE_boolean('helpagent', False, 'Print every key of the --agent config file (e.g. --agent=agents/fql.py) '
+                     'with its default and its meaning, then exit.')
 flags.DEFINE_string('env_name', 'cube-double-play-singletask-v0',
                     'One task, a comma-separated list, or a family (e.g. cube-double-play-singletask = its 5 tasks).')
 flags.DEFINE_integer('seed', 0, 'Seed of the first run; with --num_seeds=S the seeds are seed, ..., seed+S-1.')

@@ -169,6 +169,44 @@ def test_command_line_agent_errors_are_clear(args, message, compile_cache):
     assert 'Traceback' not in result.stderr
 
 
+@pytest.mark.parametrize('agent', ['fql', 'mfql'])
+def test_helpagent_lists_every_key_with_its_default_and_comment(agent, compile_cache):
+    import importlib
+    result = run_main([f'--agent=agents/{agent}.py', '--helpagent'], compile_cache, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    config = importlib.import_module(f'agents.{agent}').get_config()
+    assert len(lines) == 1 + len(config)
+    with open(f'{REPO_DIR}/agents/{agent}.py') as f:
+        comments = main.config_key_comments(f.read())
+    for key in config:
+        line = next(line for line in lines if line.startswith(f'  --agent.{key}='))
+        assert line.split('  # ')[0].strip() == f'--agent.{key}={config[key]!r}'
+        assert comments[key] and line.endswith(f'  # {comments[key]}')
+    assert lines[1].startswith(f"  --agent.agent_name='{agent}'  ")  # in the order of get_config's source
+
+
+def test_config_key_comments_reads_any_get_config_style():
+    source = (
+        'import ml_collections\n'
+        'def get_config():\n'
+        '    config = ml_collections.ConfigDict()\n'
+        '    # learning rate of the\n'
+        '    # only network\n'
+        '    config.lr = 1e-3\n'
+        '    config.dims = (\n'
+        '        64, 64)  # hidden sizes\n'
+        "    config.extra = ml_collections.ConfigDict({'depth': 2,  # blocks\n"
+        "                                              'width': 8})\n"
+        '    config.bare = 1\n'
+        '    return config\n'
+        'def other(lr=5):  # not a config key\n'
+        '    pass\n')
+    assert main.config_key_comments(source) == {
+        'lr': 'learning rate of the only network', 'dims': 'hidden sizes', 'extra': '', 'depth': 'blocks',
+        'width': '', 'bare': ''}
+
+
 def test_missing_dataset_without_generation_is_a_clear_error(tmp_path, compile_cache):
     result = run_main([f'--env_name={TASK}', f'--dataset_dir={tmp_path}/empty', f'--save_dir={tmp_path}/exp'],
                       compile_cache, timeout=120)

@@ -246,7 +246,7 @@ def test_fql_smoke_with_eval_online_and_kill_then_resume_is_bitwise_identical(da
     reference = run_main(fql_args(dataset_dir, f'{tmp_path}/reference'), compile_cache)
     assert reference.returncode == 0, reference.stderr[-3000:]
     assert '| cube-single-play-singletask-task2-v0 | 2 | 43 |' in reference.stdout
-    assert '| success at the end of offline training |' in reference.stdout
+    assert '| success, fraction (end of offline training) |' in reference.stdout
     run_dir = f'{tmp_path}/reference/r/{TASK}'
     for seed in (0, 1):
         seed_dir = f'{run_dir}/seed{seed}'

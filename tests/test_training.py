@@ -4,6 +4,7 @@ A tiny regression agent (`ToyAgent`) with the real agent interface keeps these f
 tests (tests/test_main.py) run the real agents.
 """
 
+import csv
 import dataclasses
 import os
 import subprocess
@@ -357,11 +358,14 @@ def test_summary_averages_each_seed_over_the_tasks_of_an_environment():
     results.append(make('puzzle-3x3-play-singletask-task4-v0', [1.0, 0.5]))
     rows = summary_rows(results)
     assert [row['task'] for row in rows] == [r.task for r in results] + ['cube-double-play (average)']
-    assert rows[0]['success_mean'] == pytest.approx(20.0) and rows[0]['success_std'] == pytest.approx(10.0)
-    average = rows[-1]  # per seed: (10 + 20) / 2 = 15 and 30 -> 22.5 ± 7.5
-    assert average['success_mean'] == pytest.approx(22.5) and average['success_std'] == pytest.approx(7.5)
+    # Success is a fraction, as in eval.csv (not a percentage), and the column names its unit.
+    assert rows[0]['success_fraction_mean'] == pytest.approx(0.2)
+    assert rows[0]['success_fraction_std'] == pytest.approx(0.1)
+    average = rows[-1]  # per seed: (0.1 + 0.2) / 2 = 0.15 and 0.3 -> 0.225 ± 0.075
+    assert average['success_fraction_mean'] == pytest.approx(0.225)
+    assert average['success_fraction_std'] == pytest.approx(0.075)
     assert average['num_tasks'] == 2
-    assert 'offline_success_mean' not in average  # offline-only runs have no offline → online column
+    assert 'offline_success_fraction_mean' not in average  # offline-only runs have no offline → online column
 
 
 def test_summary_of_offline_to_online_runs_adds_the_end_of_offline_evaluation(tmp_path):
@@ -370,15 +374,19 @@ def test_summary_of_offline_to_online_runs_adds_the_end_of_offline_evaluation(tm
     results = [make(f'cube-double-play-singletask-task{i}-v0', [0.1 * i, 0.3]) for i in (1, 2)]
     results.append(make('puzzle-3x3-play-singletask-task4-v0', None))  # an offline-only task in the same run
     rows = summary_rows(results)
-    assert (rows[0]['offline_success_mean'], rows[0]['offline_success_std']) == (pytest.approx(20.0), pytest.approx(10.0))
-    assert rows[2]['offline_success_mean'] == ''
-    assert rows[-1]['offline_success_mean'] == pytest.approx(22.5)  # per seed (10 + 20) / 2 and 30
-    _, md_path = write_summary(str(tmp_path), results, 'fql')
+    assert rows[0]['offline_success_fraction_mean'] == pytest.approx(0.2)
+    assert rows[0]['offline_success_fraction_std'] == pytest.approx(0.1)
+    assert rows[2]['offline_success_fraction_mean'] == ''
+    assert rows[-1]['offline_success_fraction_mean'] == pytest.approx(0.225)  # per seed (0.1 + 0.2) / 2 and 0.3
+    csv_path, md_path = write_summary(str(tmp_path), results, 'fql')
+    with open(csv_path) as f:
+        assert float(next(csv.DictReader(f))['success_fraction_mean']) == pytest.approx(0.6)
     lines = open(md_path).read().splitlines()
-    assert lines[4] == ('| task | seeds | step | success (final) | success (mean of last 3 evals) | '
-                        'success at the end of offline training |')
-    assert lines[6] == '| cube-double-play-singletask-task1-v0 | 2 | 200 | 60.0 ± 10.0 | 60.0 ± 10.0 | 20.0 ± 10.0 |'
-    assert lines[8] == '| puzzle-3x3-play-singletask-task4-v0 | 2 | 200 | 60.0 ± 10.0 | 60.0 ± 10.0 |  |'
+    assert lines[2].startswith('Success is a fraction (0–1); mean ± std over seeds')
+    assert lines[4] == ('| task | seeds | step | success, fraction (final) | success, fraction (mean of last 3 evals) | '
+                        'success, fraction (end of offline training) |')
+    assert lines[6] == '| cube-double-play-singletask-task1-v0 | 2 | 200 | 0.60 ± 0.10 | 0.60 ± 0.10 | 0.20 ± 0.10 |'
+    assert lines[8] == '| puzzle-3x3-play-singletask-task4-v0 | 2 | 200 | 0.60 ± 0.10 | 0.60 ± 0.10 |  |'
 
 
 def test_final_evaluation_reads_the_last_and_end_of_offline_evaluations():

@@ -244,9 +244,10 @@ class TaskRun:
             self.eval_logs[s].log(self.step, row)
             if self.wandb:
                 self.wandb.log(self.step, s, row)
-        metric = 'score' if self.inputs.return_to_score is not None else 'success'
+        metric, unit = ('score', 'D4RL normalised, ×100') if self.inputs.return_to_score is not None \
+            else ('success', 'fraction')
         mean_metric = np.mean([r[metric] for r in results])
-        tqdm.write(f'{self.inputs.task} step {self.step}: evaluation/{metric} {mean_metric:.3f} (mean of '
+        tqdm.write(f'{self.inputs.task} step {self.step}: evaluation/{metric} {mean_metric:.3f} ({unit}, mean of '
                    f'{len(self.seeds)} seed(s)), {stats["env_steps_per_sec"]:.0f} env steps/s')
         self.plot()
 

@@ -437,3 +437,26 @@ def test_progress_rate_and_eta_leave_out_the_compiling_call():
     assert meter['rate'] == pytest.approx(100.0, rel=0.02)
     assert (meter['total'] - meter['n']) / meter['rate'] == pytest.approx(10.0, rel=0.02)  # the ETA: 1000 updates
     bar.close()
+
+
+def test_curves_show_success_and_return_at_the_evaluations_then_alpha_and_q_with_labelled_axes():
+    from training.logger import curves_figure
+    evals = [[{'step': step, 'evaluation/success': 0.1 * i, 'evaluation/return': -50.0 + i}
+              for i, step in enumerate((1, 100, 200))] for _ in range(2)]
+    train = [[{'step': step, 'training/alpha': 10.0 * 1.2 ** i, 'training/critic/q_mean': -float(i),
+               'training/critic/loss': 1.0} for i, step in enumerate(range(10, 210, 10))] for _ in range(2)]
+    figure = curves_figure(evals, train, 'task (mfql)', [0, 5])
+    axes = figure.axes
+    assert [ax.get_title() for ax in axes] == ['evaluation/success', 'evaluation/return', 'training/alpha',
+                                               'training/critic/q_mean']
+    assert [ax.get_ylabel() for ax in axes] == ['success (fraction)', 'episode return', 'α (weight of the BC loss)',
+                                                'Q (batch mean, critic)']
+    assert all(ax.get_xlabel() == 'updates' for ax in axes)
+    success_line = axes[0].get_lines()[1]
+    assert list(success_line.get_xdata()) == [1, 100, 200] and success_line.get_marker() == 'o'  # each evaluation
+    assert success_line.get_label() == 'seed 5' and axes[2].get_yscale() == 'log'
+    assert len(axes[3].get_lines()[0].get_xdata()) == 20 and axes[3].get_lines()[0].get_marker() == 'None'
+    fql_like = curves_figure(evals, [[{k: v for k, v in row.items() if k != 'training/alpha'} for row in rows]
+                                     for rows in train], 'task (fql)', [0, 5])
+    assert [ax.get_title() for ax in fql_like.axes] == ['evaluation/success', 'evaluation/return',
+                                                        'training/critic/q_mean']

@@ -305,6 +305,25 @@ def _check_d4rl_tasks(tasks: list[str]) -> None:
     FLAGS.offline_steps = configs.PAPER_D4RL_OFFLINE_STEPS
 
 
+def _keep_saved_schedules(tasks: list[str], run_dirs: list[str], task_configs: list[tuple], seeds: list[int]) -> None:
+    """--resume: each task's agent config keeps the schedule length (`offline_steps`) its run started with, so a
+    larger --offline_steps extends the run (`training.resume.extension_schedule_length`)."""
+    from training import resume
+    from training.checkpoint import ResumeError
+    for task, run_dir, (config, _) in zip(tasks, run_dirs, task_configs):
+        try:
+            length = resume.extension_schedule_length(run_dir, seeds, FLAGS.offline_steps, FLAGS.online_steps)
+        except ResumeError as error:
+            raise SystemExit(f'error: {error}')
+        if length is None or 'offline_steps' not in config:
+            continue
+        if length != FLAGS.offline_steps:
+            print(f'{task}: training on to step {FLAGS.offline_steps} with the agent\'s schedules of the run\'s first '
+                  f'{length} steps (agent config offline_steps={length}; past it, MFQL\'s actor LR stays at its final '
+                  'value)', flush=True)
+        config.offline_steps = length
+
+
 @dataclasses.dataclass
 class RunPlan:
     """Everything decided from the flags before any data is loaded or any computation runs."""
@@ -359,6 +378,8 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
         if existing:
             raise SystemExit(f'error: run folder {existing[0]} already exists; pass --resume to continue it, or '
                              'choose another --run_name / --save_dir')
+    else:
+        _keep_saved_schedules(tasks, run_dirs, task_configs, seeds)
     return RunPlan(agent_name, explicit_keys, tasks, run_root, run_dirs, task_configs, seeds, options)
 
 

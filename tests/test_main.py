@@ -126,6 +126,45 @@ def test_existing_run_folder_needs_resume(tmp_path):
     assert plan(f'--save_dir={tmp_path}', f'--env_name={TASK}', '--resume').run_dirs == run.run_dirs
 
 
+def saved_run(run_dir: str, offline_steps: int, online_steps: int = 0, schedule_length: int | None = None) -> None:
+    """A run folder as a started run leaves it: seed0/flags.json with its flags and agent config."""
+    os.makedirs(f'{run_dir}/seed0')
+    with open(f'{run_dir}/seed0/flags.json', 'w') as f:
+        json.dump({'flags': {'offline_steps': offline_steps, 'online_steps': online_steps},
+                   'agent_config': {'offline_steps': schedule_length or offline_steps}}, f)
+
+
+def test_resume_with_a_larger_offline_budget_extends_the_run_with_its_schedules(tmp_path, capsys):
+    args = (f'--save_dir={tmp_path}', f'--env_name={TASK}', '--agent=agents/fql.py', '--resume')
+    run_dir = plan(*args, '--offline_steps=40').run_dirs[0]
+    saved_run(run_dir, offline_steps=40)
+    extended = plan(*args, '--offline_steps=100')
+    assert extended.options.offline_steps == 100  # the budget grows ...
+    assert extended.task_configs[0][0].offline_steps == 40  # ... the schedules keep the length the run started with
+    assert f'{TASK}: training on to step 100 with the agent\'s schedules of the run\'s first 40 steps' in \
+        capsys.readouterr().out
+    assert plan(*args, '--offline_steps=40').task_configs[0][0].offline_steps == 40
+    # A run extended before (budget 100, schedules of 40) resumes with the same schedules.
+    shutil.rmtree(run_dir)
+    saved_run(run_dir, offline_steps=100, schedule_length=40)
+    assert plan(*args, '--offline_steps=100').task_configs[0][0].offline_steps == 40
+    with pytest.raises(SystemExit, match=r'^error: .* was trained with --offline_steps=100; a run cannot be '
+                                         r'shortened: pass --offline_steps=100 or more, or use a new --run_name'):
+        plan(*args, '--offline_steps=60')
+
+
+def test_resume_refuses_to_change_or_outgrow_an_online_phase(tmp_path):
+    args = (f'--save_dir={tmp_path}', f'--env_name={TASK}', '--agent=agents/fql.py', '--resume')
+    saved_run(plan(*args).run_dirs[0], offline_steps=40, online_steps=5)
+    with pytest.raises(SystemExit, match=r'was trained with --online_steps=5, not 9; an online phase cannot be '
+                                         r'changed on --resume: use a new --run_name'):
+        plan(*args, '--offline_steps=40', '--online_steps=9')
+    with pytest.raises(SystemExit, match=r'has an online phase after its 40 offline steps, so its offline phase '
+                                         r'cannot be extended'):
+        plan(*args, '--offline_steps=80', '--online_steps=5')
+    assert plan(*args, '--offline_steps=40', '--online_steps=5').options.total_steps == 45
+
+
 def test_family_expands_to_five_tasks_with_presets_and_explicit_flags_winning(tmp_path):
     run = plan(f'--save_dir={tmp_path}', '--env_name=cube-double-play-singletask', '--agent=agents/fql.py',
                '--agent.alpha=7', '--num_seeds=3', '--offline_steps=1234')

@@ -324,6 +324,23 @@ def test_nan_learning_rate_is_caught_at_the_second_update(tmp_path):
                    toy_options(steps_per_call=5, log_interval=5))
 
 
+def test_extending_a_finished_run_trains_on_from_its_last_checkpoint_like_the_longer_run(tmp_path):
+    """A finished 20-step run resumed with a 40-step budget continues from its step-20 checkpoint; for an agent
+    without schedules that is the computation of an uninterrupted 40-step run, bitwise."""
+    data = toy_data()
+    longer = train_task(toy_inputs(str(tmp_path / 'longer'), data), toy_options(offline_steps=40))
+    short_dir = str(tmp_path / 'short')
+    train_task(toy_inputs(short_dir, data), toy_options(offline_steps=20))
+    extended = train_task(toy_inputs(short_dir, data), toy_options(offline_steps=40, resume=True))
+    assert extended.step == longer.step == 40 and max(checkpoint.checkpoint_steps(f'{short_dir}/seed0')) == 40
+    untimed = lambda path: [{k: v for k, v in row.items() if not k.startswith('time/')} for row in read_csv(path)]
+    assert [row['step'] for row in untimed(f'{short_dir}/seed0/train.csv')] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert untimed(f'{short_dir}/seed0/train.csv') == untimed(f'{tmp_path}/longer/seed0/train.csv')
+    with open(checkpoint.checkpoint_path(f'{short_dir}/seed0', 40), 'rb') as extended_file, \
+            open(checkpoint.checkpoint_path(f'{tmp_path}/longer/seed0', 40), 'rb') as longer_file:
+        assert extended_file.read() == longer_file.read()
+
+
 def test_csv_logger_adds_columns_and_truncates_on_resume(tmp_path):
     path = str(tmp_path / 'log.csv')
     log = CsvLogger(path)

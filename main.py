@@ -3,6 +3,7 @@
     python main.py --env_name=cube-double-play-singletask-task2-v0 --agent=agents/mfql.py
     python main.py --env_name=cube-double-play-singletask --agent=agents/fql.py --agent.alpha=300 --num_seeds=4
     python main.py --env_name=antmaze-umaze-v2 --agent=agents/mfql.py   # needs requirements-d4rl.txt
+    python main.py --agent=agents/fql.py --helpagent   # the agent's config keys, defaults and meanings
 
 Flags -> per-task presets (`configs.apply_presets`; explicit `--agent.KEY` flags win) -> datasets ->
 `Agent.create` -> `training.runner.train_task`. No algorithm logic lives here.

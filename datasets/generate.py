@@ -119,11 +119,11 @@ class EpisodeCollector:
         import gymnasium
         import ogbench.manipspace  # noqa: F401  (registers the manipspace envs)
 
+        import datasets.ogbench_data  # noqa: F401  (ignores gymnasium's Box precision warning, see there)
+
         self.suite = suite
         self.uses_markov_oracles = dataset_kind == 'noisy'
         self.random_action_prob = 0.0 if dataset_kind == 'play' else (0.2 if suite.startswith('puzzle') else 0.1)
-        import datasets.ogbench_data  # noqa: F401  (ignores gymnasium's Box precision warning, see there)
-
         self.env = gymnasium.make(
             f'{suite}-v0', terminate_at_goal=False, mode='data_collection', max_episode_steps=EPISODE_LENGTH)
         self.has_button_states = hasattr(self.env.unwrapped, '_cur_button_states')

@@ -196,7 +196,7 @@ class TaskRun:
             first_evaluation = self._eval_pool is None
             self._evaluate()
             if first_evaluation:  # it built the envs and compiled the policy: keep that out of the rate too
-                bar.unpause()
+                restart_clock(bar)
         if schedule.is_save_step(self.step, self.options):
             self.last_checkpoint = resume.save_seeds(self.seed_dirs, self.step, self.state, self.buffer)
 
@@ -265,12 +265,21 @@ class TaskRun:
 
 
 def advance_progress(bar: tqdm, num_updates: int, compiled: bool) -> None:
-    """Counts `num_updates` on the progress bar. After a call that compiled, the bar's clock first skips the time
-    since its last refresh (`tqdm.unpause`), so that its rate and ETA measure training, not compilation (a
-    first call of minutes over one update would otherwise show an ETA of days)."""
-    if compiled:
-        bar.unpause()
+    """Counts `num_updates` on the progress bar; after a call that compiled, restarts the bar's clock at the new
+    count, so that its rate and ETA measure training, not compilation (a first call of a minute over one update
+    would otherwise show an ETA of days)."""
     bar.update(num_updates)
+    if compiled:
+        restart_clock(bar)
+
+
+def restart_clock(bar: tqdm) -> None:
+    """Restarts the bar's elapsed time, rate and ETA from now, keeping its count: `reset` clears the clock and the
+    rate's moving averages, and `initial` makes the rate count only the updates done from here on."""
+    count = bar.n
+    bar.reset()
+    bar.n = bar.initial = bar.last_print_n = count
+    bar.refresh()
 
 
 def with_observation_statistics(config: Any, train_observations: np.ndarray) -> Any:

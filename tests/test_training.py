@@ -433,30 +433,34 @@ def test_with_observation_statistics_fills_a_copy_only_when_the_agent_normalises
     assert with_observation_statistics(ml_collections.ConfigDict({'lr': 1e-3}), observations).lr == 1e-3  # no keys
 
 
-def test_progress_rate_and_eta_leave_out_the_compiling_call():
-    """A first call that compiles for 100 s and runs 1 update, then 100 updates per second: the bar's rate is
-    100 updates/s and its ETA the time the remaining updates take, not the ~1000 h a rate of 1/100 s gives."""
+def test_progress_rate_and_eta_leave_out_the_compiling_call(monkeypatch):
+    """A first call that compiles for 100 s and runs 1 update, a first evaluation of 20 s, then 100 updates per
+    second: the bar shows 100 updates/s and the time the remaining updates take, never the ~1000 h ETA of a rate
+    of 1 update per 100 s, and no negative or made-up rate in between."""
     import io
-    from tqdm import tqdm
-    from training.runner import advance_progress, restart_clock
+    import tqdm.std
+    from training.runner import Progress
 
     clock = [0.0]
-    bar = tqdm(total=2001, file=io.StringIO(), mininterval=0, smoothing=0.1)
-    bar._time = lambda: clock[0]  # tqdm reads its clock through this attribute
-    bar.start_t = bar.last_print_t = 0.0
+    monkeypatch.setattr(tqdm.std, 'time', lambda: clock[0])  # the clock every tqdm bar reads
+    output = io.StringIO()
+    progress = Progress(0, total=2001, file=output, mininterval=0, smoothing=0.1)
     clock[0] = 100.0
-    advance_progress(bar, 1, compiled=True)
-    clock[0] += 20.0  # e.g. the first evaluation, which also compiles
-    restart_clock(bar)
-    assert bar.format_dict['n'] == 1 and bar.format_dict['rate'] is None  # no rate before a measured interval
+    progress.advance(1, compiled=True)
+    clock[0] += 20.0  # the first evaluation, which also compiles
+    progress.restart()
+    assert progress.bar.format_dict['n'] == 1 and progress.bar.format_dict['rate'] is None  # nothing measured yet
     for _ in range(10):
         clock[0] += 1.0
-        advance_progress(bar, 100, compiled=False)
-    meter = bar.format_dict
+        progress.advance(100)
+    meter = progress.bar.format_dict
     assert meter['n'] == 1001 and meter['elapsed'] == pytest.approx(10.0)
     assert meter['rate'] == pytest.approx(100.0)
     assert (meter['total'] - meter['n']) / meter['rate'] == pytest.approx(10.0)  # the ETA: 1000 updates
-    bar.close()
+    progress.close()
+    shown = output.getvalue().replace('\r', '\n')
+    assert '100.00s/it' not in shown and '-' not in shown.replace('--', '')  # no compile rate, no negative rate
+
 
 
 def test_curves_show_success_and_return_at_the_evaluations_then_alpha_and_q_with_labelled_axes():

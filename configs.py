@@ -1,9 +1,10 @@
 """Per-task hyperparameter presets for FQL and MeanFlowQL (and FQL's baselines ReBRAC, IQL and IFQL), and the
 paper's exact command grid.
 
-    python configs.py                           # the OGBench state-based grid: 10 envs x 5 tasks x both agents
-    python configs.py --agents=fql --seeds=4    # one agent, 4 seeds per command
-    python configs.py --agents=rebrac,iql,ifql  # FQL's baselines on the same grid (mostly fallback values)
+    python configs.py                              # the OGBench state-based grid: 10 envs x 5 tasks x both agents
+    python configs.py --agents=fql --num_seeds=4   # one agent, 4 seeds per command (--seed=0 ... 3)
+    python configs.py --seeds=0,1,2                # these seeds (as main.py: --seeds is a list, --num_seeds a count)
+    python configs.py --agents=rebrac,iql,ifql      # FQL's baselines on the same grid (mostly fallback values)
 
 Every preset value carries its source, recorded in each run's flags.json:
   [FQL README]  seohongpark/fql README, "exact command-line flags" (the same flags for all 5 tasks of an env;
@@ -278,18 +279,25 @@ def _flag_value(value: Any) -> str:
     return str(value)
 
 
-def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, seeds: int = 8) -> list[str]:
+def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, num_seeds: int = 8,
+                   seeds: Collection[int] | None = None) -> list[str]:
     """The exact commands of the OGBench state-based grid (10 envs x task1..5 per agent), presets written out.
 
-    One line per (agent, task); each line trains `seeds` seeds together (`--num_seeds`).
+    One line per (agent, task); each line trains its seeds together: `num_seeds` of them (`--num_seeds`), or the
+    explicit list `seeds` when given (`--seeds`), with main.py's meaning of both flags.
     """
     if isinstance(agents, str):
         raise TypeError(f'agents must be a collection of agent names, got the string {agents!r}')
     for agent in agents:
         if agent not in AGENTS:
             raise ValueError(f'unknown agent {agent!r}; known agents: {", ".join(AGENTS)}')
-    if not (isinstance(seeds, int) and seeds >= 1):
-        raise ValueError(f'seeds must be a positive int, got {seeds!r}')
+    if not (isinstance(num_seeds, int) and num_seeds >= 1):
+        raise ValueError(f'num_seeds must be a positive int, got {num_seeds!r}')
+    if seeds is not None:
+        seeds = list(seeds)
+        if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) and s >= 0 for s in seeds):
+            raise ValueError(f'seeds must be distinct non-negative integers, got {seeds!r}')
+    seed_flag = f'--seeds={",".join(map(str, seeds))}' if seeds is not None else f'--num_seeds={num_seeds}'
     commands = []
     for agent in agents:
         for family in PAPER_OGBENCH_FAMILIES:
@@ -297,7 +305,7 @@ def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, seeds: int = 8) 
                 flags = ' '.join(f'--agent.{key}={_flag_value(value)}'
                                  for key, (value, _) in sorted(get_presets(agent, env_name).items()))
                 commands.append(f'python main.py --env_name={env_name} --agent=agents/{agent}.py '
-                                f'--num_seeds={seeds} --offline_steps={PAPER_OGBENCH_OFFLINE_STEPS} {flags}')
+                                f'{seed_flag} --offline_steps={PAPER_OGBENCH_OFFLINE_STEPS} {flags}')
     return commands
 
 
@@ -362,10 +370,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description='Print the exact commands of the paper OGBench grid.')
     parser.add_argument('--agents', default=','.join(PAPER_GRID_AGENTS),
                         help=f'comma-separated agents, of {",".join(AGENTS)} (default: {",".join(PAPER_GRID_AGENTS)})')
-    parser.add_argument('--seeds', type=int, default=8, help='seeds per command (--num_seeds)')
+    seed_group = parser.add_mutually_exclusive_group()
+    seed_group.add_argument('--num_seeds', type=int, default=8, help='number of seeds per command (seeds 0 ... N-1)')
+    seed_group.add_argument('--seeds', default=None, help='explicit comma-separated seeds per command, e.g. 0,1,2')
     args = parser.parse_args(argv)
     try:
-        commands = paper_commands(tuple(a.strip() for a in args.agents.split(',') if a.strip()), args.seeds)
+        seeds = None if args.seeds is None else [int(seed) for seed in args.seeds.split(',')]
+    except ValueError:
+        parser.error(f'--seeds must be comma-separated integers, got {args.seeds}')
+    try:
+        commands = paper_commands(tuple(a.strip() for a in args.agents.split(',') if a.strip()), args.num_seeds,
+                                  seeds)
     except ValueError as error:
         parser.error(str(error))
     print('\n'.join(commands))

@@ -3,6 +3,7 @@
     python main.py --env_name=cube-double-play-singletask-task2-v0 --agent=agents/mfql.py
     python main.py --env_name=cube-double-play-singletask --agent=agents/fql.py --agent.alpha=300 --num_seeds=4
     python main.py --env_name=antmaze-umaze-v2 --agent=agents/mfql.py   # needs requirements-d4rl.txt
+    python main.py --agent=agents/fql.py --helpagent   # the agent's config keys, defaults and meanings
 
 Flags -> per-task presets (`configs.apply_presets`; explicit `--agent.KEY` flags win) -> datasets ->
 `Agent.create` -> `training.runner.train_task`. No algorithm logic lives here.
@@ -13,14 +14,17 @@ task and per environment, mean ± std over seeds; D4RL tasks add the normalised 
 and skips finished tasks.
 """
 
+import ast
 import dataclasses
 import difflib
 import functools
 import hashlib
 import importlib.util
+import io
 import os
 import re
 import sys
+import tokenize
 from typing import Any
 
 from absl import app, flags
@@ -28,6 +32,11 @@ from ml_collections import config_flags
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_AGENT_FILE = 'agents/mfql.py'
+
+if __name__ == '__main__':
+    # mfql never renders: without a MUJOCO_GL choice, dm_control (imported by OGBench) would probe OpenGL
+    # backends, and GLFW warns on machines without a display. Set MUJOCO_GL=egl/glfw/osmesa to render.
+    os.environ.setdefault('MUJOCO_GL', 'disable')
 
 
 # ------------------------------------------------------------------------------------ argv checks
@@ -52,6 +61,72 @@ def explicit_agent_keys(argv: list[str]) -> list[str]:
     return keys
 
 
+def config_key_comments(source: str) -> dict[str, str]:
+    """The comment of each key in the `get_config()` of an agent file's source, by key name.
+
+    A key is a keyword argument (`dict(key=value,  # comment)`), a dict-literal key or an attribute assignment
+    (`config.key = value  # comment`) inside get_config; its comment is the one at the end of the line where
+    its value ends, else the comment lines right above it.
+    """
+    comments = {token.start[0]: token.string.lstrip('#').strip()
+                for token in tokenize.generate_tokens(io.StringIO(source).readline) if token.type == tokenize.COMMENT}
+    lines = source.splitlines()
+
+    def comment(first_line: int, last_line: int) -> str:
+        if last_line in comments and lines[last_line - 1].lstrip()[:1] != '#':
+            return comments[last_line]
+        above, line = [], first_line - 1
+        while line in comments and lines[line - 1].lstrip().startswith('#'):
+            above.insert(0, comments[line])
+            line -= 1
+        return ' '.join(above)
+
+    result = {}
+    for function in ast.walk(ast.parse(source)):
+        if not (isinstance(function, ast.FunctionDef) and function.name == 'get_config'):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Call):
+                for keyword in node.keywords:
+                    if keyword.arg is not None:
+                        result.setdefault(keyword.arg, comment(keyword.value.lineno, keyword.value.end_lineno))
+            elif isinstance(node, ast.Dict):
+                for key, value in zip(node.keys, node.values):
+                    if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                        result.setdefault(key.value, comment(key.lineno, value.end_lineno))
+            elif isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Attribute):
+                        result.setdefault(target.attr, comment(node.lineno, node.end_lineno))
+    return result
+
+
+def agent_config_help(path: str, config: Any) -> str:
+    """`--helpagent`: every key of the agent config in `path` with its default and its comment in get_config()."""
+    with open(path) as f:
+        comments = config_key_comments(f.read())
+
+    order = {key: index for index, key in enumerate(comments)}  # the order of get_config's source
+
+    def rows(node: Any, prefix: str) -> list[tuple[str, str, str]]:
+        result = []
+        for key in sorted(node.keys(), key=lambda key: (order.get(key, len(order)), key)):
+            value = node[key]
+            if hasattr(value, 'keys'):
+                result += rows(value, f'{prefix}{key}.')
+            else:
+                result.append((f'--agent.{prefix}{key}', repr(value), comments.get(key, '')))
+        return result
+
+    table = rows(config, '')
+    width = max(len(flag) + len(default) for flag, default, _ in table) + 3
+    lines = [f'Agent config of {path}: --agent.KEY=VALUE sets a key; per-task presets (configs.py) may replace '
+             'defaults of keys not given on the command line.']
+    lines += [f'  {flag}={default}'.ljust(width + 2) + f'  # {text}' if text else f'  {flag}={default}'
+              for flag, default, text in table]
+    return '\n'.join(lines)
+
+
 def check_agent_argv(argv: list[str]) -> list[str]:
     """Checks the agent config file and every --agent.KEY before absl parses them; returns the keys.
 
@@ -69,6 +144,9 @@ def check_agent_argv(argv: list[str]) -> list[str]:
         config = module.get_config()
     except Exception as error:  # any import or get_config failure of a user-given file
         raise SystemExit(f"error: cannot load the agent config from '{path}': {type(error).__name__}: {error}")
+    if any(arg in ('--helpagent', '--helpagent=true', '--helpagent=True') for arg in argv):
+        print(agent_config_help(path, config))
+        raise SystemExit(0)
     keys = explicit_agent_keys(argv)
     repeated = sorted({key for key in keys if keys.count(key) > 1})
     if repeated:  # ml_collections would keep the last scalar but concatenate repeated tuples
@@ -89,6 +167,8 @@ if __name__ == '__main__':
     check_agent_argv(sys.argv[1:])  # before DEFINE_config_file, which parses --agent.* from sys.argv
 
 FLAGS = flags.FLAGS
+flags.DEFINE_boolean('helpagent', False, 'Print every key of the --agent config file (e.g. --agent=agents/fql.py) '
+                     'with its default and its meaning, then exit.')
 flags.DEFINE_string('env_name', 'cube-double-play-singletask-v0',
                     'One task, a comma-separated list, or a family (e.g. cube-double-play-singletask = its 5 tasks).')
 flags.DEFINE_integer('seed', 0, 'Seed of the first run; with --num_seeds=S the seeds are seed, ..., seed+S-1.')
@@ -113,11 +193,23 @@ flags.DEFINE_integer('generate_missing_data', 0, 'If a manipulation dataset is m
                      'generate this many episodes locally (0 = do not generate).')
 flags.DEFINE_string('presets_file', '', 'JSON file of per-environment agent settings (written by sweep.py --report '
                     '--write_presets), applied after the built-in presets; explicit --agent.KEY flags still win.')
+flags.DEFINE_integer('generate_workers', 0, 'Processes generating a missing dataset (0 = one per available core); '
+                     'the files do not depend on it.')
 flags.DEFINE_boolean('resume', False, 'Continue from the newest checkpoints in the run folder.')
 flags.DEFINE_boolean('wandb', False, 'Also log to Weights & Biases (needs the wandb package).')
 flags.DEFINE_string('wandb_project', 'mfql', 'wandb project name (with --wandb).')
 flags.DEFINE_boolean('progress_bar', True, 'Show a tqdm progress bar.')
 config_flags.DEFINE_config_file('agent', DEFAULT_AGENT_FILE, lock_config=False)
+
+
+def show_warnings_only() -> None:
+    """Logs WARNING and above unless --verbosity was given (--verbosity=0 shows INFO lines).
+
+    absl's app.run raises the default verbosity to INFO, which prints every library's INFO lines (dm_control's
+    renderer choice and MuJoCo version, JAX's failed probe of a TPU backend); mfql logs nothing itself.
+    """
+    if not FLAGS['verbosity'].present:
+        FLAGS.verbosity = -1  # absl's WARNING
 
 
 def resolve_seeds() -> list[int]:
@@ -195,6 +287,13 @@ def _apply_presets_file(config: Any, sources: dict[str, str], payload: dict[str,
         sources[key] = source
 
 
+def generate_workers() -> int:
+    """--generate_workers, or with 0 the number of cores this process may use."""
+    if FLAGS.generate_workers > 0:
+        return FLAGS.generate_workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
+
 def _ensure_datasets(tasks: list[str]) -> None:
     """Makes sure every task's dataset files exist (download / generate / clear error) before training."""
     from datasets import d4rl, names, ogbench_data
@@ -210,7 +309,7 @@ def _ensure_datasets(tasks: list[str]) -> None:
         paths = ogbench_data.dataset_file_paths(spec.dataset_name, FLAGS.dataset_dir)
         if not all(os.path.exists(p) for p in paths):
             ogbench_data.load_datasets(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,
-                                       show_progress=FLAGS.progress_bar)
+                                       generate_workers=generate_workers(), show_progress=FLAGS.progress_bar)
 
 
 def _check_d4rl_tasks(tasks: list[str]) -> None:
@@ -233,6 +332,25 @@ def _check_d4rl_tasks(tasks: list[str]) -> None:
         raise SystemExit('error: --env_name mixes D4RL and OGBench tasks, whose default budgets differ (500K vs '
                          '1M offline steps); pass --offline_steps explicitly or run them separately')
     FLAGS.offline_steps = configs.PAPER_D4RL_OFFLINE_STEPS
+
+
+def _keep_saved_schedules(tasks: list[str], run_dirs: list[str], task_configs: list[tuple], seeds: list[int]) -> None:
+    """--resume: each task's agent config keeps the schedule length (`offline_steps`) its run started with, so a
+    larger --offline_steps extends the run (`training.resume.extension_schedule_length`)."""
+    from training import resume
+    from training.checkpoint import ResumeError
+    for task, run_dir, (config, _) in zip(tasks, run_dirs, task_configs):
+        try:
+            length = resume.extension_schedule_length(run_dir, seeds, FLAGS.offline_steps, FLAGS.online_steps)
+        except ResumeError as error:
+            raise SystemExit(f'error: {error}')
+        if length is None or 'offline_steps' not in config:
+            continue
+        if length != FLAGS.offline_steps:
+            print(f'{task}: training on to step {FLAGS.offline_steps} with the agent\'s schedules of the run\'s first '
+                  f'{length} steps (agent config offline_steps={length}; past it, MFQL\'s actor LR stays at its final '
+                  'value)', flush=True)
+        config.offline_steps = length
 
 
 @dataclasses.dataclass
@@ -261,6 +379,9 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
     seeds = resolve_seeds()
     if FLAGS.generate_missing_data < 0:
         raise SystemExit(f'error: --generate_missing_data must be >= 0, got {FLAGS.generate_missing_data}')
+    if FLAGS.generate_workers < 0:
+        raise SystemExit(f'error: --generate_workers must be >= 0 (0 = one per available core), got '
+                         f'{FLAGS.generate_workers}')
     try:
         tasks = names.expand_env_names(FLAGS.env_name)
     except ValueError as error:
@@ -272,8 +393,11 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
         raise SystemExit(f'error: {error}')
     task_configs = _task_configs(tasks, explicit_keys)
     options = _run_options(int(task_configs[0][0].batch_size))
-    if FLAGS.wandb and importlib.util.find_spec('wandb') is None:
-        raise SystemExit('error: --wandb was given but the wandb package is not installed (pip install wandb)')
+    if FLAGS.wandb:
+        from training.logger import wandb_problem
+        problem = wandb_problem()
+        if problem:
+            raise SystemExit(f'error: {problem}')
     agent_name = FLAGS.agent.agent_name
     run_name = FLAGS.run_name or f'{agent_name}_{FLAGS.env_name.replace(",", "+")}'
     run_root = os.path.join(os.path.expanduser(FLAGS.save_dir), run_name)
@@ -283,6 +407,8 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
         if existing:
             raise SystemExit(f'error: run folder {existing[0]} already exists; pass --resume to continue it, or '
                              'choose another --run_name / --save_dir')
+    else:
+        _keep_saved_schedules(tasks, run_dirs, task_configs, seeds)
     return RunPlan(agent_name, explicit_keys, tasks, run_root, run_dirs, task_configs, seeds, options)
 
 
@@ -291,9 +417,11 @@ def main(_argv: list[str]) -> None:
     from datasets import d4rl, ogbench_data
     from training import logger
     from training.checkpoint import ResumeError
+    from training.logger import WandbError
     from training.runner import NonFiniteLossError, TaskInputs, train_task
     from training.summary import write_summary
 
+    show_warnings_only()
     plan = plan_run()
     try:
         _ensure_datasets(plan.tasks)
@@ -322,15 +450,18 @@ def main(_argv: list[str]) -> None:
                               online_env_factory=lambda task=task: d4rl.make_env(task, online=True),
                               return_to_score=functools.partial(d4rl.normalized_score, task))
         else:
-            train, val = ogbench_data.load_datasets(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,
-                                                    show_progress=FLAGS.progress_bar)
+            try:
+                train, val = ogbench_data.load_datasets(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,
+                                                        show_progress=FLAGS.progress_bar)
+            except ValueError as error:  # DatasetError: a file failed validation (the message names its remedy)
+                raise SystemExit(f'error: {error}')
             env_kwargs = dict(env_factory=lambda task=task: ogbench_data.make_env(task))
         inputs = TaskInputs(task=task, agent_class=agent_class, config=config, train_data=train, val_data=val,
                             seeds=plan.seeds, run_dir=run_dir, metadata=metadata,
                             wandb_project=FLAGS.wandb_project if FLAGS.wandb else None, **env_kwargs)
         try:
             results.append(train_task(inputs, plan.options))
-        except (NonFiniteLossError, ResumeError) as error:  # ResumeError includes ConfigMismatchError
+        except (NonFiniteLossError, ResumeError, WandbError) as error:  # ResumeError includes ConfigMismatchError
             raise SystemExit(f'error: {error}')
     csv_path, md_path = write_summary(plan.run_root, results, plan.agent_name)
     with open(md_path) as f:
@@ -339,6 +470,7 @@ def main(_argv: list[str]) -> None:
 
 
 _OWN_FLAGS = ('env_name', 'seed', 'num_seeds', 'seeds', 'offline_steps', 'online_steps', 'eval_interval',
+              'generate_workers',
               'eval_episodes', 'eval_parallel_envs', 'log_interval', 'save_interval', 'steps_per_call', 'save_dir',
               'run_name', 'dataset_dir', 'generate_missing_data', 'presets_file', 'resume', 'wandb', 'wandb_project',
               'progress_bar')

@@ -119,6 +119,8 @@ class EpisodeCollector:
         import gymnasium
         import ogbench.manipspace  # noqa: F401  (registers the manipspace envs)
 
+        import datasets.ogbench_data  # noqa: F401  (ignores gymnasium's Box precision warning, see there)
+
         self.suite = suite
         self.uses_markov_oracles = dataset_kind == 'noisy'
         self.random_action_prob = 0.0 if dataset_kind == 'play' else (0.2 if suite.startswith('puzzle') else 0.1)
@@ -360,6 +362,8 @@ def main(_argv) -> None:
     from absl import flags
 
     config = flags.FLAGS
+    if not config['verbosity'].present:
+        config.verbosity = -1  # WARNING and above: absl's app.run would print every library's INFO lines
     target = resolve_dataset_target(config.env_name)
     num_episodes = config.num_episodes if config.num_episodes is not None else PUBLISHED_NUM_EPISODES[target.suite]
     generate_dataset(config.env_name, num_episodes, config.seed, config.dataset_dir, workers=config.workers,
@@ -382,5 +386,6 @@ def _define_flags() -> None:
 if __name__ == '__main__':
     from absl import app
 
+    os.environ.setdefault('MUJOCO_GL', 'disable')  # generation never renders (main.py explains)
     _define_flags()
     app.run(main)

@@ -122,7 +122,39 @@ def singletask_env_names() -> list[str]:
     return names
 
 
+def unsupported_reason(name: str) -> str | None:
+    """Why a real OGBench name that is not a state-based single-task name is not supported, else None.
+
+    OGBench also publishes visual (pixel) variants of every env (`visual-<name>`), goal-conditioned envs
+    (`<suite>-<dataset kind>-v0`, also with `-oraclerep`) and the pixel-based powderworld suite; mfql trains
+    state-based single-task agents only.
+    """
+    if name.startswith('visual-'):
+        state_based = name[len('visual-'):]
+        if _is_goal_conditioned(state_based):
+            return f'OGBench env {name!r} is not supported: it is visual (pixel-based) and goal-conditioned.'
+        if state_based in singletask_families() or state_based in singletask_env_names():
+            return (f'OGBench task {name!r} is not supported: mfql trains from states, and the visual (pixel) tasks '
+                    f'are not implemented; the state-based task is {state_based!r}.')
+    if _is_goal_conditioned(name):
+        family = name.removesuffix('-v0').removesuffix('-oraclerep') + '-singletask'
+        return (f'OGBench env {name!r} is not supported: it is goal-conditioned, and mfql trains single-task '
+                f'offline RL; use {family}-task<k>-v0 (k = 1..{NUM_TASKS}) or the family {family}.')
+    if re.match(r'^powderworld-[a-z]+-play(-oraclerep)?-v0$', name):
+        return f'OGBench env {name!r} is not supported: powderworld is pixel-based and goal-conditioned.'
+    return None
+
+
+def _is_goal_conditioned(name: str) -> bool:
+    """OGBench's goal-conditioned env names: `<suite>-<dataset kind>-v0` and `<suite>-<dataset kind>-oraclerep-v0`."""
+    stem = name.removesuffix('-v0').removesuffix('-oraclerep')
+    return name.endswith('-v0') and stem in [f'{suite}-{kind}' for suite, kind in _suite_kinds()]
+
+
 def _unknown(name: str, what: str, candidates: list[str]) -> ValueError:
+    reason = unsupported_reason(name)
+    if reason is not None:
+        return ValueError(reason)
     close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
     hint = f' Close valid names: {", ".join(close)}.' if close else (
         ' Valid names look like cube-single-play-singletask-task2-v0 or antmaze-large-navigate-singletask-v0.')

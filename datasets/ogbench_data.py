@@ -9,13 +9,15 @@ OGBench downloaded are used as they are), checks them, and hands them to
 single task from `qpos` / `button_states` (we do not reimplement that relabelling).
 
 Missing files: OGBench's download is tried first. If it fails (e.g. no network), manipulation
-datasets can be generated locally (`generate_missing_episodes=N`, via `datasets.generate`);
+datasets can be generated locally (`generate_missing_episodes=N`, main.py's `--generate_missing_data=N`,
+via `datasets.generate`);
 locomotion datasets need OGBench's pretrained experts and must be downloaded elsewhere and copied in.
 """
 
 import contextlib
 import io
 import os
+import warnings
 
 import numpy as np
 
@@ -27,6 +29,14 @@ OGBENCH_DATASET_URL = 'https://rail.eecs.berkeley.edu/datasets/ogbench'  # OGBen
 # box (a policy squashed into (-1, 1) can then represent every dataset action); we do the same.
 ACTION_CLIP = 1.0 - 1e-5
 OUTPUT_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations', 'terminals')
+
+
+# OGBench's manipulation envs build a float32 action Box from float64 bounds at every reset, and gymnasium warns
+# "Box low's/high's precision lowered by casting to float32" about the cast (whatever the values). Only that
+# message is ignored, for the whole process (a `catch_warnings` block would reset the once-per-location
+# bookkeeping and make other warnings repeat).
+warnings.filterwarnings('ignore', message=r".*Box (low|high)'s precision lowered by casting to float32",
+                        category=UserWarning)
 
 
 class DatasetError(ValueError):
@@ -186,16 +196,24 @@ def _ensure_files(spec: names.EnvSpec, dataset_dir: str, generate_missing_episod
     if len(missing) < len(paths):
         raise DatasetError(f'{failure}. The other split exists; not generating over it: restore the missing file, '
                            f'or delete both and generate them together.')
-    if generate_missing_episodes is None:
-        raise DatasetError(f'{failure}. Generate it locally with `python -m datasets.generate '
-                           f'--env_name={spec.dataset_name} --dataset_dir={dataset_dir}` (OGBench\'s size; add '
-                           f'--num_episodes=N for fewer), pass generate_missing_episodes=N, or {download_hint}.')
     from datasets import generate
 
+    if generate_missing_episodes is None:
+        raise DatasetError(f'{failure}. Generate it locally: rerun main.py with --generate_missing_data=N (N train '
+                           f'episodes; OGBench\'s file has {generate.PUBLISHED_NUM_EPISODES[spec.suite]}), or run '
+                           f'`python -m datasets.generate --env_name={spec.dataset_name} --dataset_dir={dataset_dir}`; '
+                           f'or {download_hint}.')
     print(f'{spec.dataset_name}: not in {dataset_dir} and the download failed ({reason}); generating '
           f'{generate_missing_episodes} episodes locally (seed {generate_seed}).', flush=True)
     generate.generate_dataset(spec.dataset_name, generate_missing_episodes, generate_seed, dataset_dir,
                               workers=generate_workers, show_progress=show_progress)
+
+
+def _bad_file_remedy(spec: names.EnvSpec, train_path: str, val_path: str) -> str:
+    """What to do about a dataset file that failed validation (both splits are replaced together)."""
+    source = ('OGBench\'s download, or local generation with --generate_missing_data=N where there is no network'
+              if spec.is_manipulation else 'OGBench\'s download')
+    return f'Delete {train_path} and {val_path} and rerun to fetch them again ({source}).'
 
 
 def _to_output(dataset: dict[str, np.ndarray], path: str) -> dict[str, np.ndarray]:
@@ -235,7 +253,10 @@ def load_datasets(env_name: str, dataset_dir: str | None = None, generate_missin
     train_path, val_path = dataset_file_paths(spec.dataset_name, dataset_dir)
     try:
         for path in (train_path, val_path):
-            validate_dataset_file(path, spec, env)
+            try:
+                validate_dataset_file(path, spec, env)
+            except DatasetError as error:
+                raise DatasetError(f'{error} {_bad_file_remedy(spec, train_path, val_path)}') from error
         # dataset_only with cur_env: OGBench relabels with this single-task env instead of building another.
         train, val = ogbench.make_env_and_datasets(spec.name, dataset_dir=dataset_dir, compact_dataset=False,
                                                    dataset_only=True, cur_env=env)

@@ -166,15 +166,17 @@ def test_paper_commands_grid():
     fql_lines = [c for c in commands if 'agents/fql.py' in c]
     assert sum('--agent.q_agg=min' in c for c in fql_lines) == 10  # antmaze-large and antmaze-giant
     assert sum('--agent.discount=0.995' in c for c in fql_lines) == 20
-    assert configs.paper_commands(agents=('fql',), seeds=3)[0].count('--num_seeds=3') == 1
+    assert configs.paper_commands(agents=('fql',), num_seeds=3)[0].count('--num_seeds=3') == 1
     with pytest.raises(ValueError, match='unknown agent'):
         configs.paper_commands(agents=('sac',))
-    with pytest.raises(ValueError, match='seeds'):
-        configs.paper_commands(seeds=0)
+    with pytest.raises(ValueError, match='num_seeds must be a positive int'):
+        configs.paper_commands(num_seeds=0)
+    with pytest.raises(ValueError, match='seeds must be distinct non-negative integers'):
+        configs.paper_commands(seeds=[1, 1])
 
 
 def test_cli_prints_the_grid_without_importing_jax():
-    code = ('import sys, configs; configs.main(["--agents=fql", "--seeds=2"]); '
+    code = ('import sys, configs; configs.main(["--agents=fql", "--num_seeds=2"]); '
             'assert "jax" not in sys.modules and "ogbench" not in sys.modules, "heavy import"')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     lines = out.stdout.strip().splitlines()
@@ -184,3 +186,18 @@ def test_cli_prints_the_grid_without_importing_jax():
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 100 and sum('agents/rebrac.py' in line and '--agent.alpha_critic=' in line
                                      for line in lines) == 50
+
+
+def test_cli_seed_flags_mean_what_they_mean_in_main(capsys):
+    """--num_seeds is a count and --seeds a list, in configs.py as in main.py; giving both is an error."""
+    configs.main(['--agents=mfql', '--seeds=3,7'])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 50 and all(' --seeds=3,7 ' in line and '--num_seeds' not in line for line in lines)
+    configs.main(['--agents=mfql', '--num_seeds=4'])
+    assert all(' --num_seeds=4 ' in line for line in capsys.readouterr().out.splitlines())
+    for argv, message in ((['--seeds=4', '--num_seeds=4'], 'not allowed with argument'),
+                          (['--seeds=a'], '--seeds must be comma-separated integers'),
+                          (['--num_seeds=0'], 'num_seeds must be a positive int')):
+        with pytest.raises(SystemExit):
+            configs.main(argv)
+        assert message in capsys.readouterr().err

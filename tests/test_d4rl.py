@@ -312,4 +312,4 @@ def test_main_trains_on_a_tiny_minari_dataset_and_reports_the_score(minari_store
         assert float(row['evaluation/score']) == pytest.approx(100.0 * float(row['evaluation/return']))
     with open(os.path.join(tmp_path, 'd4rl', 'summary.csv')) as f:
         header = f.readline()
-    assert 'score_mean' in header
+    assert 'score_x100_mean' in header and 'success_fraction_mean' in header

@@ -181,8 +181,13 @@ def test_load_validates_before_ogbench_reads_the_files(cube_single_play_files, t
     val = load_npz(cube_single_play_files[1])
     val['actions'][3, 0] = -1.01
     write_split_files(tmp_path, load_npz(cube_single_play_files[0]), val)
-    with pytest.raises(DatasetError, match=r'cube-single-play-v0-val.npz: 1 action value\(s\) outside \[-1, 1\]'):
+    with pytest.raises(DatasetError, match=r'cube-single-play-v0-val.npz: 1 action value\(s\) outside \[-1, 1\]') \
+            as error:
         load_datasets(TASK2, dataset_dir=str(tmp_path))
+    assert str(error.value).endswith(  # the remedy: replace both splits together (download, or generate offline)
+        f'Delete {tmp_path}/cube-single-play-v0.npz and {tmp_path}/cube-single-play-v0-val.npz and rerun to fetch '
+        "them again (OGBench's download, or local generation with --generate_missing_data=N where there is no "
+        'network).')
 
 
 def test_missing_val_file_with_train_present_is_not_generated_over(cube_single_play_files, tmp_path):
@@ -203,7 +208,7 @@ def test_missing_manipulation_dataset_says_how_to_get_it(tmp_path):
     assert 'cube-single-play-v0.npz' in message and 'cube-single-play-v0-val.npz' in message
     assert 'the download failed (' in message
     assert f'python -m datasets.generate --env_name=cube-single-play-v0 --dataset_dir={tmp_path}' in message
-    assert 'generate_missing_episodes=N' in message
+    assert 'rerun main.py with --generate_missing_data=N (N train episodes; OGBench\'s file has 1000)' in message
 
 
 def test_missing_locomotion_dataset_explains_download(tmp_path):

@@ -97,3 +97,21 @@ def test_a_presets_file_applies_to_d4rl_and_ogbench_tasks_by_environment(tmp_pat
     assert configs.presets_from_file(payload, path, 'mfql', 'cube-single-play-singletask-task3-v0')['alpha'][0] == 30.0
     assert configs.presets_from_file(payload, path, 'fql', 'pen-human-v1') == {}
     assert report.metric_of('pen-human-v1') == 'score' and report.metric_of('cube-single-play-singletask-v0') == 'success'
+
+
+@pytest.mark.parametrize('name, message', [
+    ('visual-cube-single-play-singletask-task1-v0', "not supported: mfql trains from states, and the visual (pixel) "
+     "tasks are not implemented; the state-based task is 'cube-single-play-singletask-task1-v0'"),
+    ('visual-cube-double-play-singletask', "the state-based task is 'cube-double-play-singletask'"),
+    ('visual-antmaze-large-navigate-v0', 'not supported: it is visual (pixel-based) and goal-conditioned'),
+    ('cube-single-play-v0', 'not supported: it is goal-conditioned, and mfql trains single-task offline RL; use '
+     'cube-single-play-singletask-task<k>-v0 (k = 1..5) or the family cube-single-play-singletask'),
+    ('antmaze-large-navigate-oraclerep-v0', 'use antmaze-large-navigate-singletask-task<k>-v0'),
+    ('powderworld-easy-play-v0', 'not supported: powderworld is pixel-based and goal-conditioned'),
+])
+def test_real_ogbench_names_mfql_does_not_train_are_unsupported_not_unknown(name, message):
+    with pytest.raises(ValueError) as error:
+        names.expand_env_names(name)
+    assert message in str(error.value) and 'Unknown' not in str(error.value)
+    with pytest.raises(ValueError, match='Unknown OGBench single-task env name'):  # a typo stays unknown
+        names.expand_env_names('visual-cube-singel-play-singletask-task1-v0')

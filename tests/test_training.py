@@ -4,6 +4,7 @@ A tiny regression agent (`ToyAgent`) with the real agent interface keeps these f
 tests (tests/test_main.py) run the real agents.
 """
 
+import csv
 import dataclasses
 import os
 import subprocess
@@ -322,6 +323,23 @@ def test_nan_learning_rate_is_caught_at_the_second_update(tmp_path):
                    toy_options(steps_per_call=5, log_interval=5))
 
 
+def test_extending_a_finished_run_trains_on_from_its_last_checkpoint_like_the_longer_run(tmp_path):
+    """A finished 20-step run resumed with a 40-step budget continues from its step-20 checkpoint; for an agent
+    without schedules that is the computation of an uninterrupted 40-step run, bitwise."""
+    data = toy_data()
+    longer = train_task(toy_inputs(str(tmp_path / 'longer'), data), toy_options(offline_steps=40))
+    short_dir = str(tmp_path / 'short')
+    train_task(toy_inputs(short_dir, data), toy_options(offline_steps=20))
+    extended = train_task(toy_inputs(short_dir, data), toy_options(offline_steps=40, resume=True))
+    assert extended.step == longer.step == 40 and max(checkpoint.checkpoint_steps(f'{short_dir}/seed0')) == 40
+    untimed = lambda path: [{k: v for k, v in row.items() if not k.startswith('time/')} for row in read_csv(path)]
+    assert [row['step'] for row in untimed(f'{short_dir}/seed0/train.csv')] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert untimed(f'{short_dir}/seed0/train.csv') == untimed(f'{tmp_path}/longer/seed0/train.csv')
+    with open(checkpoint.checkpoint_path(f'{short_dir}/seed0', 40), 'rb') as extended_file, \
+            open(checkpoint.checkpoint_path(f'{tmp_path}/longer/seed0', 40), 'rb') as longer_file:
+        assert extended_file.read() == longer_file.read()
+
+
 def test_csv_logger_adds_columns_and_truncates_on_resume(tmp_path):
     path = str(tmp_path / 'log.csv')
     log = CsvLogger(path)
@@ -356,11 +374,14 @@ def test_summary_averages_each_seed_over_the_tasks_of_an_environment():
     results.append(make('puzzle-3x3-play-singletask-task4-v0', [1.0, 0.5]))
     rows = summary_rows(results)
     assert [row['task'] for row in rows] == [r.task for r in results] + ['cube-double-play (average)']
-    assert rows[0]['success_mean'] == pytest.approx(20.0) and rows[0]['success_std'] == pytest.approx(10.0)
-    average = rows[-1]  # per seed: (10 + 20) / 2 = 15 and 30 -> 22.5 ± 7.5
-    assert average['success_mean'] == pytest.approx(22.5) and average['success_std'] == pytest.approx(7.5)
+    # Success is a fraction, as in eval.csv (not a percentage), and the column names its unit.
+    assert rows[0]['success_fraction_mean'] == pytest.approx(0.2)
+    assert rows[0]['success_fraction_std'] == pytest.approx(0.1)
+    average = rows[-1]  # per seed: (0.1 + 0.2) / 2 = 0.15 and 0.3 -> 0.225 ± 0.075
+    assert average['success_fraction_mean'] == pytest.approx(0.225)
+    assert average['success_fraction_std'] == pytest.approx(0.075)
     assert average['num_tasks'] == 2
-    assert 'offline_success_mean' not in average  # offline-only runs have no offline → online column
+    assert 'offline_success_fraction_mean' not in average  # offline-only runs have no offline → online column
 
 
 def test_summary_of_offline_to_online_runs_adds_the_end_of_offline_evaluation(tmp_path):
@@ -369,15 +390,19 @@ def test_summary_of_offline_to_online_runs_adds_the_end_of_offline_evaluation(tm
     results = [make(f'cube-double-play-singletask-task{i}-v0', [0.1 * i, 0.3]) for i in (1, 2)]
     results.append(make('puzzle-3x3-play-singletask-task4-v0', None))  # an offline-only task in the same run
     rows = summary_rows(results)
-    assert (rows[0]['offline_success_mean'], rows[0]['offline_success_std']) == (pytest.approx(20.0), pytest.approx(10.0))
-    assert rows[2]['offline_success_mean'] == ''
-    assert rows[-1]['offline_success_mean'] == pytest.approx(22.5)  # per seed (10 + 20) / 2 and 30
-    _, md_path = write_summary(str(tmp_path), results, 'fql')
+    assert rows[0]['offline_success_fraction_mean'] == pytest.approx(0.2)
+    assert rows[0]['offline_success_fraction_std'] == pytest.approx(0.1)
+    assert rows[2]['offline_success_fraction_mean'] == ''
+    assert rows[-1]['offline_success_fraction_mean'] == pytest.approx(0.225)  # per seed (0.1 + 0.2) / 2 and 0.3
+    csv_path, md_path = write_summary(str(tmp_path), results, 'fql')
+    with open(csv_path) as f:
+        assert float(next(csv.DictReader(f))['success_fraction_mean']) == pytest.approx(0.6)
     lines = open(md_path).read().splitlines()
-    assert lines[4] == ('| task | seeds | step | success (final) | success (mean of last 3 evals) | '
-                        'success at the end of offline training |')
-    assert lines[6] == '| cube-double-play-singletask-task1-v0 | 2 | 200 | 60.0 ± 10.0 | 60.0 ± 10.0 | 20.0 ± 10.0 |'
-    assert lines[8] == '| puzzle-3x3-play-singletask-task4-v0 | 2 | 200 | 60.0 ± 10.0 | 60.0 ± 10.0 |  |'
+    assert lines[2].startswith('Success is a fraction (0–1); mean ± std over seeds')
+    assert lines[4] == ('| task | seeds | step | success, fraction (final) | success, fraction (mean of last 3 evals) | '
+                        'success, fraction (end of offline training) |')
+    assert lines[6] == '| cube-double-play-singletask-task1-v0 | 2 | 200 | 0.60 ± 0.10 | 0.60 ± 0.10 | 0.20 ± 0.10 |'
+    assert lines[8] == '| puzzle-3x3-play-singletask-task4-v0 | 2 | 200 | 0.60 ± 0.10 | 0.60 ± 0.10 |  |'
 
 
 def test_final_evaluation_reads_the_last_and_end_of_offline_evaluations():
@@ -418,3 +443,56 @@ def test_evaluation_temperature_follows_fqls_evaluation_of_each_agent(agent_name
     config = importlib.import_module(f'agents.{agent_name}').get_config()
     assert evaluation_temperature(config) == temperature
     assert ('evaluation_temperature' in config) == (agent_name not in ('mfql', 'fql'))
+
+
+def test_progress_rate_and_eta_leave_out_the_compiling_call(monkeypatch):
+    """A first call that compiles for 100 s and runs 1 update, a first evaluation of 20 s, then 100 updates per
+    second: the bar shows 100 updates/s and the time the remaining updates take, never the ~1000 h ETA of a rate
+    of 1 update per 100 s, and no negative or made-up rate in between."""
+    import io
+    import tqdm.std
+    from training.runner import Progress
+
+    clock = [0.0]
+    monkeypatch.setattr(tqdm.std, 'time', lambda: clock[0])  # the clock every tqdm bar reads
+    output = io.StringIO()
+    progress = Progress(0, total=2001, file=output, mininterval=0, smoothing=0.1)
+    clock[0] = 100.0
+    progress.advance(1, compiled=True)
+    clock[0] += 20.0  # the first evaluation, which also compiles
+    progress.restart()
+    assert progress.bar.format_dict['n'] == 1 and progress.bar.format_dict['rate'] is None  # nothing measured yet
+    for _ in range(10):
+        clock[0] += 1.0
+        progress.advance(100)
+    meter = progress.bar.format_dict
+    assert meter['n'] == 1001 and meter['elapsed'] == pytest.approx(10.0)
+    assert meter['rate'] == pytest.approx(100.0)
+    assert (meter['total'] - meter['n']) / meter['rate'] == pytest.approx(10.0)  # the ETA: 1000 updates
+    progress.close()
+    shown = output.getvalue().replace('\r', '\n')
+    assert '100.00s/it' not in shown and '-' not in shown.replace('--', '')  # no compile rate, no negative rate
+
+
+
+def test_curves_show_success_and_return_at_the_evaluations_then_alpha_and_q_with_labelled_axes():
+    from training.logger import curves_figure
+    evals = [[{'step': step, 'evaluation/success': 0.1 * i, 'evaluation/return': -50.0 + i}
+              for i, step in enumerate((1, 100, 200))] for _ in range(2)]
+    train = [[{'step': step, 'training/alpha': 10.0 * 1.2 ** i, 'training/critic/q_mean': -float(i),
+               'training/critic/loss': 1.0} for i, step in enumerate(range(10, 210, 10))] for _ in range(2)]
+    figure = curves_figure(evals, train, 'task (mfql)', [0, 5])
+    axes = figure.axes
+    assert [ax.get_title() for ax in axes] == ['evaluation/success', 'evaluation/return', 'training/alpha',
+                                               'training/critic/q_mean']
+    assert [ax.get_ylabel() for ax in axes] == ['success (fraction)', 'episode return', 'α (weight of the BC loss)',
+                                                'Q (batch mean, critic)']
+    assert all(ax.get_xlabel() == 'updates' for ax in axes)
+    success_line = axes[0].get_lines()[1]
+    assert list(success_line.get_xdata()) == [1, 100, 200] and success_line.get_marker() == 'o'  # each evaluation
+    assert success_line.get_label() == 'seed 5' and axes[2].get_yscale() == 'log'
+    assert len(axes[3].get_lines()[0].get_xdata()) == 20 and axes[3].get_lines()[0].get_marker() == 'None'
+    fql_like = curves_figure(evals, [[{k: v for k, v in row.items() if k != 'training/alpha'} for row in rows]
+                                     for rows in train], 'task (fql)', [0, 5])
+    assert [ax.get_title() for ax in fql_like.axes] == ['evaluation/success', 'evaluation/return',
+                                                        'training/critic/q_mean']

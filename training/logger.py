@@ -140,54 +140,114 @@ def run_metadata(repo_dir: str) -> dict[str, Any]:
             'devices': [str(d) for d in jax.devices()], 'command': ' '.join(sys.argv)}
 
 
-def plot_curves(path: str, eval_rows_per_seed: list[list[dict[str, float]]],
-                train_rows_per_seed: list[list[dict[str, float]]], title: str, seeds: list[int]) -> None:
-    """One PNG: evaluation/success per seed (first panel), then up to three training losses.
+# Panels of curves.png: (key, rows ('evaluation' or 'training'), y-axis label, y scale). Success and return are
+# always drawn; the D4RL score, α (MFQL's adaptive BC weight) and Q where the run logs them.
+CURVE_PANELS = (('evaluation/success', 'evaluation', 'success (fraction)', 'linear'),
+                ('evaluation/return', 'evaluation', 'episode return', 'linear'),
+                ('evaluation/score', 'evaluation', 'D4RL normalised score (×100)', 'linear'),
+                ('training/alpha', 'training', 'α (weight of the BC loss)', 'log'),
+                ('training/critic/q_mean', 'training', 'Q (batch mean, critic)', 'linear'))
 
-    The loss panels show every `training/.../loss` key found (critic first), one line per seed.
+
+def curves_figure(eval_rows_per_seed: list[list[dict[str, float]]], train_rows_per_seed: list[list[dict[str, float]]],
+                  title: str, seeds: list[int]) -> Any:
+    """The learning curves of one task against updates, one line per seed (the same colour in every panel).
+
+    Evaluation panels mark each evaluation with a dot; training panels are lines through the log steps.
+    Panels without data (α for FQL, the score outside D4RL) are left out.
     """
     import matplotlib
     matplotlib.use('Agg')  # files only, no display
     import matplotlib.pyplot as plt
 
-    loss_keys = sorted({k for rows in train_rows_per_seed for row in rows for k in row
-                        if k.startswith('training/') and k.endswith('loss') and k.count('/') == 2})
-    loss_keys = sorted(loss_keys, key=lambda k: (not k.startswith('training/critic'), k))[:3]
-    panels = ['evaluation/success'] + loss_keys
+    sources = {'evaluation': eval_rows_per_seed, 'training': train_rows_per_seed}
+    panels = [panel for panel in CURVE_PANELS
+              if any(panel[0] in row for rows in sources[panel[1]] for row in rows)]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    for ax, key in zip(axes[0], panels):
-        source = eval_rows_per_seed if key.startswith('evaluation/') else train_rows_per_seed
-        for seed_index, rows in enumerate(source):
+    for ax, (key, source, label, scale) in zip(axes[0], panels):
+        for seed_index, rows in enumerate(sources[source]):
             points = [(row['step'], row[key]) for row in rows if key in row]
             if points:
                 steps, values = zip(*points)
-                ax.plot(steps, values, marker='o' if len(points) < 30 else None, ms=3, label=f'seed {seeds[seed_index]}')
+                ax.plot(steps, values, color=f'C{seed_index % 10}', label=f'seed {seeds[seed_index]}',
+                        marker='o' if source == 'evaluation' else None, ms=4)
         if key == 'evaluation/success':
             ax.set_ylim(-0.03, 1.03)
+        if scale == 'log' and all(v > 0 for line in ax.get_lines() for v in line.get_ydata()):
+            ax.set_yscale('log')
         ax.set_title(key, fontsize=9)
+        ax.set_xlim(left=0)  # every panel starts at update 0, so that they line up
         ax.set_xlabel('updates')
+        ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(path: str, eval_rows_per_seed: list[list[dict[str, float]]],
+                train_rows_per_seed: list[list[dict[str, float]]], title: str, seeds: list[int]) -> None:
+    """Writes `curves_figure` as a PNG at `path` (atomically)."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(eval_rows_per_seed, train_rows_per_seed, title, seeds)
     save_figure(fig, path, dpi=90)
     plt.close(fig)
+
+
+WANDB_REMEDY = ('run `wandb login` (or set WANDB_API_KEY), or set WANDB_MODE=offline to log locally and '
+                '`wandb sync` later, or drop --wandb')
+
+
+class WandbError(RuntimeError):
+    """`--wandb` cannot log: the package is missing, there is no login, or wandb.init failed; says what to do."""
+
+
+def wandb_problem(environ: dict[str, str] | None = None, installed: bool | None = None) -> str | None:
+    """Why `--wandb` would fail, checked before any data is loaded, or None when it can log.
+
+    wandb needs an API key (WANDB_API_KEY, or the netrc entry `wandb login` writes for the host of
+    WANDB_BASE_URL, default api.wandb.ai) unless WANDB_MODE is offline or disabled.
+    """
+    import importlib.util
+    import netrc
+    import urllib.parse
+
+    environ = os.environ if environ is None else environ
+    if not (importlib.util.find_spec('wandb') is not None if installed is None else installed):
+        return '--wandb was given but the wandb package is not installed: pip install wandb, or drop --wandb'
+    if environ.get('WANDB_MODE', '').lower() in ('offline', 'disabled', 'dryrun') or environ.get('WANDB_API_KEY'):
+        return None
+    host = urllib.parse.urlparse(environ.get('WANDB_BASE_URL', 'https://api.wandb.ai')).hostname
+    path = environ.get('NETRC') or os.path.join(environ.get('HOME', os.path.expanduser('~')), '.netrc')
+    try:
+        if netrc.netrc(path).authenticators(host):
+            return None
+    except (OSError, netrc.NetrcParseError):
+        pass
+    return f'--wandb was given but wandb has no login (no WANDB_API_KEY, no {host} entry in {path}): {WANDB_REMEDY}'
 
 
 class WandbLogger:
     """Optional Weights & Biases logging: one wandb run per task, metrics under `seed<k>/…`.
 
-    Only used when asked for (`--wandb`); raises a clear error if wandb is not installed.
+    Only used when asked for (`--wandb`; main.py checks `wandb_problem` first); a failing `wandb.init`
+    raises WandbError with the remedy.
     """
 
     def __init__(self, project: str, run_name: str, config: dict[str, Any]):
         try:
             import wandb
         except ImportError as error:
-            raise RuntimeError('--wandb was given but the wandb package is not installed '
-                               '(pip install wandb), or drop --wandb.') from error
+            raise WandbError('--wandb was given but the wandb package is not installed: pip install wandb, or drop '
+                             '--wandb') from error
         self._wandb = wandb
-        self._run = wandb.init(project=project, name=run_name, config=config, reinit=True)
+        try:
+            self._run = wandb.init(project=project, name=run_name, config=config, reinit=True)
+        except Exception as error:  # wandb.errors.UsageError / CommError: no key, no network, bad project, ...
+            message = ' '.join(f'{type(error).__name__}: {error}'.split())
+            raise WandbError(f'wandb.init failed ({message}): {WANDB_REMEDY}') from error
 
     def log(self, step: int, seed_index: int, values: dict[str, Any]) -> None:
         self._run.log({f'seed{seed_index}/{k}': _plain(v) for k, v in values.items()}, step=step)

@@ -1,7 +1,8 @@
 """Resume and compatibility checks: what `--resume` may continue, and restoring the seeds' saved state.
 
 A task is resumed from the newest checkpoint step that every seed has (`checkpoint.latest_common_step`);
-the offline phase then continues bitwise identically. Before that, `check_same_agent_config` refuses
+the offline phase then continues bitwise identically. A larger --offline_steps extends a run with the schedules
+it started with (`extension_schedule_length`). Before that, `check_same_agent_config` refuses
 seeds trained with another agent config or another number of evaluation episodes, so that one run never
 mixes two settings. The online replay buffer is checkpointed with each seed's state (its filled rows).
 """
@@ -52,6 +53,45 @@ def check_same_agent_config(run_dir: str, seeds: list[int], config: Any, eval_ep
         if differences:
             raise ConfigMismatchError(f'{path} was trained with other settings ({"; ".join(differences)}); '
                                       'use a new --run_name or --save_dir for these settings')
+
+
+def saved_flags(run_dir: str, seeds: list[int]) -> dict[str, Any] | None:
+    """The flags.json of the first of `seeds` that has one in `run_dir` (None for a run not started yet)."""
+    for seed in seeds:
+        path = os.path.join(seed_dir(run_dir, seed), 'flags.json')
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+    return None
+
+
+def extension_schedule_length(run_dir: str, seeds: list[int], offline_steps: int, online_steps: int) -> int | None:
+    """`--resume` with budgets `offline_steps` / `online_steps`: the `offline_steps` the agent config must keep.
+
+    The agent config's `offline_steps` is the length of the agent's schedules (MFQL's actor-LR warm-up and cosine
+    decay, its α warm-up), fixed when the run started. Resuming with a larger --offline_steps extends the run: it
+    trains on from its newest checkpoint with the schedules it has, so past their end MFQL's actor LR stays at
+    its final value (FQL has no schedule). A new run with the larger budget is a different computation.
+
+    Returns the saved schedule length (None when no seed has a flags.json). Raises ResumeError for what cannot
+    be continued: a smaller --offline_steps, a change of --online_steps, or a longer offline phase for a run
+    with an online phase.
+    """
+    saved = saved_flags(run_dir, seeds)
+    if saved is None or 'offline_steps' not in saved.get('flags', {}):
+        return None
+    saved_offline, saved_online = saved['flags']['offline_steps'], saved['flags'].get('online_steps', 0)
+    new_run = 'use a new --run_name or --save_dir to start a new run'
+    if offline_steps < saved_offline:
+        raise checkpoint.ResumeError(f'{run_dir} was trained with --offline_steps={saved_offline}; a run cannot be '
+                                     f'shortened: pass --offline_steps={saved_offline} or more, or {new_run}')
+    if online_steps != saved_online:
+        raise checkpoint.ResumeError(f'{run_dir} was trained with --online_steps={saved_online}, not {online_steps}; '
+                                     f'an online phase cannot be changed on --resume: {new_run}')
+    if offline_steps > saved_offline and saved_online > 0:
+        raise checkpoint.ResumeError(f'{run_dir} has an online phase after its {saved_offline} offline steps, so its '
+                                     f'offline phase cannot be extended: {new_run}')
+    return saved.get('agent_config', {}).get('offline_steps', saved_offline)
 
 
 def slice_seed(tree: Any, index: int) -> Any:

@@ -129,14 +129,15 @@ class TaskRun:
     def run_offline(self) -> None:
         """Fused calls of K updates up to `offline_steps`."""
         updater = FusedUpdater(DatasetSampler(self.options.batch_size))
-        bar = self._progress_bar(self.inputs.task)
+        progress = self._progress(self.inputs.task)
         while self.step < self.options.offline_steps:
             num_updates = schedule.offline_call_size(self.step, self.options)
+            compiles = num_updates not in updater.compiled_sizes
             started = time.perf_counter()
             self.state, info, first_bad = updater(self.state, self.dataset, num_updates)
             info, first_bad = jax.device_get((info, first_bad))
-            self._after_call(info, first_bad, num_updates, time.perf_counter() - started, bar)
-        bar.close()
+            self._after_call(info, first_bad, num_updates, time.perf_counter() - started, progress, compiles)
+        progress.close()
         self.compiled_sizes = updater.compiled_sizes
 
     def run_online(self) -> None:
@@ -148,7 +149,8 @@ class TaskRun:
         actions = np.asarray(online.online_actions(self.state.agent, envs.observations,
                                                    fold_keys(self.streams.online, self.step)))
         sampler = online.UnionSampler(self.options.batch_size)
-        bar = self._progress_bar(f'{self.inputs.task} (online)')
+        progress = self._progress(f'{self.inputs.task} (online)')
+        compiles = True  # the first online call compiles online_step
         while self.step < self.options.total_steps:
             started = time.perf_counter()
             transition = envs.step(actions, self.step)
@@ -156,8 +158,9 @@ class TaskRun:
             self.state, self.buffer, info, first_bad, actions = online.online_step(
                 self.state, self.buffer, self.dataset, transition, envs.observations, act_keys, sampler)
             info, first_bad, actions = jax.device_get((info, first_bad, actions))
-            self._after_call(info, first_bad, 1, time.perf_counter() - started, bar)
-        bar.close()
+            self._after_call(info, first_bad, 1, time.perf_counter() - started, progress, compiles)
+            compiles = False
+        progress.close()
         envs.close()
 
     def finish(self) -> TaskResult:
@@ -178,19 +181,23 @@ class TaskRun:
 
     # ------------------------------------------------------------------------------- boundaries
     def _after_call(self, info: dict[str, np.ndarray], first_bad: np.ndarray, num_updates: int, seconds: float,
-                    bar: tqdm) -> None:
-        """After a call of `num_updates` updates that took `seconds`: advance the step, stop on a non-finite
-        metric, then log, evaluate and checkpoint where the schedule says so."""
+                    progress: 'Progress', compiled: bool = False) -> None:
+        """After a call of `num_updates` updates that took `seconds` (`compiled`: its first call of this size, which
+        compiled it): advance the step, stop on a non-finite metric, then log, evaluate and checkpoint where the
+        schedule says so."""
         call_start = self.step
         self.step += num_updates
-        bar.update(num_updates)
+        progress.advance(num_updates, compiled)
         self._check_finite(info, first_bad, call_start)
         self.train_seconds_since_log += seconds
         self.updates_since_log += num_updates
         if schedule.is_log_step(self.step, self.options):
             self._log_training(info)
         if schedule.is_eval_step(self.step, self.options):
+            first_evaluation = self._eval_pool is None
             self._evaluate()
+            if first_evaluation:  # it built the envs and compiled the policy: keep that out of the rate too
+                progress.restart()
         if schedule.is_save_step(self.step, self.options):
             self.last_checkpoint = resume.save_seeds(self.seed_dirs, self.step, self.state, self.buffer)
 
@@ -240,9 +247,10 @@ class TaskRun:
             self.eval_logs[s].log(self.step, row)
             if self.wandb:
                 self.wandb.log(self.step, s, row)
-        metric = 'score' if self.inputs.return_to_score is not None else 'success'
+        metric, unit = ('score', 'D4RL normalised, ×100') if self.inputs.return_to_score is not None \
+            else ('success', 'fraction')
         mean_metric = np.mean([r[metric] for r in results])
-        tqdm.write(f'{self.inputs.task} step {self.step}: evaluation/{metric} {mean_metric:.3f} (mean of '
+        tqdm.write(f'{self.inputs.task} step {self.step}: evaluation/{metric} {mean_metric:.3f} ({unit}, mean of '
                    f'{len(self.seeds)} seed(s)), {stats["env_steps_per_sec"]:.0f} env steps/s')
         self.plot()
 
@@ -254,9 +262,35 @@ class TaskRun:
                            [as_floats(r) for r in train_rows], f'{self.inputs.task} ({self.inputs.config.agent_name})',
                            self.seeds)
 
-    def _progress_bar(self, description: str) -> tqdm:
-        return tqdm(total=self.options.total_steps, initial=self.step, disable=not self.options.progress_bar,
-                    desc=description, unit='upd', mininterval=2.0, smoothing=0.1)
+    def _progress(self, description: str) -> 'Progress':
+        return Progress(self.step, total=self.options.total_steps, disable=not self.options.progress_bar,
+                        desc=description, unit='upd', mininterval=2.0, smoothing=0.1)
+
+
+class Progress:
+    """The progress bar of one phase. Its clock, rate and ETA restart after a call that compiled and after the first
+    evaluation (a fresh tqdm bar at the same count replaces the old one), so that they measure training, not
+    compilation: a first call of a minute over one update would otherwise show an ETA of days."""
+
+    def __init__(self, initial: int, **tqdm_kwargs: Any):
+        self._kwargs = tqdm_kwargs
+        self.bar = tqdm(initial=initial, **tqdm_kwargs)
+
+    def advance(self, num_updates: int, compiled: bool = False) -> None:
+        if compiled:
+            self.restart(self.bar.n + num_updates)
+        else:
+            self.bar.update(num_updates)
+
+    def restart(self, count: int | None = None) -> None:
+        """Replaces the bar by a new one at `count` (default: the current count) whose clock starts now."""
+        count = self.bar.n if count is None else count
+        self.bar.leave = False  # closing clears the old bar's line
+        self.bar.close()
+        self.bar = tqdm(initial=count, **self._kwargs)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def with_observation_statistics(config: Any, train_observations: np.ndarray) -> Any:

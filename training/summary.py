@@ -5,19 +5,22 @@ Per seed (`final_evaluation`): evaluation success and return at the last step, t
 last three evaluations, the D4RL normalised score, and for offline-to-online runs the same at the end of
 the offline phase.
 
-Per task: final evaluation success (%) as mean ± std over seeds (std with ddof = 0, NumPy's
+Units: success is a fraction in [0, 1] everywhere (eval.csv, final.json, the console, summary.{csv,md});
+the D4RL normalised score is D4RL's ×100 scale (0 = random, 100 = expert).
+
+Per task: final evaluation success (fraction) as mean ± std over seeds (std with ddof = 0, NumPy's
 default). Per environment (e.g. `cube-double-play`, the five tasks of a family): for each seed the
 mean over the environment's tasks, then mean ± std of those over seeds, as FQL and MeanFlowQL
 report "averaged over tasks and seeds". A second column gives the same for the mean of the last
 three evaluations, the statistic the MeanFlowQL paper reports for OGBench.
 
 D4RL tasks (`antmaze-umaze-v2`, `pen-cloned-v1`) are each their own environment (the papers report
-them per task) and add the final normalised score ×100 (`score_mean`, `score_std`; already a
-percentage, so not rescaled), the value the papers report for D4RL. Their success column is the
+them per task) and add the final normalised score ×100 (`score_x100_mean`, `score_x100_std`), the value the
+papers report for D4RL. Their success column is the
 env's `info['success']` at the final step, logged for reference only.
 
-Offline-to-online runs add the evaluation at the end of the offline phase (`offline_success_*`, and
-`offline_score_*` for D4RL), the first number of the papers' "offline → online" tables.
+Offline-to-online runs add the evaluation at the end of the offline phase (`offline_success_fraction_*`, and
+`offline_score_x100_*` for D4RL), the first number of the papers' "offline → online" tables.
 """
 
 import dataclasses
@@ -102,21 +105,21 @@ def completed_result(run_dir: str, task: str, seeds: list[int], total_steps: int
     return task_result(task, seeds, total_steps, finals)
 
 
-# (column prefix, TaskResult field, scale to %, Markdown header); the first two are always there, the others only
-# when some task has them. D4RL scores are already percentages.
-METRICS = (('success', 'success', 100.0, 'success (final)'),
-           ('success_last3', 'success_last3', 100.0, 'success (mean of last 3 evals)'),
-           ('score', 'score', 1.0, 'D4RL normalised score (final)'),
-           ('offline_success', 'offline_success', 100.0, 'success at the end of offline training'),
-           ('offline_score', 'offline_score', 1.0, 'D4RL score at the end of offline training'))
+# (CSV column prefix, TaskResult field, Markdown header, Markdown decimals); both headers name the unit. The first
+# two are always there, the others only when some task has them.
+METRICS = (('success_fraction', 'success', 'success, fraction (final)', 2),
+           ('success_last3_fraction', 'success_last3', 'success, fraction (mean of last 3 evals)', 2),
+           ('score_x100', 'score', 'D4RL normalised score, ×100 (final)', 1),
+           ('offline_success_fraction', 'offline_success', 'success, fraction (end of offline training)', 2),
+           ('offline_score_x100', 'offline_score', 'D4RL normalised score, ×100 (end of offline training)', 1))
 
 
-def _mean_std(values: list[float], scale: float) -> tuple[float, float]:
-    array = scale * np.asarray(values, dtype=float)
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    array = np.asarray(values, dtype=float)
     return float(np.mean(array)), float(np.std(array))
 
 
-def _metrics_present(results: list[TaskResult]) -> list[tuple[str, str, float, str]]:
+def _metrics_present(results: list[TaskResult]) -> list[tuple[str, str, str, int]]:
     return [metric for metric in METRICS if any(getattr(r, metric[1]) is not None for r in results)]
 
 
@@ -129,9 +132,9 @@ def summary_rows(results: list[TaskResult]) -> list[dict[str, object]]:
     for result in results:
         row = {'environment': names.environment_of(result.task), 'task': result.task,
                'num_tasks': 1, 'num_seeds': len(result.seeds), 'step': result.step}
-        for prefix, field, scale, _ in metrics:
+        for prefix, field, *_ in metrics:
             values = getattr(result, field)
-            row[f'{prefix}_mean'], row[f'{prefix}_std'] = _mean_std(values, scale) if values is not None else ('', '')
+            row[f'{prefix}_mean'], row[f'{prefix}_std'] = _mean_std(values) if values is not None else ('', '')
         rows.append(row)
     environments = sorted({names.environment_of(r.task) for r in results})
     for environment in environments:
@@ -143,12 +146,12 @@ def summary_rows(results: list[TaskResult]) -> list[dict[str, object]]:
             continue  # averaging per seed needs the same seeds on every task
         row = {'environment': environment, 'task': f'{environment} (average)', 'num_tasks': len(group),
                'num_seeds': len(seeds), 'step': min(r.step for r in group)}
-        for prefix, field, scale, _ in metrics:
+        for prefix, field, *_ in metrics:
             per_task = [getattr(r, field) for r in group]
             if any(values is None for values in per_task):
                 row[f'{prefix}_mean'], row[f'{prefix}_std'] = '', ''
             else:  # each seed's mean over the tasks, then mean ± std over seeds
-                row[f'{prefix}_mean'], row[f'{prefix}_std'] = _mean_std(list(np.mean(per_task, axis=0)), scale)
+                row[f'{prefix}_mean'], row[f'{prefix}_std'] = _mean_std(list(np.mean(per_task, axis=0)))
         rows.append(row)
     return rows
 
@@ -161,14 +164,15 @@ def write_summary(directory: str, results: list[TaskResult], agent_name: str) ->
     csv_path = os.path.join(directory, 'summary.csv')
     write_atomically(csv_path, csv_text(list(rows[0]), rows))
     md_path = os.path.join(directory, 'summary.md')
-    lines = [f'# {agent_name}: final evaluation success (%)', '',
-             'mean ± std over seeds; environment rows average each seed over its tasks first.', '',
-             '| task | seeds | step | ' + ' | '.join(header for *_, header in metrics) + ' |',
+    lines = [f'# {agent_name}: final evaluation', '',
+             'Success is a fraction (0–1); mean ± std over seeds; environment rows average each seed over its tasks '
+             'first.', '',
+             '| task | seeds | step | ' + ' | '.join(header for _, _, header, _ in metrics) + ' |',
              '|---|---|---|' + '---|' * len(metrics)]
     for row in rows:
         name = f"**{row['task']}**" if row['num_tasks'] > 1 else row['task']
-        cells = [f"{row[f'{prefix}_mean']:.1f} ± {row[f'{prefix}_std']:.1f}" if row[f'{prefix}_mean'] != '' else ''
-                 for prefix, *_ in metrics]
+        cells = [f"{row[f'{prefix}_mean']:.{decimals}f} ± {row[f'{prefix}_std']:.{decimals}f}"
+                 if row[f'{prefix}_mean'] != '' else '' for prefix, _, _, decimals in metrics]
         lines.append(f"| {name} | {row['num_seeds']} | {row['step']} | " + ' | '.join(cells) + ' |')
     write_atomically(md_path, '\n'.join(lines) + '\n')
     return csv_path, md_path

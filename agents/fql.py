@@ -31,8 +31,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from agents.train_state import (TrainState, check_observation_statistics, nonpytree_field, normalize_batch,
-                                normalize_observations, polyak_update)
+from agents.train_state import (TrainState, freeze_config, nonpytree_field, normalize_batch, normalize_observations,
+                                polyak_update)
 from networks.mlp import MLP, CriticEnsemble
 from networks.module_dict import ModuleDict
 
@@ -214,26 +214,12 @@ class FQLAgent(flax.struct.PyTreeNode):
 
 def _frozen_config(config: ml_collections.ConfigDict | dict, example_batch: Batch) -> flax.core.FrozenDict:
     """Validate the config and batch, add `action_dim`, and freeze it (hashable, so jit can key on it)."""
-    config = dict(config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config)
-    missing = sorted(set(get_config()) - set(config))
-    if missing:
-        raise ValueError(f'FQL config is missing keys {missing}')
-    if config['agent_name'] != 'fql':
-        raise ValueError(f"FQL config has agent_name={config['agent_name']!r}, expected 'fql'")
-    if config['q_agg'] not in Q_AGGREGATIONS:
-        raise ValueError(f"q_agg must be one of {Q_AGGREGATIONS}, got {config['q_agg']!r}")
-    if not (isinstance(config['flow_steps'], int) and config['flow_steps'] >= 1):
-        raise ValueError(f"flow_steps must be a positive int, got {config['flow_steps']!r}")
-    absent = [key for key in BATCH_KEYS if key not in example_batch]
-    if absent:
-        raise ValueError(f'example_batch lacks keys {absent}')
-    if example_batch['observations'].ndim != 2 or example_batch['actions'].ndim != 2:
-        raise ValueError('example_batch observations/actions must be (B, dim), got shapes '
-                         f"{example_batch['observations'].shape} and {example_batch['actions'].shape}")
-    config['action_dim'] = int(example_batch['actions'].shape[-1])
-    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-    check_observation_statistics(config, example_batch['observations'].shape[-1])
-    return flax.core.FrozenDict(config)
+    frozen = freeze_config(config, get_config(), 'fql', example_batch, BATCH_KEYS)
+    if frozen['q_agg'] not in Q_AGGREGATIONS:
+        raise ValueError(f"q_agg must be one of {Q_AGGREGATIONS}, got {frozen['q_agg']!r}")
+    if not (isinstance(frozen['flow_steps'], int) and frozen['flow_steps'] >= 1):
+        raise ValueError(f"flow_steps must be a positive int, got {frozen['flow_steps']!r}")
+    return frozen
 
 
 def get_config() -> ml_collections.ConfigDict:

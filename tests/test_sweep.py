@@ -24,6 +24,7 @@ from scipy import stats
 import configs
 import sweep
 from tests.test_generate import cube_single_play_files  # noqa: F401  (session fixture: the shared dataset)
+from tests.test_main import plan as plan_main
 from training.logger import read_csv
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -280,41 +281,29 @@ def test_report_environment_means_aggregates_and_selection_on_made_up_runs(tmp_p
     assert 'selected on evaluation success, as the papers do' in payload['source']
 
 
-def parse_main(*args: str):
-    """main.py's plan from its flags, in-process (as tests/test_main.py does)."""
-    import main
-    overrides = [a for a in args if a.startswith('--agent.')]
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(['main.py', *[a for a in args if a not in overrides]])
-    for override in overrides:
-        key, value = override[len('--agent.'):].split('=', 1)
-        flags.FLAGS.agent[key] = type(flags.FLAGS.agent[key])(ast.literal_eval(value))
-    return main.plan_run(list(args))
-
-
 def test_presets_file_applies_per_environment_and_explicit_flags_win(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO_DIR)
     path = str(tmp_path / 'presets.json')
     configs.write_presets_file(path, {'mfql': {'cube-single-play': {'alpha': 77, 'time_steps': 20}}}, 'a test sweep')
-    plan = parse_main(f'--save_dir={tmp_path}', f'--env_name={TASKS[0]},cube-double-play-singletask-task1-v0',
-                      '--agent=agents/mfql.py', f'--presets_file={path}')
+    plan = plan_main(f'--save_dir={tmp_path}', f'--env_name={TASKS[0]},cube-double-play-singletask-task1-v0',
+                     '--agent=agents/mfql.py', f'--presets_file={path}')
     (single, single_sources), (double, double_sources) = plan.task_configs
     assert (single.alpha, single.time_steps) == (77, 20)
     assert single_sources['alpha'] == f'presets file {path} (a test sweep)'
     assert double.alpha == 120 and 'Table 7' in double_sources['alpha']  # not in the file: configs.py's preset
-    explicit = parse_main(f'--save_dir={tmp_path}', f'--env_name={TASKS[0]}', '--agent=agents/mfql.py',
-                          f'--presets_file={path}', '--agent.alpha=5')
+    explicit = plan_main(f'--save_dir={tmp_path}', f'--env_name={TASKS[0]}', '--agent=agents/mfql.py',
+                         f'--presets_file={path}', '--agent.alpha=5')
     config, sources = explicit.task_configs[0]
     assert config.alpha == 5 and config.time_steps == 20
     assert sources['alpha'].startswith('command line (value 77 from presets file')
     configs.write_presets_file(path, {'mfql': {'cube-single-play': {'alphaa': 1}}}, 'typo')
     with pytest.raises(SystemExit, match="sets 'alphaa', which agent 'mfql' does not have"):
-        parse_main(f'--save_dir={tmp_path}', f'--env_name={TASKS[0]}', '--agent=agents/mfql.py', f'--presets_file={path}')
+        plan_main(f'--save_dir={tmp_path}', f'--env_name={TASKS[0]}', '--agent=agents/mfql.py', f'--presets_file={path}')
     (tmp_path / 'bad.json').write_text('{"presets": 3}')
     with pytest.raises(SystemExit, match='is not a presets file'):
-        parse_main(f'--save_dir={tmp_path}', '--agent=agents/mfql.py', f'--presets_file={tmp_path}/bad.json')
+        plan_main(f'--save_dir={tmp_path}', '--agent=agents/mfql.py', f'--presets_file={tmp_path}/bad.json')
     with pytest.raises(SystemExit, match='not found'):
-        parse_main(f'--save_dir={tmp_path}', '--agent=agents/mfql.py', f'--presets_file={tmp_path}/none.json')
+        plan_main(f'--save_dir={tmp_path}', '--agent=agents/mfql.py', f'--presets_file={tmp_path}/none.json')
     flags.FLAGS.unparse_flags()
 
 

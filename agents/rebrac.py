@@ -126,6 +126,10 @@ class ReBRACAgent(flax.struct.PyTreeNode):
         return critic_loss + actor_loss, info
 
     # ------------------------------------------------------------------------------ public interface
+    def validation_metrics(self, batch: Batch, rng: jax.Array) -> Info:
+        """`total_loss`'s info on a validation batch, with the current parameters and no update."""
+        return self.total_loss(batch, self.network.params, rng)[1]
+
     @jax.jit
     def update(self, batch: Batch) -> tuple['ReBRACAgent', Info]:
         """One step of the critic's Adam on `total_loss`; on actor updates also one step of the actor's Adam and
@@ -194,6 +198,9 @@ class ReBRACAgent(flax.struct.PyTreeNode):
                    target_critic_params=copy(params['modules_critic']), config=config)
 
 
+AGENT_CLASS = ReBRACAgent  # the class the training loop builds (agents/__init__.py)
+
+
 def _actor_or_critic(params: Any) -> Any:
     """The optimiser label of every parameter leaf: 'actor' under `modules_actor`, else 'critic'."""
     return {name: jax.tree_util.tree_map(lambda _: 'actor' if name == 'modules_actor' else 'critic', subtree)
@@ -207,7 +214,6 @@ def get_config() -> ml_collections.ConfigDict:
         agent_name='rebrac',  # registry name (agents/__init__.py)
         lr=3e-4,  # Adam learning rate of the actor and of the critic; constant, no clipping
         batch_size=256,  # transitions per update (read by the training loop)
-        offline_steps=1_000_000,  # not read by ReBRAC (no schedule); set by main.py for all agents, logged in flags.json
         actor_hidden_dims=(512, 512, 512, 512),  # hidden sizes of the actor
         value_hidden_dims=(512, 512, 512, 512),  # hidden sizes of each critic member
         layer_norm=True,  # LayerNorm after every hidden activation of the critic

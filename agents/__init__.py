@@ -21,7 +21,9 @@ Config keys the loop reads:
   evaluation_temperature    (optional, default 1) the temperature evaluation acts with (0 for agents evaluated with
                             their deterministic action, as FQL's code evaluates IQL and ReBRAC);
   normalize_observations    (optional, default False) with it, the loop fills `observation_mean`/`observation_std`
-                            with the training set's statistics.
+                            with the training set's statistics;
+  next_actions              (optional, default False) with it, batches carry `next_actions` (B, action_dim): the
+                            dataset's next action in the episode (`datasets.buffer.next_action_indices`).
 Presets (configs.py) are optional: an agent without any trains with its get_config defaults, and its runs record
 "no presets" in flags.json.
 """

@@ -82,8 +82,11 @@ class TaskRun:
         if self.placement.note:
             print(self.placement.note, flush=True)
         self.streams = self.placement.place_seeds(stacked_streams(self.seeds))
-        self.dataset = self.placement.replicate(dataset_from_numpy(inputs.train_data))
-        self.val_dataset = self.placement.replicate(dataset_from_numpy(inputs.val_data)) if inputs.val_data else None
+        # Agent-specific data is requested by the agent's config, never chosen by its name.
+        next_actions = bool(inputs.config.get('next_actions', False))
+        self.dataset = self.placement.replicate(dataset_from_numpy(inputs.train_data, next_actions))
+        self.val_dataset = (self.placement.replicate(dataset_from_numpy(inputs.val_data, next_actions))
+                            if inputs.val_data else None)
         example_batch = {k: v[:1] for k, v in self.dataset.data.items()}
         self.state = self.placement.place_seeds(
             create_training_states(inputs.agent_class, example_batch, inputs.config, self.streams))

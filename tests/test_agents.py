@@ -64,7 +64,7 @@ def test_unknown_agents_are_errors_listing_the_registered_ones(tmp_path, compile
     listed = ', '.join(f'agents/{name}.py' for name in REGISTERED)
     result = run_main(['--agent=agents/sac.py'], compile_cache, timeout=60)
     assert result.returncode != 0 and 'Traceback' not in result.stderr
-    assert f"agent config file 'agents/sac.py' not found" in result.stderr and f'registered agents: {listed}' in \
+    assert "agent config file 'agents/sac.py' not found" in result.stderr and f'registered agents: {listed}' in \
         result.stderr
     no_class = tmp_path / 'noclass.py'
     no_class.write_text("import ml_collections\n\n\ndef get_config():\n"

@@ -1,10 +1,12 @@
 """Per-task hyperparameter presets for FQL and MeanFlowQL (and FQL's baselines ReBRAC, IQL and IFQL), and the
-paper's exact command grid.
+paper's exact command grid. Presets are optional: an agent with none here (`PRESET_AGENTS`) trains with its
+get_config defaults, and its runs record "no presets" in flags.json.
 
     python configs.py                              # the OGBench state-based grid: 10 envs x 5 tasks x both agents
     python configs.py --agents=fql --num_seeds=4   # one agent, 4 seeds per command (--seed=0 ... 3)
     python configs.py --seeds=0,1,2                # these seeds (as main.py: --seeds is a list, --num_seeds a count)
     python configs.py --agents=rebrac,iql,ifql      # FQL's baselines on the same grid (mostly fallback values)
+    python configs.py --agents=myagent             # any agent in agents/ (no presets: the commands set no keys)
 
 Every preset value carries its source, recorded in each run's flags.json:
   [FQL README]  seohongpark/fql README, "exact command-line flags" (the same flags for all 5 tasks of an env;
@@ -34,7 +36,8 @@ from datasets import names
 
 Preset = dict[str, tuple[Any, str]]  # config key -> (value, source)
 
-AGENTS = ('mfql', 'fql', 'rebrac', 'iql', 'ifql')
+PRESET_AGENTS = ('mfql', 'fql', 'rebrac', 'iql', 'ifql')  # the agents this file has presets for
+NO_PRESETS = 'no presets'  # flags.json's `presets` for an agent not in PRESET_AGENTS
 PAPER_GRID_AGENTS = ('mfql', 'fql')  # the default of `paper_commands` and the CLI: the agents with published flags
 FQL_SRC = '[FQL README]'
 MF_SRC = '[MF README]'
@@ -226,12 +229,13 @@ def _baseline_presets(agent_name: str, env_name: str, online: bool) -> Preset:
 
 
 def get_presets(agent_name: str, env_name: str, online: bool = False) -> Preset:
-    """{config key: (value, source)} for `agent_name` (one of `AGENTS`) on one task.
+    """{config key: (value, source)} for `agent_name` on one task; {} for an agent not in `PRESET_AGENTS`.
 
     `env_name` is a state-based OGBench single-task name (see datasets/names.py) or a D4RL name
-    ('antmaze-large-play-v2', 'pen-cloned-v1'); `online` selects the offline-to-online values where published.
-    Every result sets the agent's per-environment keys (`alpha` for mfql, fql and iql; `alpha_actor` and
-    `alpha_critic` for rebrac; `num_samples` for ifql), to a published value or the documented fallback.
+    ('antmaze-large-play-v2', 'pen-cloned-v1'), checked for every agent (ValueError naming the problem);
+    `online` selects the offline-to-online values where published. For the agents of `PRESET_AGENTS` every
+    result sets the per-environment keys (`alpha` for mfql, fql and iql; `alpha_actor` and `alpha_critic` for
+    rebrac; `num_samples` for ifql), to a published value or the documented fallback.
     """
     if agent_name == 'fql':
         return _fql_presets(env_name, online)
@@ -239,7 +243,16 @@ def get_presets(agent_name: str, env_name: str, online: bool = False) -> Preset:
         return _mfql_presets(env_name, online)
     if agent_name in BASELINE_DEFAULTS:
         return _baseline_presets(agent_name, env_name, online)
-    raise ValueError(f'no presets for agent {agent_name!r}; known agents: {", ".join(AGENTS)}')
+    if names.d4rl_stem(env_name) is None:
+        names.parse_env_name(env_name)  # an unknown name is an error whatever the agent
+    return {}
+
+
+def presets_origin(agent_name: str) -> str:
+    """Where the runs of `agent_name` take per-task presets from, for flags.json: this file, or `NO_PRESETS`."""
+    if agent_name in PRESET_AGENTS:
+        return 'configs.py (per-key sources in preset_sources)'
+    return f"{NO_PRESETS}: configs.py has none for agent {agent_name!r}; its get_config defaults apply"
 
 
 def apply_presets(config: ml_collections.ConfigDict, env_name: str, explicit_keys: Collection[str],
@@ -286,11 +299,11 @@ def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, num_seeds: int =
     One line per (agent, task); each line trains its seeds together: `num_seeds` of them (`--num_seeds`), or the
     explicit list `seeds` when given (`--seeds`), with main.py's meaning of both flags.
     """
+    from agents import agent_file
     if isinstance(agents, str):
         raise TypeError(f'agents must be a collection of agent names, got the string {agents!r}')
     for agent in agents:
-        if agent not in AGENTS:
-            raise ValueError(f'unknown agent {agent!r}; known agents: {", ".join(AGENTS)}')
+        agent_file(agent)  # ValueError naming the registered agents
     if not (isinstance(num_seeds, int) and num_seeds >= 1):
         raise ValueError(f'num_seeds must be a positive int, got {num_seeds!r}')
     if seeds is not None:
@@ -367,9 +380,11 @@ def presets_from_file(payload: dict[str, Any], path: str, agent_name: str, env_n
 
 
 def main(argv: list[str] | None = None) -> None:
+    from agents import registered_agents
     parser = argparse.ArgumentParser(description='Print the exact commands of the paper OGBench grid.')
     parser.add_argument('--agents', default=','.join(PAPER_GRID_AGENTS),
-                        help=f'comma-separated agents, of {",".join(AGENTS)} (default: {",".join(PAPER_GRID_AGENTS)})')
+                        help=f'comma-separated agents, of {",".join(registered_agents())} (default: '
+                             f'{",".join(PAPER_GRID_AGENTS)})')
     seed_group = parser.add_mutually_exclusive_group()
     seed_group.add_argument('--num_seeds', type=int, default=8, help='number of seeds per command (seeds 0 ... N-1)')
     seed_group.add_argument('--seeds', default=None, help='explicit comma-separated seeds per command, e.g. 0,1,2')

@@ -1,12 +1,15 @@
-"""Train MeanFlowQL or FQL on OGBench single-task environments, or on D4RL AntMaze / Adroit via Minari.
+"""Train an agent (MeanFlowQL, FQL, or FQL's baselines ReBRAC, IQL and IFQL) on OGBench single-task environments, or
+on D4RL AntMaze / Adroit via Minari.
 
     python main.py --env_name=cube-double-play-singletask-task2-v0 --agent=agents/mfql.py
     python main.py --env_name=cube-double-play-singletask --agent=agents/fql.py --agent.alpha=300 --num_seeds=4
     python main.py --env_name=antmaze-umaze-v2 --agent=agents/mfql.py   # needs requirements-d4rl.txt
     python main.py --agent=agents/fql.py --helpagent   # the agent's config keys, defaults and meanings
+    python main.py --agent=path/to/myagent.py ...      # any agent file (the convention: agents/__init__.py)
 
-Flags -> per-task presets (`configs.apply_presets`; explicit `--agent.KEY` flags win) -> datasets ->
-`Agent.create` -> `training.runner.train_task`. No algorithm logic lives here.
+Flags -> per-task presets (`configs.apply_presets`, if configs.py has any for the agent; explicit `--agent.KEY`
+flags win) -> datasets -> `AGENT_CLASS.create` of the --agent file -> `training.runner.train_task`. No algorithm
+logic lives here.
 
 Outputs: `<save_dir>/<run_name>/<task>/seed<k>/{train.csv, eval.csv, flags.json, final.json, checkpoints/}`,
 `<save_dir>/<run_name>/<task>/curves.png`, and `<save_dir>/<run_name>/summary.{csv,md}` (final success per
@@ -127,6 +130,12 @@ def agent_config_help(path: str, config: Any) -> str:
     return '\n'.join(lines)
 
 
+def available_agents_text() -> str:
+    """The registered agents as --agent paths, for help and error messages (found in agents/, not listed here)."""
+    from agents import registered_agents
+    return ', '.join(f'agents/{name}.py' for name in registered_agents())
+
+
 def check_agent_argv(argv: list[str]) -> list[str]:
     """Checks the agent config file and every --agent.KEY before absl parses them; returns the keys.
 
@@ -136,7 +145,7 @@ def check_agent_argv(argv: list[str]) -> list[str]:
     path = _agent_file_from_argv(argv)
     if not os.path.isfile(path):
         raise SystemExit(f"error: agent config file '{path}' not found (paths are relative to the current "
-                         f"directory, {os.getcwd()}); available: agents/mfql.py, agents/fql.py")
+                         f"directory, {os.getcwd()}); registered agents: {available_agents_text()}")
     spec = importlib.util.spec_from_file_location('_agent_config_check', path)
     module = importlib.util.module_from_spec(spec)
     try:
@@ -199,7 +208,10 @@ flags.DEFINE_boolean('resume', False, 'Continue from the newest checkpoints in t
 flags.DEFINE_boolean('wandb', False, 'Also log to Weights & Biases (needs the wandb package).')
 flags.DEFINE_string('wandb_project', 'mfql', 'wandb project name (with --wandb).')
 flags.DEFINE_boolean('progress_bar', True, 'Show a tqdm progress bar.')
-config_flags.DEFINE_config_file('agent', DEFAULT_AGENT_FILE, lock_config=False)
+config_flags.DEFINE_config_file('agent', DEFAULT_AGENT_FILE, lock_config=False,
+                                help_string=f'Agent file (its get_config() is the agent config; --agent.KEY=VALUE sets '
+                                            f'a key). Registered agents: {available_agents_text()}; any file following '
+                                            'the convention of agents/__init__.py works too.')
 
 
 def show_warnings_only() -> None:
@@ -227,13 +239,13 @@ def resolve_seeds() -> list[int]:
     return seeds
 
 
-def _run_options(batch_size: int):
+def _run_options():
     from training.schedule import RunOptions, validate_options
     options = RunOptions(
         offline_steps=FLAGS.offline_steps, online_steps=FLAGS.online_steps, steps_per_call=FLAGS.steps_per_call,
         log_interval=FLAGS.log_interval, eval_interval=FLAGS.eval_interval, eval_episodes=FLAGS.eval_episodes,
-        eval_parallel_envs=FLAGS.eval_parallel_envs, save_interval=FLAGS.save_interval, batch_size=batch_size,
-        resume=FLAGS.resume, progress_bar=FLAGS.progress_bar)
+        eval_parallel_envs=FLAGS.eval_parallel_envs, save_interval=FLAGS.save_interval, resume=FLAGS.resume,
+        progress_bar=FLAGS.progress_bar)
     try:
         validate_options(options)
     except ValueError as error:
@@ -242,12 +254,18 @@ def _run_options(batch_size: int):
 
 
 def _task_configs(tasks: list[str], explicit_keys: list[str]) -> list[tuple]:
-    """(config, preset sources) per task: presets, then the explicit --agent.* flags, then the budgets."""
+    """(config, preset sources) per task: presets, then the explicit --agent.* flags, then the budgets.
+
+    The budgets have one source, main.py's --offline_steps/--online_steps; an agent whose schedules depend on the
+    length of training declares an `offline_steps` key, which is set from the flag here. `batch_size` has one source
+    too, the agent config (the loop reads it from there).
+    """
     import configs
+    from training.schedule import batch_size_of
     for budget in ('offline_steps', 'online_steps'):
         if budget in explicit_keys:
             raise SystemExit(f'error: set the budget with --{budget}, not --agent.{budget} (main.py copies it '
-                             'into the agent config)')
+                             'into the configs of agents that read it)')
     presets_file = None
     if FLAGS.presets_file:
         try:
@@ -266,6 +284,10 @@ def _task_configs(tasks: list[str], explicit_keys: list[str]) -> list[tuple]:
         for budget in ('offline_steps', 'online_steps'):
             if budget in config:
                 config[budget] = getattr(FLAGS, budget)
+        try:
+            batch_size_of(config)
+        except ValueError as error:
+            raise SystemExit(f'error: {error} (--agent.batch_size)')
         result.append((config, sources))
     return result
 
@@ -358,6 +380,8 @@ class RunPlan:
     """Everything decided from the flags before any data is loaded or any computation runs."""
 
     agent_name: str
+    agent_file: str  # the --agent path
+    agent_class: type  # its AGENT_CLASS
     explicit_keys: list[str]  # --agent.KEY flags given on the command line (they override presets)
     tasks: list[str]
     run_root: str
@@ -370,12 +394,14 @@ class RunPlan:
 def plan_run(argv: list[str] | None = None) -> RunPlan:
     """Validates every flag and resolves tasks, configs, seeds and folders; SystemExit on bad input.
 
-    `argv` (default: sys.argv[1:]) is only used to see which --agent.KEY flags were given explicitly.
+    `argv` (default: sys.argv[1:]) is only used for the --agent path and to see which --agent.KEY flags were given
+    explicitly.
     """
-    from agents import get_agent_class
+    from agents import agent_class_from_file
     from datasets import names
 
-    explicit_keys = explicit_agent_keys(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    explicit_keys = explicit_agent_keys(argv)
     seeds = resolve_seeds()
     if FLAGS.generate_missing_data < 0:
         raise SystemExit(f'error: --generate_missing_data must be >= 0, got {FLAGS.generate_missing_data}')
@@ -387,12 +413,13 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
     except ValueError as error:
         raise SystemExit(f'error: --env_name: {error}')
     _check_d4rl_tasks(tasks)
+    agent_file = _agent_file_from_argv(argv)
     try:
-        get_agent_class(FLAGS.agent.agent_name)
+        agent_class = agent_class_from_file(agent_file)
     except ValueError as error:
-        raise SystemExit(f'error: {error}')
+        raise SystemExit(f'error: {error}; registered agents: {available_agents_text()}')
     task_configs = _task_configs(tasks, explicit_keys)
-    options = _run_options(int(task_configs[0][0].batch_size))
+    options = _run_options()
     if FLAGS.wandb:
         from training.logger import wandb_problem
         problem = wandb_problem()
@@ -409,11 +436,11 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
                              'choose another --run_name / --save_dir')
     else:
         _keep_saved_schedules(tasks, run_dirs, task_configs, seeds)
-    return RunPlan(agent_name, explicit_keys, tasks, run_root, run_dirs, task_configs, seeds, options)
+    return RunPlan(agent_name, agent_file, agent_class, explicit_keys, tasks, run_root, run_dirs, task_configs, seeds, options)
 
 
 def main(_argv: list[str]) -> None:
-    from agents import get_agent_class
+    import configs
     from datasets import d4rl, ogbench_data
     from training import logger
     from training.checkpoint import ResumeError
@@ -428,11 +455,10 @@ def main(_argv: list[str]) -> None:
     except ValueError as error:  # DatasetError is a ValueError
         raise SystemExit(f'error: {error}')
 
-    agent_class = get_agent_class(plan.agent_name)
     flag_values = {name: FLAGS[name].value for name in _OWN_FLAGS}
-    flag_values['agent'] = _agent_file_from_argv(sys.argv[1:])
+    flag_values['agent'] = plan.agent_file
     base_metadata = dict(flags=flag_values, explicit_agent_keys=plan.explicit_keys, seeds=plan.seeds,
-                         **logger.run_metadata(REPO_DIR))
+                         presets=configs.presets_origin(plan.agent_name), **logger.run_metadata(REPO_DIR))
     if FLAGS.presets_file:  # the file's content, so that a later edit of it cannot pass for the values used
         with open(FLAGS.presets_file, 'rb') as f:
             base_metadata['presets_file'] = dict(path=os.path.abspath(FLAGS.presets_file),
@@ -456,7 +482,7 @@ def main(_argv: list[str]) -> None:
             except ValueError as error:  # DatasetError: a file failed validation (the message names its remedy)
                 raise SystemExit(f'error: {error}')
             env_kwargs = dict(env_factory=lambda task=task: ogbench_data.make_env(task))
-        inputs = TaskInputs(task=task, agent_class=agent_class, config=config, train_data=train, val_data=val,
+        inputs = TaskInputs(task=task, agent_class=plan.agent_class, config=config, train_data=train, val_data=val,
                             seeds=plan.seeds, run_dir=run_dir, metadata=metadata,
                             wandb_project=FLAGS.wandb_project if FLAGS.wandb else None, **env_kwargs)
         try:

@@ -38,7 +38,6 @@ import datetime
 import difflib
 import fcntl
 import hashlib
-import importlib.util
 import itertools
 import json
 import os
@@ -198,21 +197,13 @@ def grid_tasks(args: argparse.Namespace) -> list[str]:
 
 
 def agent_config_keys(agent: str) -> set[str]:
-    """Top-level keys of agents/<agent>.py's get_config() (SweepError if there is no such agent file)."""
-    path = os.path.join(REPO_DIR, 'agents', f'{agent}.py')
-    if not os.path.isfile(path):
-        known = sorted(name[:-3] for name in os.listdir(os.path.join(REPO_DIR, 'agents'))
-                       if name.endswith('.py') and _has_get_config(os.path.join(REPO_DIR, 'agents', name)))
-        raise SweepError(f"--agents: unknown agent '{agent}' (no agents/{agent}.py); known agents: {', '.join(known)}")
-    spec = importlib.util.spec_from_file_location(f'_sweep_agent_{agent}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return set(module.get_config().keys())
-
-
-def _has_get_config(path: str) -> bool:
-    with open(path) as f:
-        return 'def get_config(' in f.read()
+    """Top-level keys of agents/<agent>.py's get_config() (SweepError if there is no such registered agent)."""
+    from agents import agent_file, get_agent_config
+    try:
+        agent_file(agent)
+    except ValueError as error:
+        raise SweepError(f'--agents: {error}')
+    return set(get_agent_config(agent).keys())
 
 
 def main_flag_names() -> list[str]:
@@ -703,7 +694,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     what.add_argument('--grid', default='', help="'paper' (the 50 OGBench tasks of configs.py) and/or 'paper-d4rl' "
                                                  '(its 18 D4RL tasks), comma-separated')
     what.add_argument('--env_name', default='', help='tasks and families as main.py --env_name takes them')
-    what.add_argument('--agents', default='mfql,fql', help='comma-separated agents (agents/<name>.py)')
+    from agents import registered_agents
+    what.add_argument('--agents', default='mfql,fql', help=f'comma-separated agents (agents/<name>.py), of '
+                                                         f'{",".join(registered_agents())}')
     what.add_argument('--num_seeds', type=int, default=8, help='seeds per job, vmapped inside it')
     what.add_argument('--seed', type=int, default=0, help='first seed')
     what.add_argument('--seeds', default='', help='explicit comma-separated seeds (overrides --seed/--num_seeds)')

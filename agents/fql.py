@@ -158,6 +158,10 @@ class FQLAgent(flax.struct.PyTreeNode):
         return critic_loss + actor_loss, info
 
     # ------------------------------------------------------------------------------ public interface
+    def validation_metrics(self, batch: Batch, rng: jax.Array) -> Info:
+        """`total_loss`'s info on a validation batch, with the current parameters and no update."""
+        return self.total_loss(batch, self.network.params, rng)[1]
+
     @jax.jit
     def update(self, batch: Batch) -> tuple['FQLAgent', Info]:
         """`update_from_draws` with this step's noise from the agent's key; pure (scan/vmap safe)."""
@@ -212,6 +216,9 @@ class FQLAgent(flax.struct.PyTreeNode):
         return cls(rng=rng, network=network, target_critic_params=target_critic_params, config=config)
 
 
+AGENT_CLASS = FQLAgent  # the class the training loop builds (agents/__init__.py)
+
+
 def _frozen_config(config: ml_collections.ConfigDict | dict, example_batch: Batch) -> flax.core.FrozenDict:
     """Validate the config and batch, add `action_dim`, and freeze it (hashable, so jit can key on it)."""
     frozen = freeze_config(config, get_config(), 'fql', example_batch, BATCH_KEYS)
@@ -228,7 +235,6 @@ def get_config() -> ml_collections.ConfigDict:
         agent_name='fql',  # registry name (agents/__init__.py)
         lr=3e-4,  # Adam learning rate for all networks; constant, no clipping
         batch_size=256,  # transitions per update (read by the training loop)
-        offline_steps=1_000_000,  # not read by FQL (no schedule); set by main.py for every agent, logged in flags.json
         actor_hidden_dims=(512, 512, 512, 512),  # hidden sizes of v_θ and μ_ω
         value_hidden_dims=(512, 512, 512, 512),  # hidden sizes of each critic member
         layer_norm=True,  # LayerNorm after every hidden activation of the critic

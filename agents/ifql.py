@@ -21,12 +21,10 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
-from agents.iql import ExpectileValueLearning, value_and_critic_modules
+from agents.iql import ExpectileValueLearning, create_with_actor
 from agents.train_state import TrainState, freeze_config, nonpytree_field, normalize_batch, normalize_observations
 from networks.mlp import MLP
-from networks.module_dict import ModuleDict
 
 Batch = dict[str, jax.Array]
 Info = dict[str, jax.Array]
@@ -101,6 +99,10 @@ class IFQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
         return value_loss + critic_loss + actor_loss, info
 
     # ------------------------------------------------------------------------------ public interface
+    def validation_metrics(self, batch: Batch, rng: jax.Array) -> Info:
+        """`total_loss`'s info on a validation batch, with the current parameters and no update."""
+        return self.total_loss(batch, self.network.params, rng)[1]
+
     @jax.jit
     def update(self, batch: Batch) -> tuple['IFQLAgent', Info]:
         """One Adam step on `total_loss`, then the Polyak target update; pure (scan/vmap safe)."""
@@ -132,18 +134,13 @@ class IFQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
         if not (isinstance(config['num_samples'], int) and config['num_samples'] >= 1):
             raise ValueError(f"num_samples must be a positive int, got {config['num_samples']!r}")
         observations, actions = example_batch['observations'], example_batch['actions']
-        network_def = ModuleDict({
-            **value_and_critic_modules(config),
-            'actor_bc_flow': MLP((*config['actor_hidden_dims'], config['action_dim']),
-                                 layer_norm=config['actor_layer_norm']),
-        })
+        flow = MLP((*config['actor_hidden_dims'], config['action_dim']), layer_norm=config['actor_layer_norm'])
         times = jnp.zeros((*actions.shape[:-1], 1), actions.dtype)
-        rng, init_rng = jax.random.split(rng)
-        params = network_def.init(init_rng, value=(observations,), critic=(observations, actions),
-                                  actor_bc_flow=(jnp.concatenate([observations, actions, times], axis=-1),))['params']
-        network = TrainState.create(network_def, params, optax.adam(learning_rate=config['lr']))
-        target_critic_params = jax.tree_util.tree_map(jnp.copy, params['modules_critic'])
-        return cls(rng=rng, network=network, target_critic_params=target_critic_params, config=config)
+        return create_with_actor(cls, rng, example_batch, config, 'actor_bc_flow', flow,
+                                 (jnp.concatenate([observations, actions, times], axis=-1),))
+
+
+AGENT_CLASS = IFQLAgent  # the class the training loop builds (agents/__init__.py)
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -152,7 +149,6 @@ def get_config() -> ml_collections.ConfigDict:
         agent_name='ifql',  # registry name (agents/__init__.py)
         lr=3e-4,  # Adam learning rate for all networks; constant, no clipping
         batch_size=256,  # transitions per update (read by the training loop)
-        offline_steps=1_000_000,  # not read by IFQL (no schedule); set by main.py for every agent, logged in flags.json
         actor_hidden_dims=(512, 512, 512, 512),  # hidden sizes of the BC flow v_θ
         value_hidden_dims=(512, 512, 512, 512),  # hidden sizes of V and of each critic member
         layer_norm=True,  # LayerNorm after every hidden activation of V and the critic

@@ -77,12 +77,23 @@ class ExpectileValueLearning:
         return polyak_update(self.network.params['modules_critic'], self.target_critic_params, self.config['tau'])
 
 
-def value_and_critic_modules(config: Any) -> dict[str, Any]:
-    """The `value` and `critic` modules of IQL and IFQL (LayerNorm by `layer_norm`)."""
-    return {
+def create_with_actor(cls: type, rng: jax.Array, example_batch: Batch, config: Any, actor_name: str,
+                      actor: Any, actor_inputs: tuple[jax.Array, ...]) -> Any:
+    """An IQL-style agent `cls` (IQL, IFQL) with fresh networks: the `value` and `critic` modules (LayerNorm by
+    `layer_norm`) and the actor module `actor` under `actor_name`, initialised from `rng` on `example_batch` (the
+    actor on `actor_inputs`); one Adam (`lr`) for all, and the target critic a copy of the critic. Pure."""
+    observations, actions = example_batch['observations'], example_batch['actions']
+    network_def = ModuleDict({
         'value': MLP((*config['value_hidden_dims'], 1), layer_norm=config['layer_norm']),
         'critic': CriticEnsemble(config['value_hidden_dims'], layer_norm=config['layer_norm'], num_members=2),
-    }
+        actor_name: actor,
+    })
+    rng, init_rng = jax.random.split(rng)
+    params = network_def.init(init_rng, value=(observations,), critic=(observations, actions),
+                              **{actor_name: actor_inputs})['params']
+    network = TrainState.create(network_def, params, optax.adam(learning_rate=config['lr']))
+    target_critic_params = jax.tree_util.tree_map(jnp.copy, params['modules_critic'])
+    return cls(rng=rng, network=network, target_critic_params=target_critic_params, config=config)
 
 
 class IQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
@@ -122,6 +133,10 @@ class IQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
         return sum(losses), info
 
     # ------------------------------------------------------------------------------ public interface
+    def validation_metrics(self, batch: Batch, rng: jax.Array) -> Info:
+        """`total_loss`'s info on a validation batch, with the current parameters and no update."""
+        return self.total_loss(batch, self.network.params, rng)[1]
+
     @jax.jit
     def update(self, batch: Batch) -> tuple['IQLAgent', Info]:
         """One Adam step on `total_loss`, then the Polyak target update; pure (scan/vmap safe)."""
@@ -148,19 +163,12 @@ class IQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
         `example_batch` fixes the shapes: observations (B, obs_dim), actions (B, action_dim).
         """
         config = freeze_config(config, get_config(), 'iql', example_batch)
-        observations, actions = example_batch['observations'], example_batch['actions']
-        network_def = ModuleDict({
-            **value_and_critic_modules(config),
-            'actor': GaussianActor(config['actor_hidden_dims'], config['action_dim'],
-                                   layer_norm=config['actor_layer_norm'], const_std=config['const_std'],
-                                   final_init_scale=config['actor_fc_scale']),
-        })
-        rng, init_rng = jax.random.split(rng)
-        params = network_def.init(init_rng, value=(observations,), critic=(observations, actions),
-                                  actor=(observations,))['params']
-        network = TrainState.create(network_def, params, optax.adam(learning_rate=config['lr']))
-        target_critic_params = jax.tree_util.tree_map(jnp.copy, params['modules_critic'])
-        return cls(rng=rng, network=network, target_critic_params=target_critic_params, config=config)
+        actor = GaussianActor(config['actor_hidden_dims'], config['action_dim'], layer_norm=config['actor_layer_norm'],
+                              const_std=config['const_std'], final_init_scale=config['actor_fc_scale'])
+        return create_with_actor(cls, rng, example_batch, config, 'actor', actor, (example_batch['observations'],))
+
+
+AGENT_CLASS = IQLAgent  # the class the training loop builds (agents/__init__.py)
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -169,7 +177,6 @@ def get_config() -> ml_collections.ConfigDict:
         agent_name='iql',  # registry name (agents/__init__.py)
         lr=3e-4,  # Adam learning rate for all networks; constant, no clipping
         batch_size=256,  # transitions per update (read by the training loop)
-        offline_steps=1_000_000,  # not read by IQL (no schedule); set by main.py for every agent, logged in flags.json
         actor_hidden_dims=(512, 512, 512, 512),  # hidden sizes of the Gaussian actor's mean network
         value_hidden_dims=(512, 512, 512, 512),  # hidden sizes of V and of each critic member
         layer_norm=True,  # LayerNorm after every hidden activation of V and the critic

@@ -238,6 +238,10 @@ class MFQLAgent(flax.struct.PyTreeNode):
         info |= {f'actor/{k}': v for k, v in (actor_info | mfi_info).items()}
         return loss, info | {'alpha': alpha, 'total/loss': loss}
 
+    def validation_metrics(self, batch: dict, rng: Array) -> dict:
+        """`total_loss`'s info on a validation batch, with the current parameters and no update."""
+        return self.total_loss(batch, self.network.params, rng)[1]
+
     @jax.jit
     def update(self, batch: dict) -> tuple['MFQLAgent', dict]:
         """`update_from_draws` with this step's draws from the agent's key."""
@@ -322,6 +326,9 @@ class MFQLAgent(flax.struct.PyTreeNode):
                    mfi_loss_window=jnp.zeros((config['alpha_window'],), jnp.float32),
                    mfi_loss_window_count=jnp.zeros((), jnp.int32), step=jnp.zeros((), jnp.int32),
                    config=flax.core.FrozenDict(config))
+
+
+AGENT_CLASS = MFQLAgent  # the class the training loop builds (agents/__init__.py)
 
 
 def _optimizer(config: dict) -> optax.GradientTransformation:

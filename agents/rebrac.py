@@ -16,8 +16,10 @@ actor's parameters and Adam state are held still. (In FQL's code one Adam covers
 is zero on those updates, so Adam's momentum still moves it; here it does not move, as in TD3.)
 
 Critic penalty. With α_critic > 0 the Bellman target penalises the distance of the target policy's action at
-s' to the dataset's next action, so batches must carry `next_actions` (B, action_dim) (FQL: the dataset's
-action at the next row). With α_critic = 0 (the default) batches need no such key.
+s' to the dataset's next action, so batches must carry `next_actions` (B, action_dim), which the config's
+`next_actions` key asks the training loop for (`datasets.buffer.next_action_indices`: the next action within the
+episode; FQL takes the next row's action, the next episode's first action at an episode's end). With α_critic = 0
+(the default) the losses never read them.
 
 Gradient convention (as in FQL): a network sees gradients only where a loss passes `params=grad_params`.
 """
@@ -126,6 +128,10 @@ class ReBRACAgent(flax.struct.PyTreeNode):
         return critic_loss + actor_loss, info
 
     # ------------------------------------------------------------------------------ public interface
+    def validation_metrics(self, batch: Batch, rng: jax.Array) -> Info:
+        """`total_loss`'s info on a validation batch, with the current parameters and no update."""
+        return self.total_loss(batch, self.network.params, rng)[1]
+
     @jax.jit
     def update(self, batch: Batch) -> tuple['ReBRACAgent', Info]:
         """One step of the critic's Adam on `total_loss`; on actor updates also one step of the actor's Adam and
@@ -194,6 +200,9 @@ class ReBRACAgent(flax.struct.PyTreeNode):
                    target_critic_params=copy(params['modules_critic']), config=config)
 
 
+AGENT_CLASS = ReBRACAgent  # the class the training loop builds (agents/__init__.py)
+
+
 def _actor_or_critic(params: Any) -> Any:
     """The optimiser label of every parameter leaf: 'actor' under `modules_actor`, else 'critic'."""
     return {name: jax.tree_util.tree_map(lambda _: 'actor' if name == 'modules_actor' else 'critic', subtree)
@@ -207,7 +216,6 @@ def get_config() -> ml_collections.ConfigDict:
         agent_name='rebrac',  # registry name (agents/__init__.py)
         lr=3e-4,  # Adam learning rate of the actor and of the critic; constant, no clipping
         batch_size=256,  # transitions per update (read by the training loop)
-        offline_steps=1_000_000,  # not read by ReBRAC (no schedule); set by main.py for all agents, logged in flags.json
         actor_hidden_dims=(512, 512, 512, 512),  # hidden sizes of the actor
         value_hidden_dims=(512, 512, 512, 512),  # hidden sizes of each critic member
         layer_norm=True,  # LayerNorm after every hidden activation of the critic
@@ -217,6 +225,7 @@ def get_config() -> ml_collections.ConfigDict:
         actor_fc_scale=0.01,  # variance-scaling factor of the actor's output layer initialisation
         alpha_actor=0.0,  # weight of the actor's BC term ‖π(s) − a‖²; tuned per environment
         alpha_critic=0.0,  # weight of the penalty ‖a' − a'_data‖² in the critic target; > 0 needs next_actions
+        next_actions=True,  # batches carry next_actions, the dataset's next action in the episode (a'_data above)
         actor_freq=2,  # the actor and both targets are updated every actor_freq-th update
         actor_noise=0.2,  # σ of the target-policy smoothing noise (also the exploration noise at temperature 1)
         actor_noise_clip=0.5,  # c: that noise is clipped to [−c, c]

@@ -6,7 +6,8 @@ over seeds, without copying the arrays per seed.
 
 A *batch* is a dict of arrays with a leading batch axis B, with the keys of the data it was
 drawn from (for the offline data: `observations (B, obs_dim)`, `actions (B, act_dim)`,
-`rewards (B,)`, `masks (B,)`, `next_observations (B, obs_dim)`, `terminals (B,)`).
+`rewards (B,)`, `masks (B,)`, `next_observations (B, obs_dim)`, `terminals (B,)`, and, for agents
+whose config sets `next_actions`, `next_actions (B, act_dim)`: see `next_action_indices`).
 
 Replay semantics (offline-to-online). FQL keeps one buffer of capacity max(2M, N + 1): the
 N dataset rows are copied in first, online transitions are appended after them, and batches
@@ -93,7 +94,19 @@ class ReplayBuffer(flax.struct.PyTreeNode):
 
     @jax.jit
     def add(self, transition: dict[str, jax.Array]) -> 'ReplayBuffer':
-        """Writes one transition at `insert_index` (overwriting the oldest row once full)."""
+        """Writes one transition at `insert_index` (overwriting the oldest row once full).
+
+        A buffer with `next_actions` fills them for transitions without that key, as `next_action_indices` does
+        for a dataset: the new row gets its own action until the next transition arrives, which then gives its
+        action to the previous row unless that row ended an episode (`terminals`).
+        """
+        if 'next_actions' in self.data and 'next_actions' not in transition:
+            previous = (self.insert_index - 1) % self.capacity
+            continues = (self.size > 0) & (self.data['terminals'][previous] == 0)
+            next_actions = self.data['next_actions'].at[previous].set(
+                jnp.where(continues, transition['actions'], self.data['next_actions'][previous]))
+            transition = dict(transition, next_actions=transition['actions'])
+            self = self.replace(data=dict(self.data, next_actions=next_actions))
         data = jax.tree.map(lambda rows, x: rows.at[self.insert_index].set(x), self.data, transition)
         return self.replace(
             data=data,
@@ -133,12 +146,25 @@ def sample_union(dataset: Dataset, buffer: ReplayBuffer, key: jax.Array, batch_s
     return jax.tree.map(pick, dataset.data, buffer.data)
 
 
-def dataset_from_numpy(arrays: dict[str, np.ndarray]) -> Dataset:
+def next_action_indices(terminals: np.ndarray) -> np.ndarray:
+    """The row of each row's next action within its episode: i + 1, except at an episode's last row (terminals
+    = 1) and at the data's last row, where it is i itself (that row's own action stands in for the unknown next one).
+
+    terminals (N,) -> (N,) int64. FQL's datasets use min(i + 1, N − 1) instead, so at an episode's last row FQL's
+    `next_actions` is the first action of the next episode (its code warns that it is wrong there).
+    """
+    terminals = np.asarray(terminals)
+    rows = np.arange(len(terminals))
+    return np.where((terminals > 0) | (rows == len(terminals) - 1), rows, rows + 1)
+
+
+def dataset_from_numpy(arrays: dict[str, np.ndarray], next_actions: bool = False) -> Dataset:
     """Builds a device `Dataset` from a numpy transition dict (as returned by `load_datasets`).
 
     Requires the keys in `TRANSITION_KEYS` with a common leading length N >= 1; rewards, masks and
     terminals must be (N,), observations/actions/next_observations (N, dim). All arrays are cast to
-    float32. Extra keys are rejected so a typo cannot pass silently.
+    float32. Extra keys are rejected so a typo cannot pass silently. With `next_actions`, the dataset
+    also holds `next_actions` (N, act_dim) = actions[next_action_indices(terminals)].
     """
     missing = [k for k in TRANSITION_KEYS if k not in arrays]
     extra = [k for k in arrays if k not in TRANSITION_KEYS]
@@ -160,7 +186,10 @@ def dataset_from_numpy(arrays: dict[str, np.ndarray]) -> Dataset:
     if arrays['observations'].shape != arrays['next_observations'].shape:
         raise ValueError(f"observations {arrays['observations'].shape} and next_observations "
                          f"{arrays['next_observations'].shape} differ in shape.")
-    return Dataset(data={k: jnp.asarray(np.asarray(arrays[k], dtype=np.float32)) for k in TRANSITION_KEYS})
+    data = {k: np.asarray(arrays[k], dtype=np.float32) for k in TRANSITION_KEYS}
+    if next_actions:
+        data['next_actions'] = data['actions'][next_action_indices(data['terminals'])]
+    return Dataset(data={k: jnp.asarray(v) for k, v in data.items()})
 
 
 def observation_statistics(observations: np.ndarray, min_std: float = 1e-6) -> tuple[tuple[float, ...],

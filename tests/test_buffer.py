@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from datasets.buffer import Dataset, ReplayBuffer, dataset_from_numpy, observation_statistics, sample_union
+from datasets.buffer import (Dataset, ReplayBuffer, dataset_from_numpy, next_action_indices, observation_statistics,
+                             sample_union)
 
 OBS_DIM, ACT_DIM = 3, 2
 
@@ -195,3 +196,60 @@ def test_observation_statistics_values_constant_dimensions_and_errors():
         observation_statistics(np.zeros(3))
     with pytest.raises(ValueError, match='NaN or inf'):
         observation_statistics(np.array([[1.0, np.nan]]))
+
+
+# ------------------------------------------------------------------------------------------- next actions
+def brute_force_next_actions(actions: np.ndarray, terminals: np.ndarray) -> np.ndarray:
+    """Episode by episode: each row's next action is the next row's of the same episode; an episode's last row
+    (and the data's last row, which may end a cut-off episode) keeps its own action."""
+    result, start = np.empty_like(actions), 0
+    ends = [i for i in range(len(terminals)) if terminals[i]] + [len(terminals) - 1]
+    for end in ends:
+        for i in range(start, end + 1):
+            result[i] = actions[i + 1] if i < end else actions[i]
+        start = end + 1
+    return result
+
+
+@pytest.mark.parametrize('terminals', [
+    [0, 0, 1, 0, 1, 1, 0, 0, 0, 1],  # episodes of 3, 2, 1 and 4 rows, the last one ending on the last row
+    [0, 1, 0, 0, 0],  # the data ends inside an episode
+    [1, 1, 1],  # one-row episodes
+    [0],
+])
+def test_next_actions_stay_within_the_episode(terminals):
+    terminals = np.asarray(terminals, np.float64)
+    actions = np.arange(2 * len(terminals), dtype=np.float64).reshape(-1, 2)  # row i holds (2i, 2i + 1)
+    expected = brute_force_next_actions(actions, terminals)
+    np.testing.assert_array_equal(actions[next_action_indices(terminals)], expected)
+    arrays = dict(make_transitions(len(terminals)), actions=actions, terminals=terminals)
+    dataset = dataset_from_numpy(arrays, next_actions=True)
+    np.testing.assert_array_equal(dataset.data['next_actions'], expected)
+    batch = dataset.sample(jax.random.PRNGKey(0), 64)  # sampled rows keep their own next action
+    rows = np.asarray(batch['observations'][:, 0]).astype(int)
+    np.testing.assert_array_equal(batch['next_actions'], expected[rows])
+
+
+def test_next_actions_only_when_asked_and_other_keys_unchanged():
+    arrays = make_transitions(12)
+    plain, with_next = dataset_from_numpy(arrays), dataset_from_numpy(arrays, next_actions=True)
+    assert 'next_actions' not in plain.data and set(with_next.data) == set(plain.data) | {'next_actions'}
+    key = jax.random.PRNGKey(3)
+    plain_batch, batch = plain.sample(key, 16), with_next.sample(key, 16)
+    for name in plain_batch:  # the same rows: the batches of agents that do not ask stay bit-identical
+        np.testing.assert_array_equal(batch[name], plain_batch[name])
+
+
+def test_replay_buffer_fills_next_actions_as_transitions_arrive():
+    """Each row gets the next transition's action once it arrives, unless the row ended an episode; the newest row
+    holds its own action until then; also after the ring buffer wraps around."""
+    example = {k: v[0] for k, v in dataset_from_numpy(make_transitions(1), next_actions=True).data.items()}
+    buffer = ReplayBuffer.create(example, capacity=4)
+    terminals = [0, 1, 0, 0, 0, 1]
+    for step, terminal in enumerate(terminals):
+        transition = dict(one_transition(step), actions=jnp.full((ACT_DIM,), float(step)),
+                          terminals=jnp.asarray(float(terminal)))
+        buffer = buffer.add(transition)
+    # Rows hold transitions 4, 5, 2, 3 (capacity 4); 3 -> 4 continues, 5 ends an episode, 2 -> 3 continues.
+    np.testing.assert_array_equal(buffer.data['actions'][:, 0], [4, 5, 2, 3])
+    np.testing.assert_array_equal(buffer.data['next_actions'][:, 0], [5, 5, 3, 4])

@@ -126,16 +126,26 @@ def test_apply_presets_unknown_key_is_a_clear_error():
         configs.apply_presets(ml_collections.ConfigDict(dict(alpha=1.0)), 'scene-play-singletask-v0', set())
 
 
+def test_an_agent_without_presets_gets_none_and_its_runs_say_so():
+    assert configs.get_presets('myagent', 'scene-play-singletask-v0') == {}
+    assert configs.get_presets('myagent', 'pen-cloned-v1', online=True) == {}
+    config = ml_collections.ConfigDict(dict(agent_name='myagent', alpha=1.0, discount=0.99))
+    new, record = configs.apply_presets(config, 'cube-single-play-singletask-task2-v0', ['alpha'])
+    assert new.to_dict() == config.to_dict() and record == {'alpha': 'command line'}
+    assert configs.presets_origin('myagent').startswith('no presets: ')
+    assert not configs.presets_origin('fql').startswith('no presets')
+
+
 def test_bad_names_raise():
-    with pytest.raises(ValueError, match='known agents'):
-        configs.get_presets('sac', 'scene-play-singletask-v0')
+    with pytest.raises(ValueError, match='Unknown OGBench'):
+        configs.get_presets('myagent', 'cube-singel-play-singletask-task1-v0')  # checked for any agent
     with pytest.raises(ValueError, match='Unknown OGBench'):
         configs.get_presets('fql', 'cube-singel-play-singletask-task1-v0')
     with pytest.raises(ValueError, match='Unknown OGBench'):
         configs.get_presets('fql', 'antmaze-umaze-v3')
 
 
-@pytest.mark.parametrize('agent', configs.AGENTS)
+@pytest.mark.parametrize('agent', configs.PRESET_AGENTS)
 def test_every_preset_key_exists_in_the_agent_config(agent):
     env_names = [n for f in configs.PAPER_OGBENCH_FAMILIES for n in [f + '-v0', f + '-task3-v0']] + D4RL_NAMES
     for env_name in env_names:
@@ -167,7 +177,7 @@ def test_paper_commands_grid():
     assert sum('--agent.q_agg=min' in c for c in fql_lines) == 10  # antmaze-large and antmaze-giant
     assert sum('--agent.discount=0.995' in c for c in fql_lines) == 20
     assert configs.paper_commands(agents=('fql',), num_seeds=3)[0].count('--num_seeds=3') == 1
-    with pytest.raises(ValueError, match='unknown agent'):
+    with pytest.raises(ValueError, match="unknown agent 'sac'; registered agents: fql, ifql, iql, mfql, rebrac"):
         configs.paper_commands(agents=('sac',))
     with pytest.raises(ValueError, match='num_seeds must be a positive int'):
         configs.paper_commands(num_seeds=0)

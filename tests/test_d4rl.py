@@ -287,10 +287,10 @@ def test_adroit_eval_env_steps_with_d4rl_horizon(name, obs_dim, act_dim, horizon
 def test_plan_uses_500k_steps_and_d4rl_presets(tmp_path):
     from tests.test_main import plan
     run = plan(f'--save_dir={tmp_path}', '--env_name=antmaze-large-play-v2', '--agent=agents/fql.py')
-    assert run.options.offline_steps == 500_000 and run.task_configs[0][0].offline_steps == 500_000
+    assert run.options.offline_steps == 500_000 and 'offline_steps' not in run.task_configs[0][0]  # FQL: no schedule
     assert run.task_configs[0][0].alpha == 3  # FQL README flags for D4RL antmaze large
     explicit = plan(f'--save_dir={tmp_path}', '--env_name=pen-cloned-v1', '--offline_steps=1234')
-    assert explicit.options.offline_steps == 1234
+    assert explicit.options.offline_steps == 1234 and explicit.task_configs[0][0].offline_steps == 1234  # MFQL's
     with pytest.raises(SystemExit, match='mixes D4RL and OGBench tasks'):
         plan(f'--save_dir={tmp_path}', '--env_name=pen-cloned-v1,cube-single-play-singletask-task2-v0')
 

@@ -334,7 +334,7 @@ def test_default_config_matches_fql():
     assert config.layer_norm is True and config.actor_layer_norm is False
     assert (config.discount, config.tau, config.q_agg) == (0.99, 0.005, 'mean')
     assert (config.alpha, config.flow_steps) == (10.0, 10)
-    assert config.normalize_q_loss is False and config.offline_steps == 1_000_000
+    assert config.normalize_q_loss is False and 'offline_steps' not in config  # FQL has no schedule to size
 
 
 def test_observation_normalisation_equals_training_on_z_scored_observations():

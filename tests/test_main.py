@@ -135,7 +135,7 @@ def saved_run(run_dir: str, offline_steps: int, online_steps: int = 0, schedule_
 
 
 def test_resume_with_a_larger_offline_budget_extends_the_run_with_its_schedules(tmp_path, capsys):
-    args = (f'--save_dir={tmp_path}', f'--env_name={TASK}', '--agent=agents/fql.py', '--resume')
+    args = (f'--save_dir={tmp_path}', f'--env_name={TASK}', '--agent=agents/mfql.py', '--resume')
     run_dir = plan(*args, '--offline_steps=40').run_dirs[0]
     saved_run(run_dir, offline_steps=40)
     extended = plan(*args, '--offline_steps=100')
@@ -174,8 +174,10 @@ def test_family_expands_to_five_tasks_with_presets_and_explicit_flags_winning(tm
     assert run.seeds == [0, 1, 2] and run.explicit_keys == ['alpha']
     for config, sources in run.task_configs:
         assert config.alpha == 7 and 'command line' in sources['alpha']
-        assert config.offline_steps == 1234
-    assert run.options.offline_steps == 1234 and run.options.batch_size == 256
+        assert 'offline_steps' not in config and config.batch_size == 256  # FQL has no schedule to size
+    assert run.options.offline_steps == 1234 and run.agent_class.__name__ == 'FQLAgent'
+    mfql = plan(f'--save_dir={tmp_path}', f'--env_name={TASK}', '--agent=agents/mfql.py', '--offline_steps=1234')
+    assert mfql.task_configs[0][0].offline_steps == 1234  # MFQL's schedules: the budget's one source is the flag
     # Without the explicit flag the per-environment preset applies (FQL README: 300 for cube-double).
     preset = plan(f'--save_dir={tmp_path}', '--env_name=cube-double-play-singletask-task2-v0',
                   '--agent=agents/fql.py')

@@ -320,7 +320,7 @@ def test_paper_grid_dry_run_lists_100_jobs_with_their_commands(tmp_path, capsys)
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['--agents=mfql,nope'], "unknown agent 'nope' (no agents/nope.py); known agents: fql, ifql, iql, mfql, rebrac"),
+    (['--agents=mfql,nope'], "unknown agent 'nope'; registered agents: fql, ifql, iql, mfql, rebrac"),
     (['--sweep=agent.alpah=1,2'], "agent config key 'alpah' is not a key of agents/mfql.py; did you mean alpha?"),
     (['--sweep=alpha=1,2'], 'expected agent.KEY=V1,V2,...'),
     (['--sweep=agent.alpha=1,1'], 'repeated value'),

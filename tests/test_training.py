@@ -49,6 +49,9 @@ class ToyAgent(flax.struct.PyTreeNode):
         loss = jnp.mean((prediction - batch['rewards'] - noise) ** 2)
         return loss, {'critic/loss': loss}
 
+    def validation_metrics(self, batch, rng):
+        return self.total_loss(batch, self.network.params, rng)[1]
+
     @jax.jit
     def update(self, batch):
         rng, loss_rng = jax.random.split(self.rng)
@@ -69,8 +72,8 @@ class ToyAgent(flax.struct.PyTreeNode):
         return cls(rng=rng, network=network, config=flax.core.FrozenDict(config.to_dict()))
 
 
-def toy_config(lr: float = 1e-2) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(dict(agent_name='toy', lr=lr, batch_size=8))
+def toy_config(lr: float = 1e-2, batch_size: int = 8) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(agent_name='toy', lr=lr, batch_size=batch_size))
 
 
 def toy_data(num_rows: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
@@ -278,15 +281,16 @@ def test_temperature_one_reproduces_the_runs_own_evaluation_of_a_checkpoint(tmp_
 
 
 # ---------------------------------------------------------------------------- runner + outputs
-def toy_inputs(run_dir: str, data: dict, seeds=(0,), lr: float = 1e-2) -> TaskInputs:
-    return TaskInputs(task='cube-single-play-singletask-task2-v0', agent_class=ToyAgent, config=toy_config(lr),
+def toy_inputs(run_dir: str, data: dict, seeds=(0,), lr: float = 1e-2, batch_size: int = 8) -> TaskInputs:
+    return TaskInputs(task='cube-single-play-singletask-task2-v0', agent_class=ToyAgent,
+                      config=toy_config(lr, batch_size),
                       train_data=data, val_data=toy_data(16, seed=1), env_factory=FakeEnv, seeds=list(seeds),
                       run_dir=run_dir, metadata={'test': True})
 
 
 def toy_options(**overrides) -> RunOptions:
     values = dict(offline_steps=20, steps_per_call=5, log_interval=5, eval_interval=10, eval_episodes=0,
-                  save_interval=10, batch_size=8, progress_bar=False)
+                  save_interval=10, progress_bar=False)
     values.update(overrides)
     return RunOptions(**values)
 
@@ -296,8 +300,8 @@ def test_nan_in_the_data_stops_training_with_key_and_step_and_keeps_good_checkpo
     data['rewards'][17] = np.nan  # sampled at some update: the loss of that update is NaN
     run_dir = str(tmp_path / 'run')
     with pytest.raises(NonFiniteLossError) as error:
-        train_task(toy_inputs(run_dir, data), toy_options(offline_steps=500, save_interval=10, steps_per_call=10,
-                                                        batch_size=1))
+        train_task(toy_inputs(run_dir, data, batch_size=1), toy_options(offline_steps=500, save_interval=10,
+                                                                        steps_per_call=10))
     message = str(error.value)
     assert "'critic/loss'" in message and 'seed 0' in message
     bad_step = int(message.split(' at step ')[1].split(' ')[0])

@@ -195,17 +195,16 @@ class FusedUpdater:
 
 @functools.partial(jax.jit, static_argnums=(3,))
 def validation_losses(state: TrainingState, data: Any, keys: jax.Array, sample_batch: SampleBatchFn) -> Info:
-    """Seed-vmapped validation loss: (state (S,…), val data, keys (S, 2)) -> info of (S,) arrays.
+    """Seed-vmapped validation metrics: (state (S,…), val data, keys (S, 2)) -> info of (S,) arrays.
 
-    Draws one batch from the validation data and evaluates `agent.total_loss(batch,
-    agent.network.params, rng)` (FQL's convention: the current parameters, no gradient step).
+    Draws one batch from the validation data and returns `agent.validation_metrics(batch, rng)` (for FQL's
+    agents: the losses at the current parameters, with no gradient step).
     """
 
     def per_seed(seed_state: TrainingState, key: jax.Array) -> Info:
         batch_key, loss_key = jax.random.split(key)
         batch = sample_batch(data, batch_key)
-        _, info = seed_state.agent.total_loss(batch, seed_state.agent.network.params, loss_key)
-        return info
+        return seed_state.agent.validation_metrics(batch, loss_key)
 
     return jax.vmap(per_seed)(state, keys)
 

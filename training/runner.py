@@ -76,13 +76,17 @@ class TaskRun:
         schedule.validate_options(options)
         self.inputs, self.options = inputs, options
         self.seeds = list(inputs.seeds)
+        self.batch_size = schedule.batch_size_of(inputs.config)
         self.seed_dirs = [logger.seed_dir(inputs.run_dir, s) for s in self.seeds]
         self.placement = SeedPlacement(len(self.seeds))
         if self.placement.note:
             print(self.placement.note, flush=True)
         self.streams = self.placement.place_seeds(stacked_streams(self.seeds))
-        self.dataset = self.placement.replicate(dataset_from_numpy(inputs.train_data))
-        self.val_dataset = self.placement.replicate(dataset_from_numpy(inputs.val_data)) if inputs.val_data else None
+        # Agent-specific data is requested by the agent's config, never chosen by its name.
+        next_actions = bool(inputs.config.get('next_actions', False))
+        self.dataset = self.placement.replicate(dataset_from_numpy(inputs.train_data, next_actions))
+        self.val_dataset = (self.placement.replicate(dataset_from_numpy(inputs.val_data, next_actions))
+                            if inputs.val_data else None)
         example_batch = {k: v[:1] for k, v in self.dataset.data.items()}
         self.state = self.placement.place_seeds(
             create_training_states(inputs.agent_class, example_batch, inputs.config, self.streams))
@@ -128,7 +132,7 @@ class TaskRun:
     # ----------------------------------------------------------------------------------- phases
     def run_offline(self) -> None:
         """Fused calls of K updates up to `offline_steps`."""
-        updater = FusedUpdater(DatasetSampler(self.options.batch_size))
+        updater = FusedUpdater(DatasetSampler(self.batch_size))
         progress = self._progress(self.inputs.task)
         while self.step < self.options.offline_steps:
             num_updates = schedule.offline_call_size(self.step, self.options)
@@ -148,7 +152,7 @@ class TaskRun:
         self.online_episode_stats = envs.last_episodes
         actions = np.asarray(online.online_actions(self.state.agent, envs.observations,
                                                    fold_keys(self.streams.online, self.step)))
-        sampler = online.UnionSampler(self.options.batch_size)
+        sampler = online.UnionSampler(self.batch_size)
         progress = self._progress(f'{self.inputs.task} (online)')
         compiles = True  # the first online call compiles online_step
         while self.step < self.options.total_steps:
@@ -219,7 +223,7 @@ class TaskRun:
         if self.val_dataset is not None:
             keys = fold_keys(self.streams.validation, self.step)
             val_info = jax.device_get(validation_losses(self.state, self.val_dataset, keys,
-                                                        DatasetSampler(self.options.batch_size)))
+                                                        DatasetSampler(self.batch_size)))
             values.update({f'validation/{k}': v for k, v in val_info.items()})
         updates_per_sec = self.updates_since_log / max(self.train_seconds_since_log, 1e-9)
         timing = {'time/updates_per_sec': updates_per_sec, 'time/total': time.perf_counter() - self.start_time}
@@ -295,7 +299,7 @@ class Progress:
 
 def with_observation_statistics(config: Any, train_observations: np.ndarray) -> Any:
     """A copy of the agent config with `observation_mean`/`observation_std` of the training set filled in, if the
-    agent normalises observations (`normalize_observations`) and they are unset; otherwise the config itself
+    agent's config asks for it (`normalize_observations`) and they are unset; otherwise the config itself
     (statistics given with --agent.* are kept). They stay fixed for the whole run, online phase included."""
     if not config.get('normalize_observations', False) or config.get('observation_mean') is not None \
             or config.get('observation_std') is not None:

@@ -12,6 +12,7 @@ these boundaries is hit exactly; an online call is always one update.
 """
 
 import dataclasses
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +33,6 @@ class RunOptions:
     eval_episodes: int = 50
     eval_parallel_envs: int = 8
     save_interval: int = 1_000_000
-    batch_size: int = 256
     resume: bool = False
     progress_bar: bool = True
 
@@ -55,11 +55,19 @@ def validate_options(options: RunOptions) -> None:
          f'got {options.eval_interval}; use --eval_episodes=0 to turn evaluation off'),
         (options.eval_parallel_envs >= 1, f'eval_parallel_envs must be >= 1, got {options.eval_parallel_envs}'),
         (options.save_interval >= 0, f'save_interval must be >= 0 (0 = only at the end), got {options.save_interval}'),
-        (options.batch_size >= 1, f'batch_size must be >= 1, got {options.batch_size}'),
     ]
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
+
+
+def batch_size_of(config: Any) -> int:
+    """The agent config's `batch_size` (transitions per update), its only source; ValueError unless a positive int."""
+    batch_size = config.get('batch_size')
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f'the agent config must set batch_size (transitions per update) to a positive int, got '
+                         f'{batch_size!r}')
+    return batch_size
 
 
 def is_log_step(step: int, options: RunOptions) -> bool:

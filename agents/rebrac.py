@@ -9,11 +9,11 @@ Networks, one parameter tree, one gradient of the summed losses per update:
 The target actor π_θ̄ and target critic Q_φ̄ (`target_actor_params`, `target_critic_params`) are outside the
 optimiser.
 
-Delayed actor updates. Updates are numbered i = 1, 2, … (`network.step` + 1); the critic is stepped every
-update and the actor only when i is a multiple of `actor_freq`, which is also when both targets move (from the
-pre-step parameters, as in FQL). The actor and critic have separate Adam states, and on critic-only updates the
-actor's parameters and Adam state are held still. (In FQL's code one Adam covers both and the actor's gradient
-is zero on those updates, so Adam's momentum still moves it; here it does not move, as in TD3.)
+Delayed actor updates, as in FQL's code. Updates are numbered i = 1, 2, … (`network.step` + 1); the actor's loss
+enters the gradient only when i is a multiple of `actor_freq`, which is also when both targets move (from the
+pre-step parameters). One Adam covers all parameters, so on the other updates the actor's gradient is zero but
+Adam's momentum still moves it (unlike TD3, which holds the actor still). This matters: while the critic is
+flat in the action the actor is a BC fit, and holding it still on critic-only updates halves its progress.
 
 Critic penalty. With α_critic > 0 the Bellman target penalises the distance of the target policy's action at
 s' to the dataset's next action, so batches must carry `next_actions` (B, action_dim), which the config's
@@ -115,17 +115,18 @@ class ReBRACAgent(flax.struct.PyTreeNode):
         loss = q_loss + bc_loss
         return loss, {'loss': loss, 'q_loss': q_loss, 'bc_loss': bc_loss, 'q': q.mean(), 'mse': distance.mean()}
 
-    def total_loss(self, batch: Batch, grad_params: Any, rng: jax.Array) -> tuple[jax.Array, Info]:
-        """L_Q + L_π with the target-policy noise drawn from `rng`; info keys are `critic/…` and `actor/…`.
-        `update` applies the actor's share of the gradient only on actor updates. `batch` holds raw
-        observations; they are z-scored here (if `normalize_observations`)."""
+    def total_loss(self, batch: Batch, grad_params: Any, rng: jax.Array,
+                   actor_update: jax.Array = True) -> tuple[jax.Array, Info]:
+        """L_Q + 1[actor_update] · L_π with the target-policy noise drawn from `rng`; info keys are `critic/…` and
+        `actor/…` (the actor's are reported on every update). `batch` holds raw observations; they are z-scored
+        here (if `normalize_observations`)."""
         batch = normalize_batch(self.config, batch)
         noise = draw_loss_noise(rng, *batch['actions'].shape)
         critic_loss, critic_info = self.critic_loss(batch, grad_params, noise.target_noise)
         actor_loss, actor_info = self.actor_loss(batch, grad_params)
         info = {f'critic/{k}': v for k, v in critic_info.items()}
         info.update({f'actor/{k}': v for k, v in actor_info.items()})
-        return critic_loss + actor_loss, info
+        return critic_loss + jnp.where(actor_update, actor_loss, 0.0), info
 
     # ------------------------------------------------------------------------------ public interface
     def validation_metrics(self, batch: Batch, rng: jax.Array) -> Info:
@@ -134,21 +135,16 @@ class ReBRACAgent(flax.struct.PyTreeNode):
 
     @jax.jit
     def update(self, batch: Batch) -> tuple['ReBRACAgent', Info]:
-        """One step of the critic's Adam on `total_loss`; on actor updates also one step of the actor's Adam and
+        """One Adam step on `total_loss` (the actor's loss included only on actor updates); on actor updates also
         the Polyak updates of both targets (from the pre-step parameters). Pure (scan/vmap safe)."""
         new_rng, loss_rng = jax.random.split(self.rng)
         actor_update = is_actor_update(self.network.step, self.config['actor_freq'])
-        stepped, info = self.network.apply_loss_fn(lambda p: self.total_loss(batch, p, loss_rng))
+        new_network, info = self.network.apply_loss_fn(lambda p: self.total_loss(batch, p, loss_rng, actor_update))
 
         def unless_actor_update(new: Any, old: Any) -> Any:
             return jax.tree_util.tree_map(lambda n, o: jnp.where(actor_update, n, o), new, old)
 
-        old_params, old_states = self.network.params, self.network.opt_state.inner_states
-        params = dict(stepped.params,
-                      modules_actor=unless_actor_update(stepped.params['modules_actor'], old_params['modules_actor']))
-        inner_states = dict(stepped.opt_state.inner_states,
-                            actor=unless_actor_update(stepped.opt_state.inner_states['actor'], old_states['actor']))
-        new_network = stepped.replace(params=params, opt_state=stepped.opt_state._replace(inner_states=inner_states))
+        old_params = self.network.params
         tau = self.config['tau']
         target_actor = unless_actor_update(polyak_update(old_params['modules_actor'], self.target_actor_params, tau),
                                            self.target_actor_params)
@@ -192,9 +188,7 @@ class ReBRACAgent(flax.struct.PyTreeNode):
         })
         rng, init_rng = jax.random.split(rng)
         params = network_def.init(init_rng, actor=(observations,), critic=(observations, actions))['params']
-        adam = optax.adam(learning_rate=config['lr'])
-        optimizer = optax.multi_transform({'actor': adam, 'critic': adam}, param_labels=_actor_or_critic)
-        network = TrainState.create(network_def, params, optimizer)
+        network = TrainState.create(network_def, params, optax.adam(learning_rate=config['lr']))
         copy = functools.partial(jax.tree_util.tree_map, jnp.copy)
         return cls(rng=rng, network=network, target_actor_params=copy(params['modules_actor']),
                    target_critic_params=copy(params['modules_critic']), config=config)
@@ -203,18 +197,12 @@ class ReBRACAgent(flax.struct.PyTreeNode):
 AGENT_CLASS = ReBRACAgent  # the class the training loop builds (agents/__init__.py)
 
 
-def _actor_or_critic(params: Any) -> Any:
-    """The optimiser label of every parameter leaf: 'actor' under `modules_actor`, else 'critic'."""
-    return {name: jax.tree_util.tree_map(lambda _: 'actor' if name == 'modules_actor' else 'critic', subtree)
-            for name, subtree in params.items()}
-
-
 def get_config() -> ml_collections.ConfigDict:
     """ReBRAC defaults (FQL's `agents/rebrac.py`); per-task values (alpha_actor, alpha_critic, discount) come from
     configs.py."""
     return ml_collections.ConfigDict(dict(
         agent_name='rebrac',  # registry name (agents/__init__.py)
-        lr=3e-4,  # Adam learning rate of the actor and of the critic; constant, no clipping
+        lr=3e-4,  # learning rate of the one Adam over actor and critic; constant, no clipping
         batch_size=256,  # transitions per update (read by the training loop)
         actor_hidden_dims=(512, 512, 512, 512),  # hidden sizes of the actor
         value_hidden_dims=(512, 512, 512, 512),  # hidden sizes of each critic member

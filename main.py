@@ -312,6 +312,26 @@ def _ensure_datasets(tasks: list[str]) -> None:
                                        generate_workers=generate_workers(), show_progress=FLAGS.progress_bar)
 
 
+def _check_visual_settings(tasks: list[str], task_configs: list[tuple]) -> None:
+    """Visual tasks need an agent with a pixel encoder and run offline only; frame settings need a visual task."""
+    from datasets import names
+    for task, (config, _) in zip(tasks, task_configs):
+        visual = names.is_visual(task)
+        if visual and config.get('encoder') is None:
+            reason = ('has no pixel encoder (visual tasks run with mfql or fql)' if 'encoder' not in config
+                      else 'runs with encoder=None; the visual presets set --agent.encoder=impala_small')
+            raise SystemExit(f'error: {task} is a visual task, and agent {config.agent_name} {reason}')
+        if visual and FLAGS.online_steps > 0:
+            raise SystemExit(f'error: {task}: online training on visual tasks is not supported (offline only); '
+                             'use --online_steps=0')
+        state_values = {'frame_stack': 1, 'p_aug': 0.0, 'encoder': None}
+        frame_settings = {key: config[key] for key, value in state_values.items()
+                          if key in config and config[key] != value}
+        if not visual and frame_settings:
+            raise SystemExit(f'error: {task} observes states, but {frame_settings} are set: frame stacking, image '
+                             'augmentation and pixel encoders apply to visual tasks (visual-...) only')
+
+
 def _check_d4rl_tasks(tasks: list[str]) -> None:
     """D4RL tasks: the optional extra must be installed; the default budget becomes the papers' 500K.
 
@@ -392,6 +412,7 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
     except ValueError as error:
         raise SystemExit(f'error: {error}')
     task_configs = _task_configs(tasks, explicit_keys)
+    _check_visual_settings(tasks, task_configs)
     options = _run_options(int(task_configs[0][0].batch_size))
     if FLAGS.wandb:
         from training.logger import wandb_problem
@@ -415,6 +436,7 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
 def main(_argv: list[str]) -> None:
     from agents import get_agent_class
     from datasets import d4rl, ogbench_data
+    from datasets.frames import DatasetTooLargeError
     from training import logger
     from training.checkpoint import ResumeError
     from training.logger import WandbError
@@ -455,13 +477,15 @@ def main(_argv: list[str]) -> None:
                                                         show_progress=FLAGS.progress_bar)
             except ValueError as error:  # DatasetError: a file failed validation (the message names its remedy)
                 raise SystemExit(f'error: {error}')
-            env_kwargs = dict(env_factory=lambda task=task: ogbench_data.make_env(task))
+            frame_stack = int(config.get('frame_stack', 1))  # visual tasks: observations stack this many frames
+            env_kwargs = dict(env_factory=lambda task=task, k=frame_stack: ogbench_data.make_env(task, frame_stack=k))
         inputs = TaskInputs(task=task, agent_class=agent_class, config=config, train_data=train, val_data=val,
                             seeds=plan.seeds, run_dir=run_dir, metadata=metadata,
                             wandb_project=FLAGS.wandb_project if FLAGS.wandb else None, **env_kwargs)
         try:
             results.append(train_task(inputs, plan.options))
-        except (NonFiniteLossError, ResumeError, WandbError) as error:  # ResumeError includes ConfigMismatchError
+        # ResumeError includes ConfigMismatchError
+        except (NonFiniteLossError, ResumeError, WandbError, DatasetTooLargeError) as error:
             raise SystemExit(f'error: {error}')
     csv_path, md_path = write_summary(plan.run_root, results, plan.agent_name)
     with open(md_path) as f:

@@ -16,13 +16,18 @@ observation and next observation are edge-padded by `pad` pixels and cropped bac
 (the same offset for both). Offset (pad, pad) is the identity, so an un-augmented batch takes that path.
 It runs inside the jitted sampling, from the per-seed sampling key.
 
-Everything is a `flax.struct.PyTreeNode` with the same `sample(key, batch_size)` interface as
+Evaluation and online envs stack frames the same way (`FrameStack`).
+
+Everything else is a `flax.struct.PyTreeNode` with the same `sample(key, batch_size)` interface as
 `datasets.buffer.Dataset`, so the fused training step uses either unchanged.
 """
 
+import collections
 import functools
+import os
 
 import flax.struct
+import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,9 +121,41 @@ class FrameDataset(flax.struct.PyTreeNode):
         return self.batch_at(jnp.zeros((1,), jnp.int32))
 
 
+class DatasetTooLargeError(RuntimeError):
+    """A visual dataset does not fit in the device's free memory; the message names the sizes and the remedy."""
+
+
 def device_bytes(arrays: dict[str, np.ndarray]) -> int:
-    """Bytes a frame dataset occupies on the device (its arrays as stored: frames uint8, the rest 4 bytes)."""
-    return sum(int(np.asarray(value).nbytes) for value in arrays.values())
+    """Bytes a frame dataset occupies on the device: frames as uint8, the per-transition arrays at 4 bytes each."""
+    return sum(int(np.asarray(value).size) * (1 if key == 'frames' else 4) for key, value in arrays.items())
+
+
+def free_device_bytes(device: jax.Device) -> int | None:
+    """Free memory of `device`: the allocator's limit minus its use on accelerators, the host's MemAvailable for
+    the CPU backend; None if unknown."""
+    stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
+    if stats and 'bytes_limit' in stats:
+        return int(stats['bytes_limit']) - int(stats.get('bytes_in_use', 0))
+    if device.platform == 'cpu' and os.path.exists('/proc/meminfo'):
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    return None
+
+
+def check_fits(task: str, splits: list[dict[str, np.ndarray]], device: jax.Device) -> None:
+    """Raises DatasetTooLargeError if the frame datasets `splits` (train, val) need more than `device` has free."""
+    needed = sum(device_bytes(split) for split in splits)
+    free = free_device_bytes(device)
+    if free is None or needed <= free:
+        return
+    num_frames = sum(len(split['frames']) for split in splits)
+    raise DatasetTooLargeError(
+        f'{task}: the visual dataset needs {needed / 2**30:.2f} GiB on {device.platform} ({num_frames} frames of '
+        f'{splits[0]["frames"][0].nbytes} bytes, train and val), but only {free / 2**30:.2f} GiB are free. Use a '
+        f'smaller dataset (--generate_missing_data=N episodes with another --dataset_dir) or a device with more '
+        f'memory.')
 
 
 def frame_dataset_from_numpy(arrays: dict[str, np.ndarray], frame_stack: int = 1, p_aug: float = 0.0) -> FrameDataset:
@@ -145,3 +182,26 @@ def frame_dataset_from_numpy(arrays: dict[str, np.ndarray], frame_stack: int = 1
     data = {key: jnp.asarray(np.asarray(arrays[key], dtype=np.int32 if key in ('frame_index', 'episode_start')
                                         else np.float32)) for key in TRANSITION_KEYS}
     return FrameDataset(frames=jnp.asarray(frames), data=data, frame_stack=frame_stack, p_aug=float(p_aug))
+
+
+class FrameStack(gymnasium.Wrapper):
+    """An env whose observation is the channel-wise stack of its last k frames, oldest first ((H, W, k·C)); after a
+    reset the stack holds k copies of the first frame (FQL's rule, the same as `stack_frames` on the datasets)."""
+
+    def __init__(self, env: gymnasium.Env, num_frames: int):
+        super().__init__(env)
+        space = env.observation_space
+        self.observation_space = gymnasium.spaces.Box(np.concatenate([space.low] * num_frames, axis=-1),
+                                                      np.concatenate([space.high] * num_frames, axis=-1),
+                                                      dtype=space.dtype)
+        self.frames = collections.deque(maxlen=num_frames)
+
+    def reset(self, **kwargs):
+        observation, info = self.env.reset(**kwargs)
+        self.frames.extend([observation] * self.frames.maxlen)
+        return np.concatenate(self.frames, axis=-1), info
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self.frames.append(observation)
+        return np.concatenate(self.frames, axis=-1), reward, terminated, truncated, info

@@ -49,12 +49,20 @@ def dataset_file_paths(dataset_name: str, dataset_dir: str) -> tuple[str, str]:
     return os.path.join(dataset_dir, f'{dataset_name}.npz'), os.path.join(dataset_dir, f'{dataset_name}-val.npz')
 
 
-def make_env(env_name: str, **env_kwargs):
-    """The single-task evaluation env for a state-based OGBench name (needs no dataset files)."""
+def make_env(env_name: str, frame_stack: int = 1, **env_kwargs):
+    """The single-task evaluation (and online) env of an OGBench name (needs no dataset files). Visual envs
+    return frames; with `frame_stack` = k > 1 their observations are stacks of the last k frames
+    (`datasets.frames.FrameStack`), as the visual datasets' batches are."""
     import ogbench
 
     spec = names.parse_env_name(env_name)
-    return ogbench.make_env_and_datasets(spec.name, env_only=True, **env_kwargs)
+    env = ogbench.make_env_and_datasets(spec.name, env_only=True, **env_kwargs)
+    if frame_stack > 1:
+        if not spec.visual:
+            raise ValueError(f'frame_stack={frame_stack} needs a visual task; {env_name} observes states.')
+        from datasets.frames import FrameStack
+        env = FrameStack(env, frame_stack)
+    return env
 
 
 def _required_qpos_width(spec: names.EnvSpec, env) -> tuple[int, str]:

@@ -54,6 +54,7 @@ PAPER_OGBENCH_OFFLINE_STEPS = 1_000_000
 PAPER_VISUAL_TASKS = tuple(f'visual-{env}-singletask-task1-v0' for env in (
     'cube-single-play', 'cube-double-play', 'scene-play', 'puzzle-3x3-play', 'puzzle-4x4-play'))
 PAPER_VISUAL_OFFLINE_STEPS = 500_000
+VISUAL_AGENTS = ('mfql', 'fql')  # the agents with an `encoder` config key
 PAPER_D4RL_OFFLINE_STEPS = 500_000  # FQL and [2nd] MeanFlowQL Appendix D: D4RL runs 500K offline steps
 
 # Fallbacks = the agents' get_config defaults (tests check they agree), used where nothing is published.
@@ -307,7 +308,8 @@ def _flag_value(value: Any) -> str:
 def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, num_seeds: int = 8,
                    seeds: Collection[int] | None = None) -> list[str]:
     """The exact commands of the paper's OGBench grid, presets written out: 10 state-based envs x task1..5
-    (1M offline steps) and the five visual tasks (`PAPER_VISUAL_TASKS`, 500K), per agent.
+    (1M offline steps) and, for the agents with a pixel encoder (`VISUAL_AGENTS`), the five visual tasks
+    (`PAPER_VISUAL_TASKS`, 500K), per agent.
 
     One line per (agent, task); each line trains its seeds together: `num_seeds` of them (`--num_seeds`), or the
     explicit list `seeds` when given (`--seeds`), with main.py's meaning of both flags.
@@ -327,9 +329,9 @@ def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, num_seeds: int =
     commands = []
     state_tasks = [task for family in PAPER_OGBENCH_FAMILIES for task in names.expand_env_names(family)]
     budgets = [(task, PAPER_OGBENCH_OFFLINE_STEPS) for task in state_tasks]
-    budgets += [(task, PAPER_VISUAL_OFFLINE_STEPS) for task in PAPER_VISUAL_TASKS]
+    visual_budgets = [(task, PAPER_VISUAL_OFFLINE_STEPS) for task in PAPER_VISUAL_TASKS]
     for agent in agents:
-        for env_name, offline_steps in budgets:
+        for env_name, offline_steps in budgets + (visual_budgets if agent in VISUAL_AGENTS else []):
             flags = ' '.join(f'--agent.{key}={_flag_value(value)}'
                              for key, (value, _) in sorted(get_presets(agent, env_name).items()))
             commands.append(f'python main.py --env_name={env_name} --agent=agents/{agent}.py '

@@ -175,7 +175,7 @@ flags.DEFINE_integer('seed', 0, 'Seed of the first run; with --num_seeds=S the s
 flags.DEFINE_integer('num_seeds', 1, 'Number of seeds trained together in one process (vmapped).')
 flags.DEFINE_list('seeds', [], 'Explicit comma-separated seeds (overrides --seed/--num_seeds), e.g. 0,1,2.')
 flags.DEFINE_integer('offline_steps', 1_000_000, 'Offline updates (default 1M; 500K when every task is a D4RL '
-                     'task, the papers\' D4RL budget).')
+                     'task or every task is visual, the papers\' budgets for them).')
 flags.DEFINE_integer('online_steps', 0, 'Online updates after the offline phase (one env step each).')
 flags.DEFINE_integer('eval_interval', 100_000, 'Evaluate every this many updates (also at step 1 and at the end).')
 flags.DEFINE_integer('eval_episodes', 50, 'Evaluation episodes per seed (0 = no evaluation).')
@@ -332,6 +332,20 @@ def _check_visual_settings(tasks: list[str], task_configs: list[tuple]) -> None:
                              'augmentation and pixel encoders apply to visual tasks (visual-...) only')
 
 
+def _default_visual_budget(tasks: list[str]) -> None:
+    """Visual tasks: the default budget becomes FQL's 500K; a list mixing them with state tasks needs
+    --offline_steps."""
+    import configs
+    from datasets import names
+    visual = [task for task in tasks if names.is_visual(task)]
+    if not visual or FLAGS['offline_steps'].present:
+        return
+    if len(visual) < len(tasks):
+        raise SystemExit('error: --env_name mixes visual and state-based tasks, whose default budgets differ (500K vs '
+                         '1M offline steps); pass --offline_steps explicitly or run them separately')
+    FLAGS.offline_steps = configs.PAPER_VISUAL_OFFLINE_STEPS
+
+
 def _check_d4rl_tasks(tasks: list[str]) -> None:
     """D4RL tasks: the optional extra must be installed; the default budget becomes the papers' 500K.
 
@@ -407,6 +421,7 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
     except ValueError as error:
         raise SystemExit(f'error: --env_name: {error}')
     _check_d4rl_tasks(tasks)
+    _default_visual_budget(tasks)
     try:
         get_agent_class(FLAGS.agent.agent_name)
     except ValueError as error:

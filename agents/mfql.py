@@ -435,7 +435,7 @@ def get_config() -> ml_collections.ConfigDict:
         normalize_observations=True,  # z-score observations with the training set's statistics (authors' default)
         observation_mean=None,  # per-dimension mean; None: the training loop fills in the training set's
         observation_std=None,  # per-dimension std (dimensions with std < 1e-6: 1); None: filled likewise
-        encoder=None,  # pixel encoder of the critic and the actor, e.g. 'impala_small' (networks/encoders.py); None: states
+        encoder=ml_collections.config_dict.placeholder(str),  # pixel encoder (networks/encoders.py); None: states
         frame_stack=1,  # frames per observation on visual tasks (read by the data and the envs; FQL: 3)
         p_aug=0.0,  # probability of FQL's random-shift augmentation of a visual batch (read by the data; FQL: 0.5)
     ))

@@ -312,8 +312,8 @@ class MFQLAgent(flax.struct.PyTreeNode):
     def sample_actions(self, observations: Array, rng: Array, temperature: float = 1.0) -> Array:
         """Actions in [−1, 1]: best of num_candidates_eval one-step samples g_θ(s, e_n, 1), e_n ~ N(0,
         temperature² I) (N = 1: a single sample, no Q). Raw observations (B, o) -> (B, d); a single
-        observation (o,) -> (d,) (frames: (B, H, W, C) and (H, W, C)). Temperature 1 is the trained policy; other values are for diagnostics
-        (0: the deterministic g_θ(s, 0, 1), whatever N)."""
+        observation (o,) -> (d,) (frames: (B, H, W, C) and (H, W, C)). Temperature 1 is the trained policy; other
+        values are for diagnostics (0: the deterministic g_θ(s, 0, 1), whatever N)."""
         single = observations.ndim == (1 if self.config['encoder'] is None else 3)
         observations = normalize_observations(self.config, observations[None] if single else observations)
         num = self.config['num_candidates_eval']

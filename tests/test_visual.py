@@ -43,7 +43,8 @@ def in_repo_dir(monkeypatch):
 
 
 # -------------------------------------------------------------------------------------------- encoder
-@pytest.mark.parametrize('name, batch_shape', [('impala_small', (2,)), ('impala_small', (3, 2)), ('impala_debug', (2,))])
+@pytest.mark.parametrize('name, batch_shape', [('impala_small', (2,)), ('impala_small', (3, 2)),
+                                               ('impala_debug', (2,))])
 def test_encoder_maps_frame_stacks_to_512_features_and_reads_uint8_as_pixels(name, batch_shape):
     encoder = make_encoder(name)
     frames = jax.random.randint(jax.random.PRNGKey(0), (*batch_shape, 64, 64, 9), 0, 256).astype(jnp.uint8)
@@ -231,8 +232,9 @@ def test_a_dataset_larger_than_free_memory_stops_with_its_size_and_the_remedy(mo
         frame_data.check_fits(TASK, [split], jax.devices()[0])
     needed = 8 * 8 * 8 * 3 + 6 * (5 + 5) * 4  # frames (uint8) + actions and five per-transition columns
     assert frame_data.device_bytes(split) == needed
-    assert f'{TASK}: the visual dataset needs {needed / 2**30:.2f} GiB on cpu (8 frames of 192 bytes' in str(error.value)
-    assert 'Use a smaller dataset (--generate_missing_data=N' in str(error.value)
+    message = str(error.value)
+    assert f'{TASK}: the visual dataset needs {needed / 2**30:.2f} GiB on cpu (8 frames of 192 bytes' in message
+    assert 'Use a smaller dataset (--generate_missing_data=N' in message
     monkeypatch.setattr(frame_data, 'free_device_bytes', lambda device: needed)
     frame_data.check_fits(TASK, [split], jax.devices()[0])  # fits exactly: no error
 

@@ -34,9 +34,10 @@ REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_AGENT_FILE = 'agents/mfql.py'
 
 if __name__ == '__main__':
-    # mfql never renders: without a MUJOCO_GL choice, dm_control (imported by OGBench) would probe OpenGL
+    # State tasks never render: without a MUJOCO_GL choice, dm_control (imported by OGBench) would probe OpenGL
     # backends, and GLFW warns on machines without a display. Set MUJOCO_GL=egl/glfw/osmesa to render.
-    os.environ.setdefault('MUJOCO_GL', 'disable')
+    # Visual tasks (visual-...) render every observation: EGL (hardware on a GPU, software otherwise).
+    os.environ.setdefault('MUJOCO_GL', 'egl' if any('visual-' in arg for arg in sys.argv) else 'disable')
 
 
 # ------------------------------------------------------------------------------------ argv checks

@@ -2,7 +2,7 @@
 paper's exact command grid. Presets are optional: an agent with none here (`PRESET_AGENTS`) trains with its
 get_config defaults, and its runs record "no presets" in flags.json.
 
-    python configs.py                              # the OGBench state-based grid: 10 envs x 5 tasks x both agents
+    python configs.py                              # the OGBench grid: 10 envs x 5 tasks + 5 visual tasks, x both agents
     python configs.py --agents=fql --num_seeds=4   # one agent, 4 seeds per command (--seed=0 ... 3)
     python configs.py --seeds=0,1,2                # these seeds (as main.py: --seeds is a list, --num_seeds a count)
     python configs.py --agents=rebrac,iql,ifql      # FQL's baselines on the same grid (mostly fallback values)
@@ -53,6 +53,11 @@ PAPER_OGBENCH_FAMILIES = (
     'puzzle-3x3-play-singletask', 'puzzle-4x4-play-singletask',
 )
 PAPER_OGBENCH_OFFLINE_STEPS = 1_000_000
+# The five visual OGBench tasks of the paper (task1 each), run with FQL's protocol: 500K offline steps.
+PAPER_VISUAL_TASKS = tuple(f'visual-{env}-singletask-task1-v0' for env in (
+    'cube-single-play', 'cube-double-play', 'scene-play', 'puzzle-3x3-play', 'puzzle-4x4-play'))
+PAPER_VISUAL_OFFLINE_STEPS = 500_000
+VISUAL_AGENTS = ('mfql', 'fql')  # the agents with an `encoder` config key
 PAPER_D4RL_OFFLINE_STEPS = 500_000  # FQL and [2nd] MeanFlowQL Appendix D: D4RL runs 500K offline steps
 
 # Fallbacks = the agents' get_config defaults (tests check they agree), used where nothing is published.
@@ -73,6 +78,15 @@ FQL_OGBENCH_OFFLINE: dict[tuple[str, str], dict[str, Any]] = {
     ('puzzle-3x3', 'play'): dict(alpha=1000.0),
     ('puzzle-4x4', 'play'): dict(alpha=1000.0),
 }
+# Visual OGBench (task1, 500K offline steps): α per environment, and FQL's pixel settings for every visual task.
+FQL_VISUAL_OFFLINE: dict[tuple[str, str], dict[str, Any]] = {
+    ('cube-single', 'play'): dict(alpha=300.0),
+    ('cube-double', 'play'): dict(alpha=100.0),
+    ('scene', 'play'): dict(alpha=100.0),
+    ('puzzle-3x3', 'play'): dict(alpha=300.0),
+    ('puzzle-4x4', 'play'): dict(alpha=300.0),
+}
+VISUAL_SETTINGS = dict(encoder='impala_small', p_aug=0.5, frame_stack=3)
 # Offline-to-online OGBench (1M + 1M), run on the default task.
 FQL_OGBENCH_O2O: dict[tuple[str, str], dict[str, Any]] = {
     ('humanoidmaze-medium', 'navigate'): dict(alpha=100.0, discount=0.995),
@@ -168,8 +182,13 @@ def _fql_presets(env_name: str, online: bool) -> Preset:
         note = ' (no O2O row; offline flags)' if online else ''
         return _with_source(FQL_D4RL_OFFLINE[d4rl], f'{FQL_SRC} D4RL flags for {d4rl}{note}')
     spec = names.parse_env_name(env_name)
-    env = f'{spec.suite}-{spec.dataset_kind}'
+    env = f'{spec.prefix}{spec.suite}-{spec.dataset_kind}'
     key = (spec.suite, spec.dataset_kind)
+    if spec.visual:
+        presets = _with_source(VISUAL_SETTINGS, f"{FQL_SRC} pixel-task flags (the same for every visual task)")
+        if key in FQL_VISUAL_OFFLINE:
+            return presets | _with_source(FQL_VISUAL_OFFLINE[key], f'{FQL_SRC} offline flags for {env}')
+        return presets | {'alpha': (FQL_DEFAULT_ALPHA, f'unknown: FQL published no flags for {env}; agent default α')}
     if online and key in FQL_OGBENCH_O2O:
         return _with_source(FQL_OGBENCH_O2O[key], f'{FQL_SRC} O2O flags for {env} (run on the default task)')
     if key in FQL_OGBENCH_OFFLINE:
@@ -189,9 +208,16 @@ def _mfql_presets(env_name: str, online: bool) -> Preset:
                                                     'α₀ (FQL α weights a different loss, so it is not reused)')
         return presets
     spec = names.parse_env_name(env_name)
-    env, task = f'{spec.suite}-{spec.dataset_kind}', spec.effective_task
+    env, task = f'{spec.prefix}{spec.suite}-{spec.dataset_kind}', spec.effective_task
     key = (spec.suite, spec.dataset_kind)
     presets: Preset = {'discount': MFQL_OGBENCH_DISCOUNT}
+    if spec.visual:  # no published MeanFlowQL pixel settings: FQL's protocol, which the paper says it follows
+        presets |= _with_source(VISUAL_SETTINGS, f"{FQL_SRC} pixel-task flags (MeanFlowQL publishes none; the paper "
+                                                 "runs visual tasks with FQL's protocol)")
+        presets['normalize_observations'] = (False, 'frames are not z-scored (the encoder scales them to [0, 1])')
+        presets['alpha'] = (MFQL_DEFAULT_ALPHA, f'unknown: no published MeanFlowQL α for {env}; agent default α₀ '
+                                                '(FQL α weights a different loss, so it is not reused)')
+        return presets
     rows = MFQL_OGBENCH_O2O.get(key) if online else None
     rows = rows or MFQL_OGBENCH_OFFLINE.get(key, [])
     for values, source, quoted_task in rows:
@@ -294,7 +320,9 @@ def _flag_value(value: Any) -> str:
 
 def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, num_seeds: int = 8,
                    seeds: Collection[int] | None = None) -> list[str]:
-    """The exact commands of the OGBench state-based grid (10 envs x task1..5 per agent), presets written out.
+    """The exact commands of the paper's OGBench grid, presets written out: 10 state-based envs x task1..5
+    (1M offline steps) and, for the agents with a pixel encoder (`VISUAL_AGENTS`), the five visual tasks
+    (`PAPER_VISUAL_TASKS`, 500K), per agent.
 
     One line per (agent, task); each line trains its seeds together: `num_seeds` of them (`--num_seeds`), or the
     explicit list `seeds` when given (`--seeds`), with main.py's meaning of both flags.
@@ -312,13 +340,15 @@ def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, num_seeds: int =
             raise ValueError(f'seeds must be distinct non-negative integers, got {seeds!r}')
     seed_flag = f'--seeds={",".join(map(str, seeds))}' if seeds is not None else f'--num_seeds={num_seeds}'
     commands = []
+    state_tasks = [task for family in PAPER_OGBENCH_FAMILIES for task in names.expand_env_names(family)]
+    budgets = [(task, PAPER_OGBENCH_OFFLINE_STEPS) for task in state_tasks]
+    visual_budgets = [(task, PAPER_VISUAL_OFFLINE_STEPS) for task in PAPER_VISUAL_TASKS]
     for agent in agents:
-        for family in PAPER_OGBENCH_FAMILIES:
-            for env_name in names.expand_env_names(family):
-                flags = ' '.join(f'--agent.{key}={_flag_value(value)}'
-                                 for key, (value, _) in sorted(get_presets(agent, env_name).items()))
-                commands.append(f'python main.py --env_name={env_name} --agent=agents/{agent}.py '
-                                f'{seed_flag} --offline_steps={PAPER_OGBENCH_OFFLINE_STEPS} {flags}')
+        for env_name, offline_steps in budgets + (visual_budgets if agent in VISUAL_AGENTS else []):
+            flags = ' '.join(f'--agent.{key}={_flag_value(value)}'
+                             for key, (value, _) in sorted(get_presets(agent, env_name).items()))
+            commands.append(f'python main.py --env_name={env_name} --agent=agents/{agent}.py '
+                            f'{seed_flag} --offline_steps={offline_steps} {flags}')
     return commands
 
 

@@ -37,9 +37,10 @@ REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_AGENT_FILE = 'agents/mfql.py'
 
 if __name__ == '__main__':
-    # mfql never renders: without a MUJOCO_GL choice, dm_control (imported by OGBench) would probe OpenGL
+    # State tasks never render: without a MUJOCO_GL choice, dm_control (imported by OGBench) would probe OpenGL
     # backends, and GLFW warns on machines without a display. Set MUJOCO_GL=egl/glfw/osmesa to render.
-    os.environ.setdefault('MUJOCO_GL', 'disable')
+    # Visual tasks (visual-...) render every observation: EGL (hardware on a GPU, software otherwise).
+    os.environ.setdefault('MUJOCO_GL', 'egl' if any('visual-' in arg for arg in sys.argv) else 'disable')
 
 
 # ------------------------------------------------------------------------------------ argv checks
@@ -184,7 +185,7 @@ flags.DEFINE_integer('seed', 0, 'Seed of the first run; with --num_seeds=S the s
 flags.DEFINE_integer('num_seeds', 1, 'Number of seeds trained together in one process (vmapped).')
 flags.DEFINE_list('seeds', [], 'Explicit comma-separated seeds (overrides --seed/--num_seeds), e.g. 0,1,2.')
 flags.DEFINE_integer('offline_steps', 1_000_000, 'Offline updates (default 1M; 500K when every task is a D4RL '
-                     'task, the papers\' D4RL budget).')
+                     'task or every task is visual, the papers\' budgets for them).')
 flags.DEFINE_integer('online_steps', 0, 'Online updates after the offline phase (one env step each).')
 flags.DEFINE_integer('eval_interval', 100_000, 'Evaluate every this many updates (also at step 1 and at the end).')
 flags.DEFINE_integer('eval_episodes', 50, 'Evaluation episodes per seed (0 = no evaluation).')
@@ -334,6 +335,40 @@ def _ensure_datasets(tasks: list[str]) -> None:
                                        generate_workers=generate_workers(), show_progress=FLAGS.progress_bar)
 
 
+def _check_visual_settings(tasks: list[str], task_configs: list[tuple]) -> None:
+    """Visual tasks need an agent with a pixel encoder and run offline only; frame settings need a visual task."""
+    from datasets import names
+    for task, (config, _) in zip(tasks, task_configs):
+        visual = names.is_visual(task)
+        if visual and config.get('encoder') is None:
+            reason = ('has no pixel encoder (visual tasks run with mfql or fql)' if 'encoder' not in config
+                      else 'runs with encoder=None; the visual presets set --agent.encoder=impala_small')
+            raise SystemExit(f'error: {task} is a visual task, and agent {config.agent_name} {reason}')
+        if visual and FLAGS.online_steps > 0:
+            raise SystemExit(f'error: {task}: online training on visual tasks is not supported (offline only); '
+                             'use --online_steps=0')
+        state_values = {'frame_stack': 1, 'p_aug': 0.0, 'encoder': None}
+        frame_settings = {key: config[key] for key, value in state_values.items()
+                          if key in config and config[key] != value}
+        if not visual and frame_settings:
+            raise SystemExit(f'error: {task} observes states, but {frame_settings} are set: frame stacking, image '
+                             'augmentation and pixel encoders apply to visual tasks (visual-...) only')
+
+
+def _default_visual_budget(tasks: list[str]) -> None:
+    """Visual tasks: the default budget becomes FQL's 500K; a list mixing them with state tasks needs
+    --offline_steps."""
+    import configs
+    from datasets import names
+    visual = [task for task in tasks if names.is_visual(task)]
+    if not visual or FLAGS['offline_steps'].present:
+        return
+    if len(visual) < len(tasks):
+        raise SystemExit('error: --env_name mixes visual and state-based tasks, whose default budgets differ (500K vs '
+                         '1M offline steps); pass --offline_steps explicitly or run them separately')
+    FLAGS.offline_steps = configs.PAPER_VISUAL_OFFLINE_STEPS
+
+
 def _check_d4rl_tasks(tasks: list[str]) -> None:
     """D4RL tasks: the optional extra must be installed; the default budget becomes the papers' 500K.
 
@@ -413,12 +448,14 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
     except ValueError as error:
         raise SystemExit(f'error: --env_name: {error}')
     _check_d4rl_tasks(tasks)
+    _default_visual_budget(tasks)
     agent_file = _agent_file_from_argv(argv)
     try:
         agent_class = agent_class_from_file(agent_file)
     except ValueError as error:
         raise SystemExit(f'error: {error}; registered agents: {available_agents_text()}')
     task_configs = _task_configs(tasks, explicit_keys)
+    _check_visual_settings(tasks, task_configs)
     options = _run_options()
     if FLAGS.wandb:
         from training.logger import wandb_problem
@@ -442,6 +479,7 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
 def main(_argv: list[str]) -> None:
     import configs
     from datasets import d4rl, ogbench_data
+    from datasets.frames import DatasetTooLargeError
     from training import logger
     from training.checkpoint import ResumeError
     from training.logger import WandbError
@@ -481,13 +519,15 @@ def main(_argv: list[str]) -> None:
                                                         show_progress=FLAGS.progress_bar)
             except ValueError as error:  # DatasetError: a file failed validation (the message names its remedy)
                 raise SystemExit(f'error: {error}')
-            env_kwargs = dict(env_factory=lambda task=task: ogbench_data.make_env(task))
+            frame_stack = int(config.get('frame_stack', 1))  # visual tasks: observations stack this many frames
+            env_kwargs = dict(env_factory=lambda task=task, k=frame_stack: ogbench_data.make_env(task, frame_stack=k))
         inputs = TaskInputs(task=task, agent_class=plan.agent_class, config=config, train_data=train, val_data=val,
                             seeds=plan.seeds, run_dir=run_dir, metadata=metadata,
                             wandb_project=FLAGS.wandb_project if FLAGS.wandb else None, **env_kwargs)
         try:
             results.append(train_task(inputs, plan.options))
-        except (NonFiniteLossError, ResumeError, WandbError) as error:  # ResumeError includes ConfigMismatchError
+        # ResumeError includes ConfigMismatchError
+        except (NonFiniteLossError, ResumeError, WandbError, DatasetTooLargeError) as error:
             raise SystemExit(f'error: {error}')
     csv_path, md_path = write_summary(plan.run_root, results, plan.agent_name)
     with open(md_path) as f:

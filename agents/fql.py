@@ -13,7 +13,10 @@ Gradient convention (as in FQL): a network sees gradients only where a loss pass
 `params=grad_params`; every other call uses the current parameters as constants. Where the maths
 needs a stop-gradient we also write `jax.lax.stop_gradient` explicitly.
 
-Only state-based observations: FQL's pixel encoder (`impala_small`) is not implemented. As in FQL,
+Visual tasks (`encoder` = 'impala_small', networks/encoders.py): as in FQL, each network has its own encoder,
+trained by that network's losses: the critic's sits inside the critic module (so the target critic has its own
+Polyak-averaged copy), and v_θ and μ_ω each have one (`actor_bc_flow_encoder`, `actor_onestep_flow_encoder`)
+whose features are computed once per batch and fed to the MLP in place of the state. As in FQL,
 observations are not normalised by default; `normalize_observations=True` z-scores them exactly as MFQL does
 (training-set statistics in the config), for comparisons where both agents should see the same inputs.
 
@@ -31,8 +34,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from agents.train_state import (TrainState, freeze_config, nonpytree_field, normalize_batch, normalize_observations,
-                                polyak_update)
+from agents.train_state import (TrainState, check_encoder_config, freeze_config, nonpytree_field, normalize_batch,
+                                normalize_observations, polyak_update)
+from networks.encoders import make_encoder
 from networks.mlp import MLP, CriticEnsemble
 from networks.module_dict import ModuleDict
 
@@ -72,27 +76,36 @@ class FQLAgent(flax.struct.PyTreeNode):
     config: Any = nonpytree_field()
 
     # ----------------------------------------------------------------------------------- networks
-    def velocity(self, observations: jax.Array, x: jax.Array, times: jax.Array, params: Any = None) -> jax.Array:
-        """v_θ(s, x, t): (..., obs_dim), (..., action_dim), (..., 1) -> (..., action_dim). Raw t is an input."""
-        inputs = jnp.concatenate([observations, x, times], axis=-1)
+    def encode(self, actor_name: str, observations: jax.Array, params: Any = None) -> jax.Array:
+        """The input features of actor `actor_name` ('actor_bc_flow' or 'actor_onestep_flow'): its encoder's
+        output (B, 512) for frames (B, H, W, C) with an `encoder`, else the observations themselves."""
+        if self.config['encoder'] is None:
+            return observations
+        return self.network.select(f'{actor_name}_encoder')(observations, params=params)
+
+    def velocity(self, features: jax.Array, x: jax.Array, times: jax.Array, params: Any = None) -> jax.Array:
+        """v_θ(s, x, t): (..., feature_dim), (..., action_dim), (..., 1) -> (..., action_dim). Raw t is an input.
+        `features` = `encode('actor_bc_flow', s)` (the state itself without an encoder)."""
+        inputs = jnp.concatenate([features, x, times], axis=-1)
         return self.network.select('actor_bc_flow')(inputs, params=params)
 
-    def one_step_actions(self, observations: jax.Array, noise: jax.Array, params: Any = None) -> jax.Array:
-        """μ_ω(s, z), unclipped: (..., obs_dim), (..., action_dim) -> (..., action_dim). No time input."""
-        inputs = jnp.concatenate([observations, noise], axis=-1)
+    def one_step_actions(self, features: jax.Array, noise: jax.Array, params: Any = None) -> jax.Array:
+        """μ_ω(s, z), unclipped: (..., feature_dim), (..., action_dim) -> (..., action_dim). No time input.
+        `features` = `encode('actor_onestep_flow', s)` (the state itself without an encoder)."""
+        inputs = jnp.concatenate([features, noise], axis=-1)
         return self.network.select('actor_onestep_flow')(inputs, params=params)
 
-    def flow_teacher_actions(self, observations: jax.Array, noise: jax.Array) -> jax.Array:
+    def flow_teacher_actions(self, features: jax.Array, noise: jax.Array) -> jax.Array:
         """Euler integration of the BC flow from x = z, under stop-gradient, clipped to [-1, 1].
 
         x ← z;  for i = 0 … K−1:  x ← x + v_θ(s, x, i/K) / K;  return clip(x, −1, 1),  K = `flow_steps`.
-        Shapes: (B, obs_dim), (B, action_dim) -> (B, action_dim).
+        Shapes: (B, feature_dim) (v_θ's features of s), (B, action_dim) -> (B, action_dim).
         """
         num_steps = self.config['flow_steps']
         x = noise
         for i in range(num_steps):  # K is a small static int (10): unrolled, as in FQL
             times = jnp.full((*x.shape[:-1], 1), i / num_steps, dtype=x.dtype)
-            x = x + self.velocity(observations, x, times) / num_steps
+            x = x + self.velocity(features, x, times) / num_steps
         return jax.lax.stop_gradient(jnp.clip(x, -1.0, 1.0))
 
     # ------------------------------------------------------------------------------------- losses
@@ -103,7 +116,8 @@ class FQLAgent(flax.struct.PyTreeNode):
         y  = r + γ · mask · agg_m Q_φ̄,m(s', a')          (B,), agg = `q_agg` ∈ {mean, min} over m;
         L  = mean_{m, b} (Q_φ,m(s_b, a_b) − y_b)²          over the (2, B) ensemble output.
         """
-        next_actions = jnp.clip(self.one_step_actions(batch['next_observations'], next_noise), -1.0, 1.0)
+        next_features = self.encode('actor_onestep_flow', batch['next_observations'])
+        next_actions = jnp.clip(self.one_step_actions(next_features, next_noise), -1.0, 1.0)
         next_q = self.network.select('critic')(batch['next_observations'], next_actions,
                                                params={'modules_critic': self.target_critic_params})  # (2, B)
         next_q = next_q.min(axis=0) if self.config['q_agg'] == 'min' else next_q.mean(axis=0)
@@ -126,10 +140,13 @@ class FQLAgent(flax.struct.PyTreeNode):
         times = noise.flow_times
         x_t = (1.0 - times) * noise.flow_noise + times * actions
         target_velocity = actions - noise.flow_noise
-        bc_flow_loss = jnp.mean((self.velocity(observations, x_t, times, params=grad_params) - target_velocity) ** 2)
+        bc_features = self.encode('actor_bc_flow', observations, params=grad_params)
+        bc_flow_loss = jnp.mean((self.velocity(bc_features, x_t, times, params=grad_params) - target_velocity) ** 2)
 
-        teacher_actions = self.flow_teacher_actions(observations, noise.policy_noise)
-        policy_actions = self.one_step_actions(observations, noise.policy_noise, params=grad_params)
+        # The teacher's output is under stop-gradient, so the features may come from grad_params (same values).
+        teacher_actions = self.flow_teacher_actions(bc_features, noise.policy_noise)
+        policy_features = self.encode('actor_onestep_flow', observations, params=grad_params)
+        policy_actions = self.one_step_actions(policy_features, noise.policy_noise, params=grad_params)
         distill_loss = jnp.mean((policy_actions - teacher_actions) ** 2)
 
         policy_actions = jnp.clip(policy_actions, -1.0, 1.0)
@@ -180,36 +197,49 @@ class FQLAgent(flax.struct.PyTreeNode):
 
     @jax.jit
     def sample_actions(self, observations: jax.Array, rng: jax.Array, temperature: float = 1.0) -> jax.Array:
-        """a = clip(μ_ω(s, z), −1, 1), z ~ N(0, temperature² I): (..., obs_dim) -> (..., action_dim).
+        """a = clip(μ_ω(s, z), −1, 1), z ~ N(0, temperature² I): (..., obs_dim) (frames (..., H, W, C) with an
+        encoder) -> (..., action_dim).
 
         Temperature 1 is the trained policy (FQL's authors accept a temperature and ignore it); other values
         are for diagnostics: 0 gives the deterministic action μ_ω(s, 0).
         """
-        noise = temperature * jax.random.normal(rng, (*observations.shape[:-1], self.config['action_dim']))
-        return jnp.clip(self.one_step_actions(normalize_observations(self.config, observations), noise), -1.0, 1.0)
+        features = self.encode('actor_onestep_flow', normalize_observations(self.config, observations))
+        noise = temperature * jax.random.normal(rng, (*features.shape[:-1], self.config['action_dim']))
+        return jnp.clip(self.one_step_actions(features, noise), -1.0, 1.0)
 
     @classmethod
     def create(cls, rng: jax.Array, example_batch: Batch, config: ml_collections.ConfigDict) -> 'FQLAgent':
         """Initialise all networks from `rng`; pure, so `jax.vmap` over `rng` builds several seeds at once.
 
-        `example_batch` fixes the shapes: observations (B, obs_dim), actions (B, action_dim).
+        `example_batch` fixes the shapes: observations (B, obs_dim) (frames (B, H, W, C) with an `encoder`),
+        actions (B, action_dim).
         """
         config = _frozen_config(config, example_batch)
         observations, actions = example_batch['observations'], example_batch['actions']
         action_dim = config['action_dim']
         actor_dims = (*config['actor_hidden_dims'], action_dim)
-        network_def = ModuleDict({
+        modules = {
             'actor_bc_flow': MLP(actor_dims, layer_norm=config['actor_layer_norm']),
             'actor_onestep_flow': MLP(actor_dims, layer_norm=config['actor_layer_norm']),
-            'critic': CriticEnsemble(config['value_hidden_dims'], layer_norm=config['layer_norm'], num_members=2),
-        })
+            'critic': CriticEnsemble(config['value_hidden_dims'], layer_norm=config['layer_norm'], num_members=2,
+                                     encoder=make_encoder(config['encoder'])),
+        }
+        inputs = {}
+        features = observations
+        if config['encoder'] is not None:
+            for actor_name in ('actor_bc_flow', 'actor_onestep_flow'):
+                modules[f'{actor_name}_encoder'] = make_encoder(config['encoder'])
+                inputs[f'{actor_name}_encoder'] = (observations,)
+            features = jnp.zeros((observations.shape[0], modules['actor_bc_flow_encoder'].mlp_hidden_dims[-1]))
+        network_def = ModuleDict(modules)
         times = jnp.zeros((*actions.shape[:-1], 1), actions.dtype)
         rng, init_rng = jax.random.split(rng)
         params = network_def.init(
             init_rng,
-            actor_bc_flow=(jnp.concatenate([observations, actions, times], axis=-1),),
-            actor_onestep_flow=(jnp.concatenate([observations, actions], axis=-1),),
+            actor_bc_flow=(jnp.concatenate([features, actions, times], axis=-1),),
+            actor_onestep_flow=(jnp.concatenate([features, actions], axis=-1),),
             critic=(observations, actions),
+            **inputs,
         )['params']
         network = TrainState.create(network_def, params, optax.adam(learning_rate=config['lr']))
         target_critic_params = jax.tree_util.tree_map(jnp.copy, params['modules_critic'])
@@ -222,6 +252,7 @@ AGENT_CLASS = FQLAgent  # the class the training loop builds (agents/__init__.py
 def _frozen_config(config: ml_collections.ConfigDict | dict, example_batch: Batch) -> flax.core.FrozenDict:
     """Validate the config and batch, add `action_dim`, and freeze it (hashable, so jit can key on it)."""
     frozen = freeze_config(config, get_config(), 'fql', example_batch, BATCH_KEYS)
+    check_encoder_config(frozen)
     if frozen['q_agg'] not in Q_AGGREGATIONS:
         raise ValueError(f"q_agg must be one of {Q_AGGREGATIONS}, got {frozen['q_agg']!r}")
     if not (isinstance(frozen['flow_steps'], int) and frozen['flow_steps'] >= 1):
@@ -248,4 +279,7 @@ def get_config() -> ml_collections.ConfigDict:
         normalize_observations=False,  # z-score observations with the training set's statistics (FQL: off)
         observation_mean=None,  # per-dimension mean; None: the training loop fills in the training set's
         observation_std=None,  # per-dimension std (dimensions with std < 1e-6: 1); None: filled likewise
+        encoder=ml_collections.config_dict.placeholder(str),  # pixel encoder (networks/encoders.py); None: states
+        frame_stack=1,  # frames per observation on visual tasks (read by the data and the envs; FQL: 3)
+        p_aug=0.0,  # probability of FQL's random-shift augmentation of a visual batch (read by the data; FQL: 0.5)
     ))

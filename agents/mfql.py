@@ -19,6 +19,10 @@ precision on the covered states; tests/test_reference.py checks it against value
 State: the target critic is its own pytree field outside the optimiser, changed only by Polyak averaging with
 the post-step critic (as the authors do; FQL uses the pre-step critic). α, the MFI-loss window and the update
 counter are pytree fields too, so `update` is pure.
+Visual tasks (`encoder` = 'impala_small', networks/encoders.py): as in FQL, the critic and the actor each have
+their own encoder, trained by their own losses. The critic's sits inside the critic module (the target critic
+has its own Polyak-averaged copy); the actor's (`actor_encoder`) is applied once per batch and its features
+replace the state as the policy's input.
 Step counting: `step` = completed updates; the update being computed has index i = step + 1 (the training
 loop runs updates 1..N). The authors' 0-based loop index at their k-th update is k − 1, so α checks fire at the
 same labelled steps (i % K == 0), one update apart.
@@ -32,8 +36,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from agents.train_state import (TrainState, check_observation_statistics, nonpytree_field, normalize_batch,
-                                normalize_observations, polyak_update)
+from agents.train_state import (TrainState, check_encoder_config, check_observation_statistics, nonpytree_field,
+                                normalize_batch, normalize_observations, polyak_update)
+from networks.encoders import make_encoder
 from networks.mlp import CriticEnsemble
 from networks.module_dict import ModuleDict
 from networks.policy import DiTPolicy, MLPPolicy
@@ -176,9 +181,17 @@ class MFQLAgent(flax.struct.PyTreeNode):
     step: Array  # int32 scalar: completed updates
     config: Any = nonpytree_field()
 
+    def encode(self, observations: Array, params: Any = None) -> Array:
+        """The actor's input features: its encoder's output (B, 512) for frames (B, H, W, C) with an `encoder`,
+        else the (z-scored) states themselves."""
+        if self.config['encoder'] is None:
+            return observations
+        return self.network.select('actor_encoder')(observations, params=params)
+
     def actor_fn(self, params: Any = None) -> Callable[[Array, Array, Array], Array]:
-        """g_θ(s (B, o), a_t (B, d), t (B, 1) or shared (1, 1)) -> (B, d) with `params` (None: current, constant).
-        The t = 1 calls pass a shared (1, 1) time so the DiT's time conditioning runs once, not per row."""
+        """g_θ(s (B, o), a_t (B, d), t (B, 1) or shared (1, 1)) -> (B, d) with `params` (None: current, constant);
+        s is the actor's features (`encode`). The t = 1 calls pass a shared (1, 1) time so the DiT's time
+        conditioning runs once, not per row."""
         return lambda s, z, t: self.network.select('actor')(s, z, t, params=params)
 
     def critic_loss(self, batch: dict, grad_params: Any, candidate_noise: Array) -> tuple[Array, dict]:
@@ -193,12 +206,15 @@ class MFQLAgent(flax.struct.PyTreeNode):
         return loss, {'loss': loss, 'q_mean': q.mean(), 'q_max': q.max(), 'q_min': q.min(),
                       'target_q_mean': target_q.mean()}
 
-    def actor_loss(self, batch: dict, grad_params: Any, noise: Array) -> tuple[Array, dict]:
+    def actor_loss(self, batch: dict, grad_params: Any, noise: Array,
+                   features: Array | None = None) -> tuple[Array, dict]:
         """â = g_θ(s, e, 1), e = noise (B, d);  L_Q = −mean_B mean_m Q_m(s, clip(â, −1, 1)) (critic as constant;
         divided by stop_gradient(mean|Q|) if normalize_q_loss);  L_bound = mean relu(â − 1) + mean relu(−1 − â);
-        L = L_Q + bound_loss_weight · L_bound."""
+        L = L_Q + bound_loss_weight · L_bound. `features`: the actor's features of s under grad_params (default:
+        computed here)."""
         observations = batch['observations']
-        actions = self.actor_fn(grad_params)(observations, noise, jnp.ones((1, 1)))  # t = 1 shared by all rows
+        features = self.encode(observations, grad_params) if features is None else features
+        actions = self.actor_fn(grad_params)(features, noise, jnp.ones((1, 1)))  # t = 1 shared by all rows
         bound_loss = jnp.mean(jax.nn.relu(actions - 1.0)) + jnp.mean(jax.nn.relu(-1.0 - actions))
         q = self.network.select('critic')(observations, jnp.clip(actions, -1.0, 1.0)).mean(axis=0)
         q_loss = -q.mean()
@@ -208,12 +224,14 @@ class MFQLAgent(flax.struct.PyTreeNode):
         return loss, {'loss': loss, 'q_loss': q_loss, 'bound_loss': bound_loss,
                       'out_of_bound_fraction': jnp.mean(jnp.any(jnp.abs(actions) > 1.0, axis=-1))}
 
-    def mfi_loss(self, batch: dict, grad_params: Any, times: Array, noise: Array) -> tuple[Array, dict]:
+    def mfi_loss(self, batch: dict, grad_params: Any, times: Array, noise: Array,
+                 features: Array | None = None) -> tuple[Array, dict]:
         """L_MFI (see `mfi_loss_from_draws`) with g(a_t, t) = g_θ(s, a_t, t), the live params, times t (B, 1)
-        and noises e (B, d)."""
+        and noises e (B, d). `features`: the actor's features of s under grad_params (default: computed here)."""
         actor = self.actor_fn(grad_params)
+        features = self.encode(batch['observations'], grad_params) if features is None else features
         return mfi_loss_from_draws(
-            lambda z, t: actor(batch['observations'], z, t), batch['actions'], times, noise,
+            lambda z, t: actor(features, z, t), batch['actions'], times, noise,
             target_clip=self.config['target_clip'], adaptive_gamma=self.config['adaptive_gamma'],
             adaptive_c=self.config['adaptive_c'])
 
@@ -226,9 +244,10 @@ class MFQLAgent(flax.struct.PyTreeNode):
         """L = L_critic + L_actor + α · L_MFI, α from `adaptive_alpha` for update step + 1 (or fixed).
         `batch` holds raw observations; they are z-scored here (if `normalize_observations`)."""
         batch = normalize_batch(self.config, batch)
+        features = self.encode(batch['observations'], grad_params)  # once for both actor losses
         critic_loss, critic_info = self.critic_loss(batch, grad_params, noise.target_candidate_noise)
-        actor_loss, actor_info = self.actor_loss(batch, grad_params, noise.actor_noise)
-        mfi_loss, mfi_info = self.mfi_loss(batch, grad_params, noise.mfi_times, noise.mfi_noise)
+        actor_loss, actor_info = self.actor_loss(batch, grad_params, noise.actor_noise, features)
+        mfi_loss, mfi_info = self.mfi_loss(batch, grad_params, noise.mfi_times, noise.mfi_noise, features)
         alpha = self.alpha
         if self.config['alpha_mode'] == 'adaptive':
             alpha = adaptive_alpha(self.alpha, self.mfi_loss_window, self.mfi_loss_window_count, self.step + 1,
@@ -255,7 +274,7 @@ class MFQLAgent(flax.struct.PyTreeNode):
         grads, info = jax.grad(lambda p: self.total_loss_from_draws(batch, p, noise), has_aux=True)(
             self.network.params)
         info['critic/grad_norm'] = optax.tree.norm(grads['modules_critic'])
-        info['actor/grad_norm'] = optax.tree.norm(grads['modules_actor'])
+        info['actor/grad_norm'] = optax.tree.norm(grads['modules_actor'])  # the actor's encoder not included
         info['actor/lr'] = actor_lr_schedule(self.config)(self.network.step)
         network = self.network.apply_gradients(grads)
         target = polyak_update({'modules_critic': network.params['modules_critic']}, self.target_critic_params,
@@ -276,12 +295,17 @@ class MFQLAgent(flax.struct.PyTreeNode):
 
         observations (B, o), already z-scored if `normalize_observations`; noises (N, B, d). Candidates
         a_n = clip(g_θ(s, e_n, 1), −1, 1) (current params, no gradient), scored by the target critic's
-        ensemble mean (reduced explicitly over axis 0).
+        ensemble mean (reduced explicitly over axis 0). Frames (B, H, W, C) are encoded once for the actor; the
+        target critic encodes its N·B tiled copies (its encoder is inside the critic module).
         Returns the argmax action (B, d) and its per-member target Q (2, B)."""
         num, batch_size, action_dim = noises.shape
-        tiled_obs = jnp.broadcast_to(observations, (num, *observations.shape)).reshape(num * batch_size, -1)
+
+        def tile(x: Array) -> Array:
+            return jnp.broadcast_to(x, (num, *x.shape)).reshape(num * batch_size, *x.shape[1:])
+
+        tiled_obs, tiled_features = tile(observations), tile(self.encode(observations))
         flat_noises = noises.reshape(num * batch_size, action_dim)
-        actions = jnp.clip(self.actor_fn()(tiled_obs, flat_noises, jnp.ones((1, 1))), -1.0, 1.0)
+        actions = jnp.clip(self.actor_fn()(tiled_features, flat_noises, jnp.ones((1, 1))), -1.0, 1.0)
         q = self.network.select('critic')(tiled_obs, actions, params=self.target_critic_params)
         q = q.reshape(q.shape[0], num, batch_size)  # (members, N, B)
         best = jnp.argmax(q.mean(axis=0), axis=0)  # (B,)
@@ -292,14 +316,14 @@ class MFQLAgent(flax.struct.PyTreeNode):
     def sample_actions(self, observations: Array, rng: Array, temperature: float = 1.0) -> Array:
         """Actions in [−1, 1]: best of num_candidates_eval one-step samples g_θ(s, e_n, 1), e_n ~ N(0,
         temperature² I) (N = 1: a single sample, no Q). Raw observations (B, o) -> (B, d); a single
-        observation (o,) -> (d,). Temperature 1 is the trained policy; other values are for diagnostics
-        (0: the deterministic g_θ(s, 0, 1), whatever N)."""
-        single = observations.ndim == 1
+        observation (o,) -> (d,) (frames: (B, H, W, C) and (H, W, C)). Temperature 1 is the trained policy; other
+        values are for diagnostics (0: the deterministic g_θ(s, 0, 1), whatever N)."""
+        single = observations.ndim == (1 if self.config['encoder'] is None else 3)
         observations = normalize_observations(self.config, observations[None] if single else observations)
         num = self.config['num_candidates_eval']
         noises = temperature * jax.random.normal(rng, (num, observations.shape[0], self.config['action_dim']))
         if num == 1:
-            actions = jnp.clip(self.actor_fn()(observations, noises[0], jnp.ones((1, 1))), -1.0, 1.0)
+            actions = jnp.clip(self.actor_fn()(self.encode(observations), noises[0], jnp.ones((1, 1))), -1.0, 1.0)
         else:
             actions, _ = self.best_of_n(observations, noises)
         return actions[0] if single else actions
@@ -307,7 +331,7 @@ class MFQLAgent(flax.struct.PyTreeNode):
     @classmethod
     def create(cls, rng: Array, example_batch: dict, config: ml_collections.ConfigDict | dict) -> 'MFQLAgent':
         """Build networks, optimiser and state from an example batch (pure; `jax.vmap`-able over rng)."""
-        config = _checked_config(config, example_batch['observations'].shape[-1], example_batch['actions'].shape[-1])
+        config = _checked_config(config, example_batch['observations'], example_batch['actions'].shape[-1])
         init_rng, rng = jax.random.split(rng)
         observations, actions = example_batch['observations'], example_batch['actions']
         if config['actor_arch'] == 'dit':
@@ -315,11 +339,17 @@ class MFQLAgent(flax.struct.PyTreeNode):
                               config['actor_mlp_ratio'], config['actor_residual_scale'])
         else:
             actor = MLPPolicy(config['action_dim'], config['actor_mlp_hidden_dims'])
-        critic = CriticEnsemble(config['value_hidden_dims'], config['value_layer_norm'], num_members=2)
-        network_def = ModuleDict({'critic': critic, 'actor': actor})
-        times = jnp.ones((observations.shape[0], 1), observations.dtype)
+        critic = CriticEnsemble(config['value_hidden_dims'], config['value_layer_norm'], num_members=2,
+                                encoder=make_encoder(config['encoder']))
+        modules, inputs, features = {'critic': critic, 'actor': actor}, {}, observations
+        if config['encoder'] is not None:
+            modules['actor_encoder'] = make_encoder(config['encoder'])
+            inputs['actor_encoder'] = (observations,)
+            features = jnp.zeros((observations.shape[0], modules['actor_encoder'].mlp_hidden_dims[-1]))
+        network_def = ModuleDict(modules)
+        times = jnp.ones((observations.shape[0], 1), features.dtype)
         params = network_def.init(init_rng, critic=(observations, actions),
-                                  actor=(observations, actions, times))['params']
+                                  actor=(features, actions, times), **inputs)['params']
         network = TrainState.create(network_def, params, _optimizer(config))
         return cls(rng=rng, network=network, target_critic_params={'modules_critic': params['modules_critic']},
                    alpha=jnp.asarray(config['alpha'], jnp.float32),
@@ -345,8 +375,9 @@ def _optimizer(config: dict) -> optax.GradientTransformation:
                                   'actor': partition(actor_lr_schedule(config))}, labels)
 
 
-def _checked_config(config: ml_collections.ConfigDict | dict, observation_dim: int, action_dim: int) -> dict:
-    """A plain dict of hashable values (lists → tuples) plus `action_dim`; clear errors on bad values."""
+def _checked_config(config: ml_collections.ConfigDict | dict, observations: Array, action_dim: int) -> dict:
+    """A plain dict of hashable values (lists → tuples) plus `action_dim`; clear errors on bad values.
+    `observations`: the example batch's, (B, o) states or (B, H, W, C) frames with an `encoder`."""
     config = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
     missing = sorted(set(get_config()) - set(config))
     if missing:
@@ -361,7 +392,11 @@ def _checked_config(config: ml_collections.ConfigDict | dict, observation_dim: i
         if int(config[key]) < 1:
             raise ValueError(f'{key} must be a positive integer, got {config[key]!r}')
     actor_lr_schedule(config)  # validates the warm-up length
-    check_observation_statistics(config, observation_dim)
+    check_encoder_config(config)
+    if observations.ndim != (2 if config['encoder'] is None else 4):
+        raise ValueError(f"example observations must be {'(B, dim)' if config['encoder'] is None else '(B, H, W, C)'}"
+                         f" for encoder={config['encoder']!r}, got shape {observations.shape}")
+    check_observation_statistics(config, observations.shape[-1])
     return config | {'action_dim': int(action_dim)}
 
 
@@ -407,4 +442,7 @@ def get_config() -> ml_collections.ConfigDict:
         normalize_observations=True,  # z-score observations with the training set's statistics (authors' default)
         observation_mean=None,  # per-dimension mean; None: the training loop fills in the training set's
         observation_std=None,  # per-dimension std (dimensions with std < 1e-6: 1); None: filled likewise
+        encoder=ml_collections.config_dict.placeholder(str),  # pixel encoder (networks/encoders.py); None: states
+        frame_stack=1,  # frames per observation on visual tasks (read by the data and the envs; FQL: 3)
+        p_aug=0.0,  # probability of FQL's random-shift augmentation of a visual batch (read by the data; FQL: 0.5)
     ))

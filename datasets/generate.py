@@ -6,6 +6,13 @@
 (`cube-single-play-singletask-task2-v0`, mapped to its dataset). The output is what OGBench's
 loader reads: `<dataset_name>.npz` (train) and `<dataset_name>-val.npz` (val) in `dataset_dir`.
 
+Visual datasets (`visual-cube-single-play-v0`, ...) are collected the same way in OGBench's visual env
+(`visual-<suite>-v0`, whose observations are 64x64x3 uint8 frames rendered by MuJoCo): the oracles act on
+the privileged `info`, so the actions and states are those of the state-based collection; only the
+stored `observations` differ (uint8 frames, as in OGBench's visual files). Rendering dominates the cost
+(docs/running.md gives the measured rate; a GPU with `MUJOCO_GL=egl` renders much faster than software).
+`--episode_length` shortens episodes for quick tests (OGBench's files have 1001 steps per episode).
+
 Collection procedure (OGBench's `data_gen_scripts/generate_manipspace.py` and its published
 commands; re-implemented here):
 - env `<suite>-v0` with `terminate_at_goal=False`, `mode='data_collection'`, 1001 steps per episode;
@@ -44,6 +51,7 @@ import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
+import sys
 import tempfile
 import time
 import zipfile
@@ -68,17 +76,20 @@ PUBLISHED_NUM_EPISODES = {
 
 SPLITS = ('train', 'val')  # split index 0 / 1 enters the per-episode seed
 
+# Stored dtypes; visual datasets store observations (frames) as uint8.
 _DTYPES = {'observations': np.float32, 'actions': np.float32, 'terminals': bool,
            'qpos': np.float32, 'qvel': np.float32, 'button_states': np.int64}
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetTarget:
-    """What to collect: OGBench's dataset file stem, its suite and its kind ('play' or 'noisy')."""
+    """What to collect: OGBench's dataset file stem, its suite, its kind ('play' or 'noisy'), and whether the
+    observations are frames (`visual`)."""
 
     dataset_name: str
     suite: str
     dataset_kind: str
+    visual: bool = False
 
 
 def resolve_dataset_target(name: str) -> DatasetTarget:
@@ -98,7 +109,9 @@ def resolve_dataset_target(name: str) -> DatasetTarget:
         raise ValueError(
             f'{name!r}: only manipulation datasets ({", ".join(names.MANIPULATION_SUITES)}) can be generated '
             'locally; locomotion datasets need OGBench\'s pretrained experts, download them instead.')
-    return DatasetTarget(dataset_name=f'{suite}-{kind}-v0', suite=suite, dataset_kind=kind)
+    visual = names.is_visual(name)
+    prefix = names.VISUAL_PREFIX if visual else ''
+    return DatasetTarget(dataset_name=f'{prefix}{suite}-{kind}-v0', suite=suite, dataset_kind=kind, visual=visual)
 
 
 def num_val_episodes(num_episodes: int) -> int:
@@ -113,19 +126,22 @@ def dataset_paths(dataset_name: str, dataset_dir: str) -> tuple[str, str]:
 
 
 class EpisodeCollector:
-    """One data-collection env and its oracles; collects seeded 1001-step episodes."""
+    """One data-collection env and its oracles; collects seeded episodes of `episode_length` steps (OGBench: 1001),
+    from OGBench's visual env (frames as observations) if `visual`."""
 
-    def __init__(self, suite: str, dataset_kind: str):
+    def __init__(self, suite: str, dataset_kind: str, visual: bool = False, episode_length: int = EPISODE_LENGTH):
         import gymnasium
         import ogbench.manipspace  # noqa: F401  (registers the manipspace envs)
 
         import datasets.ogbench_data  # noqa: F401  (ignores gymnasium's Box precision warning, see there)
 
         self.suite = suite
+        self.episode_length = episode_length
+        self.observation_dtype = np.uint8 if visual else np.float32
         self.uses_markov_oracles = dataset_kind == 'noisy'
         self.random_action_prob = 0.0 if dataset_kind == 'play' else (0.2 if suite.startswith('puzzle') else 0.1)
-        self.env = gymnasium.make(
-            f'{suite}-v0', terminate_at_goal=False, mode='data_collection', max_episode_steps=EPISODE_LENGTH)
+        self.env = gymnasium.make(f'{names.VISUAL_PREFIX if visual else ""}{suite}-v0', terminate_at_goal=False,
+                                  mode='data_collection', max_episode_steps=episode_length)
         self.has_button_states = hasattr(self.env.unwrapped, '_cur_button_states')
         self.action_low = self.env.action_space.low.astype(np.float64)
         self.action_high = self.env.action_space.high.astype(np.float64)
@@ -165,14 +181,14 @@ class EpisodeCollector:
         return float(rng.uniform(*bounds))
 
     def collect(self, seed: int, split_index: int, episode_index: int) -> tuple[dict[str, np.ndarray], int]:
-        """Collects one episode; returns (arrays of EPISODE_LENGTH rows, env steps incl. re-rolls)."""
+        """Collects one episode; returns (arrays of `episode_length` rows, env steps incl. re-rolls)."""
         saved_global_state = np.random.get_state()
         try:
             env_steps = 0
             for attempt in range(MAX_SCENE_ATTEMPTS):
                 episode = self._collect_attempt(np.random.SeedSequence(seed, spawn_key=(split_index, episode_index,
                                                                                        attempt)))
-                env_steps += EPISODE_LENGTH
+                env_steps += self.episode_length
                 if self.suite != 'scene' or _scene_episode_is_healthy(episode['qpos']):
                     return episode, env_steps
             raise RuntimeError(f'{self.suite}: episode {episode_index} of split {SPLITS[split_index]} was unhealthy '
@@ -216,10 +232,11 @@ class EpisodeCollector:
             if self.has_button_states:
                 steps['button_states'].append(info['prev_button_states'])
             ob = next_ob
-        if len(steps['terminals']) != EPISODE_LENGTH:
+        if len(steps['terminals']) != self.episode_length:
             raise RuntimeError(f'{self.suite}: episode ended after {len(steps["terminals"])} steps, '
-                               f'expected {EPISODE_LENGTH} (terminate_at_goal should be off).')
-        return {key: np.asarray(values, dtype=_DTYPES[key]) for key, values in steps.items()}
+                               f'expected {self.episode_length} (terminate_at_goal should be off).')
+        dtypes = _DTYPES | {'observations': self.observation_dtype}
+        return {key: np.asarray(values, dtype=dtypes[key]) for key, values in steps.items()}
 
 
 def _scene_episode_is_healthy(qpos: np.ndarray) -> bool:
@@ -230,15 +247,16 @@ def _scene_episode_is_healthy(qpos: np.ndarray) -> bool:
     return not (too_far_right.any() or too_far_left_outside_drawer.any())
 
 
-_COLLECTORS: dict[tuple[str, str], EpisodeCollector] = {}  # one env per (suite, kind) per process
+_COLLECTORS: dict[tuple, EpisodeCollector] = {}  # one env per (suite, kind, visual, length) per process
 
 
-def collect_episode(suite: str, dataset_kind: str, seed: int, split_index: int,
-                    episode_index: int) -> tuple[dict[str, np.ndarray], int]:
+def collect_episode(suite: str, dataset_kind: str, seed: int, split_index: int, episode_index: int,
+                    visual: bool = False, episode_length: int = EPISODE_LENGTH) -> tuple[dict[str, np.ndarray], int]:
     """Process-pool entry point: collects one episode with this process's cached collector."""
-    if (suite, dataset_kind) not in _COLLECTORS:
-        _COLLECTORS[(suite, dataset_kind)] = EpisodeCollector(suite, dataset_kind)
-    return _COLLECTORS[(suite, dataset_kind)].collect(seed, split_index, episode_index)
+    key = (suite, dataset_kind, visual, episode_length)
+    if key not in _COLLECTORS:
+        _COLLECTORS[key] = EpisodeCollector(*key)
+    return _COLLECTORS[key].collect(seed, split_index, episode_index)
 
 
 def _current_umask() -> int:
@@ -282,17 +300,20 @@ def write_npz_atomically(path: str, arrays: dict[str, np.ndarray]) -> None:
 
 
 def generate_dataset(env_name: str, num_episodes: int, seed: int, dataset_dir: str, workers: int = 1,
-                     show_progress: bool = True, overwrite: bool = False) -> tuple[str, str]:
+                     show_progress: bool = True, overwrite: bool = False,
+                     episode_length: int = EPISODE_LENGTH) -> tuple[str, str]:
     """Collects `num_episodes` train and max(1, num_episodes // 10) val episodes and writes both files.
 
     Args:
-      env_name: dataset name ('cube-single-play-v0') or single-task name of a manipulation suite.
-      num_episodes: train episodes (each 1001 stored steps).
+      env_name: dataset name ('cube-single-play-v0', 'visual-cube-single-play-v0') or single-task name of a
+        manipulation suite.
+      num_episodes: train episodes (each `episode_length` stored steps).
       seed: base seed; episode i of split s uses SeedSequence(seed, spawn_key=(s, i, attempt)).
       dataset_dir: output directory (created if needed; '~' is expanded).
       workers: number of processes; the output does not depend on it.
       show_progress: show a tqdm bar and print a one-line summary with the env steps per second.
       overwrite: replace existing files; otherwise existing files raise FileExistsError.
+      episode_length: stored steps per episode (OGBench: 1001; shorter for quick tests), >= 2.
 
     Returns:
       (train_path, val_path).
@@ -304,6 +325,8 @@ def generate_dataset(env_name: str, num_episodes: int, seed: int, dataset_dir: s
         raise ValueError(f'num_episodes must be >= 1, got {num_episodes}.')
     if workers < 1:
         raise ValueError(f'workers must be >= 1, got {workers}.')
+    if episode_length < 2:
+        raise ValueError(f'episode_length must be >= 2 (one transition), got {episode_length}.')
     paths = dataset_paths(target.dataset_name, dataset_dir)
     existing = [path for path in paths if os.path.exists(path)]
     if existing and not overwrite:
@@ -320,10 +343,10 @@ def generate_dataset(env_name: str, num_episodes: int, seed: int, dataset_dir: s
     def store(split_index: int, episode_index: int, episode: dict[str, np.ndarray]) -> None:
         # Preallocate each split once its first episode shows the array widths; fill rows in place.
         if splits[split_index] is None:
-            num_rows = episode_counts[split_index] * EPISODE_LENGTH
+            num_rows = episode_counts[split_index] * episode_length
             splits[split_index] = {key: np.empty((num_rows, *value.shape[1:]), dtype=value.dtype)
                                    for key, value in episode.items()}
-        rows = slice(episode_index * EPISODE_LENGTH, (episode_index + 1) * EPISODE_LENGTH)
+        rows = slice(episode_index * episode_length, (episode_index + 1) * episode_length)
         for key, value in episode.items():
             splits[split_index][key][rows] = value
 
@@ -331,7 +354,7 @@ def generate_dataset(env_name: str, num_episodes: int, seed: int, dataset_dir: s
         if workers == 1:
             for split_index, episode_index in jobs:
                 episode, env_steps = collect_episode(target.suite, target.dataset_kind, seed, split_index,
-                                                     episode_index)
+                                                     episode_index, target.visual, episode_length)
                 store(split_index, episode_index, episode)
                 total_env_steps += env_steps
                 progress.update(1)
@@ -340,7 +363,7 @@ def generate_dataset(env_name: str, num_episodes: int, seed: int, dataset_dir: s
             context = multiprocessing.get_context('spawn')
             with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                 futures = {pool.submit(collect_episode, target.suite, target.dataset_kind, seed, split_index,
-                                       episode_index): (split_index, episode_index)
+                                       episode_index, target.visual, episode_length): (split_index, episode_index)
                            for split_index, episode_index in jobs}
                 for future in concurrent.futures.as_completed(futures):
                     episode, env_steps = future.result()
@@ -367,7 +390,7 @@ def main(_argv) -> None:
     target = resolve_dataset_target(config.env_name)
     num_episodes = config.num_episodes if config.num_episodes is not None else PUBLISHED_NUM_EPISODES[target.suite]
     generate_dataset(config.env_name, num_episodes, config.seed, config.dataset_dir, workers=config.workers,
-                     show_progress=True, overwrite=config.overwrite)
+                     show_progress=True, overwrite=config.overwrite, episode_length=config.episode_length)
 
 
 def _define_flags() -> None:
@@ -381,11 +404,15 @@ def _define_flags() -> None:
     flags.DEFINE_string('dataset_dir', '~/.ogbench/data', 'Output directory (OGBench\'s default data directory).')
     flags.DEFINE_integer('workers', 1, 'Worker processes; the output does not depend on it.')
     flags.DEFINE_boolean('overwrite', False, 'Replace existing dataset files.')
+    flags.DEFINE_integer('episode_length', EPISODE_LENGTH, 'Stored steps per episode (OGBench: 1001); shorter only '
+                         'for quick tests.')
 
 
 if __name__ == '__main__':
     from absl import app
 
-    os.environ.setdefault('MUJOCO_GL', 'disable')  # generation never renders (main.py explains)
+    # State datasets never render (main.py explains); visual ones render every step, in software unless a GPU
+    # is used (MUJOCO_GL=egl).
+    os.environ.setdefault('MUJOCO_GL', 'egl' if any(names.VISUAL_PREFIX in arg for arg in sys.argv) else 'disable')
     _define_flags()
     app.run(main)

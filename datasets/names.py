@@ -1,5 +1,5 @@
-"""The grammar of task names: state-based OGBench single-task names, the paper's D4RL names, and
-task-family expansion.
+"""The grammar of task names: OGBench single-task names (state-based, and visual for the manipulation suites),
+the paper's D4RL names, and task-family expansion.
 
 A single-task name is `<suite>-<dataset kind>-singletask[-task<k>]-v0`, e.g.
 `cube-single-play-singletask-task2-v0`. OGBench derives two other names from it:
@@ -7,6 +7,10 @@ A single-task name is `<suite>-<dataset kind>-singletask[-task<k>]-v0`, e.g.
   (files `cube-single-play-v0.npz` and `cube-single-play-v0-val.npz`);
 - the gymnasium env id drops the dataset kind: `cube-single-singletask-task2-v0`.
 Without `-task<k>` OGBench uses a default task (`DEFAULT_TASKS`).
+
+Visual tasks prefix all three names with `visual-` (`visual-cube-single-play-singletask-task1-v0` reads
+`visual-cube-single-play-v0.npz`, env `visual-cube-single-singletask-task1-v0`): the same tasks observed
+as 64x64x3 uint8 frames. mfql supports them for the manipulation suites (`VISUAL_SUITES`).
 
 A *family* is a name without the task and version, e.g. `cube-double-play-singletask`,
 and stands for its five tasks. This module is pure Python (no jax/ogbench import), so
@@ -32,6 +36,10 @@ MANIPULATION_SUITES = (
     'scene',
     'puzzle-3x3', 'puzzle-4x4', 'puzzle-4x5', 'puzzle-4x6',
 )
+
+# Suites whose visual variant (`visual-<suite>`) mfql supports: the manipulation ones (generable locally).
+VISUAL_SUITES = MANIPULATION_SUITES
+VISUAL_PREFIX = 'visual-'
 
 # Locomotion suites and the dataset kinds OGBench publishes for each. Their datasets were
 # collected with pretrained expert policies that are not in the package: download only.
@@ -78,6 +86,7 @@ class EnvSpec:
       is_manipulation: True for the suites whose datasets can be generated locally.
       dataset_name: OGBench's dataset file stem, e.g. 'cube-single-play-v0'.
       env_name: the gymnasium id OGBench builds the env from, e.g. 'cube-single-singletask-task2-v0'.
+      visual: True for `visual-` names (observations are 64x64x3 uint8 frames); `suite` then has no prefix.
     """
 
     name: str
@@ -87,6 +96,7 @@ class EnvSpec:
     is_manipulation: bool
     dataset_name: str
     env_name: str
+    visual: bool = False
 
     @property
     def effective_task(self) -> int:
@@ -98,8 +108,13 @@ class EnvSpec:
 
     @property
     def family(self) -> str:
-        """The family name, e.g. 'cube-single-play-singletask'."""
-        return f'{self.suite}-{self.dataset_kind}-singletask'
+        """The family name, e.g. 'cube-single-play-singletask' (or 'visual-cube-single-play-singletask')."""
+        return f'{self.prefix}{self.suite}-{self.dataset_kind}-singletask'
+
+    @property
+    def prefix(self) -> str:
+        """'visual-' for visual names, else ''."""
+        return VISUAL_PREFIX if self.visual else ''
 
 
 def _suite_kinds() -> list[tuple[str, str]]:
@@ -108,13 +123,18 @@ def _suite_kinds() -> list[tuple[str, str]]:
     return pairs
 
 
+def _visual_suite_kinds() -> list[tuple[str, str]]:
+    return [(suite, kind) for suite in VISUAL_SUITES for kind in MANIPULATION_DATASET_KINDS]
+
+
 def singletask_families() -> list[str]:
-    """Every valid family name, e.g. 'cube-single-play-singletask'."""
-    return [f'{suite}-{kind}-singletask' for suite, kind in _suite_kinds()]
+    """Every valid family name, e.g. 'cube-single-play-singletask', 'visual-cube-single-play-singletask'."""
+    return ([f'{suite}-{kind}-singletask' for suite, kind in _suite_kinds()]
+            + [f'{VISUAL_PREFIX}{suite}-{kind}-singletask' for suite, kind in _visual_suite_kinds()])
 
 
 def singletask_env_names() -> list[str]:
-    """Every valid state-based single-task name (default-task names and task1..5)."""
+    """Every valid single-task name, state-based and visual (default-task names and task1..5)."""
     names = []
     for family in singletask_families():
         names.append(f'{family}-v0')
@@ -123,19 +143,19 @@ def singletask_env_names() -> list[str]:
 
 
 def unsupported_reason(name: str) -> str | None:
-    """Why a real OGBench name that is not a state-based single-task name is not supported, else None.
+    """Why a real OGBench name that is not a supported single-task name is not supported, else None.
 
-    OGBench also publishes visual (pixel) variants of every env (`visual-<name>`), goal-conditioned envs
+    OGBench also publishes visual (pixel) variants of the locomotion envs, goal-conditioned envs
     (`<suite>-<dataset kind>-v0`, also with `-oraclerep`) and the pixel-based powderworld suite; mfql trains
-    state-based single-task agents only.
+    single-task agents, from states or (manipulation suites) from frames.
     """
-    if name.startswith('visual-'):
-        state_based = name[len('visual-'):]
+    if name.startswith(VISUAL_PREFIX):
+        state_based = name[len(VISUAL_PREFIX):]
         if _is_goal_conditioned(state_based):
             return f'OGBench env {name!r} is not supported: it is visual (pixel-based) and goal-conditioned.'
         if state_based in singletask_families() or state_based in singletask_env_names():
-            return (f'OGBench task {name!r} is not supported: mfql trains from states, and the visual (pixel) tasks '
-                    f'are not implemented; the state-based task is {state_based!r}.')
+            return (f'OGBench task {name!r} is not supported: mfql supports visual tasks of the manipulation suites '
+                    f'({", ".join(VISUAL_SUITES)}) only; the state-based task is {state_based!r}.')
     if _is_goal_conditioned(name):
         family = name.removesuffix('-v0').removesuffix('-oraclerep') + '-singletask'
         return (f'OGBench env {name!r} is not supported: it is goal-conditioned, and mfql trains single-task '
@@ -162,12 +182,14 @@ def _unknown(name: str, what: str, candidates: list[str]) -> ValueError:
 
 
 def parse_env_name(name: str) -> EnvSpec:
-    """Parses a state-based OGBench single-task name; raises ValueError with close valid names."""
+    """Parses an OGBench single-task name (state-based, or visual); raises ValueError with close valid names."""
     match = _NAME_PATTERN.match(name)
     if match is None:
         raise _unknown(name, 'single-task env name', singletask_env_names())
     stem, task = match['stem'], match['task']
-    for suite, kind in _suite_kinds():
+    visual = stem.startswith(VISUAL_PREFIX)
+    stem = stem.removeprefix(VISUAL_PREFIX)
+    for suite, kind in (_visual_suite_kinds() if visual else _suite_kinds()):
         if stem == f'{suite}-{kind}':
             break
     else:
@@ -175,23 +197,34 @@ def parse_env_name(name: str) -> EnvSpec:
     if task is not None and not 1 <= int(task) <= NUM_TASKS:
         raise ValueError(f'Unknown OGBench task in {name!r}: tasks are task1..task{NUM_TASKS}.')
     task_suffix = '' if task is None else f'-task{task}'
+    prefix = VISUAL_PREFIX if visual else ''
     return EnvSpec(
         name=name,
         suite=suite,
         dataset_kind=kind,
         task=None if task is None else int(task),
         is_manipulation=suite in MANIPULATION_SUITES,
-        dataset_name=f'{suite}-{kind}-v0',
-        env_name=f'{suite}-singletask{task_suffix}-v0',
+        dataset_name=f'{prefix}{suite}-{kind}-v0',
+        env_name=f'{prefix}{suite}-singletask{task_suffix}-v0',
+        visual=visual,
     )
 
 
 def parse_dataset_name(name: str) -> tuple[str, str]:
-    """Parses a dataset file stem such as 'cube-single-play-v0' into (suite, dataset kind)."""
-    for suite, kind in _suite_kinds():
-        if name == f'{suite}-{kind}-v0':
+    """Parses a dataset file stem such as 'cube-single-play-v0' into (suite, dataset kind); a visual stem
+    ('visual-cube-single-play-v0') gives the same pair (see `is_visual`)."""
+    stem = name.removeprefix(VISUAL_PREFIX)
+    for suite, kind in (_visual_suite_kinds() if stem != name else _suite_kinds()):
+        if stem == f'{suite}-{kind}-v0':
             return suite, kind
-    raise _unknown(name, 'dataset name', [f'{s}-{k}-v0' for s, k in _suite_kinds()])
+    candidates = [f'{s}-{k}-v0' for s, k in _suite_kinds()] + [f'{VISUAL_PREFIX}{s}-{k}-v0'
+                                                                for s, k in _visual_suite_kinds()]
+    raise _unknown(name, 'dataset name', candidates)
+
+
+def is_visual(name: str) -> bool:
+    """True for visual names (task, family or dataset stem): they start with 'visual-'."""
+    return name.startswith(VISUAL_PREFIX)
 
 
 def d4rl_env_names() -> list[str]:
@@ -211,12 +244,12 @@ def is_d4rl_name(name: str) -> bool:
 
 
 def environment_of(task: str) -> str:
-    """The environment a task's score is averaged in: `cube-double-play-singletask-task2-v0` -> `cube-double-play`;
-    a D4RL name is its own environment."""
+    """The environment a task's score is averaged in: `cube-double-play-singletask-task2-v0` -> `cube-double-play`
+    (`visual-cube-double-play` for the visual task); a D4RL name is its own environment."""
     if is_d4rl_name(task):
         return task
     spec = parse_env_name(task)
-    return f'{spec.suite}-{spec.dataset_kind}'
+    return f'{spec.prefix}{spec.suite}-{spec.dataset_kind}'
 
 
 def looks_like_d4rl_name(name: str) -> bool:

@@ -1,4 +1,4 @@
-"""Load state-based OGBench single-task datasets through OGBench's own loader, after validating the files.
+"""Load OGBench single-task datasets (state-based and visual) through OGBench's own loader, after validating the files.
 
 `load_datasets('cube-single-play-singletask-task2-v0')` reads `cube-single-play-v0.npz` and
 `cube-single-play-v0-val.npz` from `dataset_dir` (default: OGBench's `~/.ogbench/data`, so files
@@ -49,12 +49,20 @@ def dataset_file_paths(dataset_name: str, dataset_dir: str) -> tuple[str, str]:
     return os.path.join(dataset_dir, f'{dataset_name}.npz'), os.path.join(dataset_dir, f'{dataset_name}-val.npz')
 
 
-def make_env(env_name: str, **env_kwargs):
-    """The single-task evaluation env for a state-based OGBench name (needs no dataset files)."""
+def make_env(env_name: str, frame_stack: int = 1, **env_kwargs):
+    """The single-task evaluation (and online) env of an OGBench name (needs no dataset files). Visual envs
+    return frames; with `frame_stack` = k > 1 their observations are stacks of the last k frames
+    (`datasets.frames.FrameStack`), as the visual datasets' batches are."""
     import ogbench
 
     spec = names.parse_env_name(env_name)
-    return ogbench.make_env_and_datasets(spec.name, env_only=True, **env_kwargs)
+    env = ogbench.make_env_and_datasets(spec.name, env_only=True, **env_kwargs)
+    if frame_stack > 1:
+        if not spec.visual:
+            raise ValueError(f'frame_stack={frame_stack} needs a visual task; {env_name} observes states.')
+        from datasets.frames import FrameStack
+        env = FrameStack(env, frame_stack)
+    return env
 
 
 def _required_qpos_width(spec: names.EnvSpec, env) -> tuple[int, str]:
@@ -63,6 +71,16 @@ def _required_qpos_width(spec: names.EnvSpec, env) -> tuple[int, str]:
         return int(env.unwrapped.model.nq), '=='
     # Locomotion: agent xy (columns 0:2) for mazes, ball xy (columns 15:17) for soccer.
     return (17 if spec.suite.startswith('antsoccer') else 2), '>='
+
+
+def _npy_header(archive: np.lib.npyio.NpzFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of an .npz member from its .npy header, without reading the array (frames: gigabytes)."""
+    with archive.zip.open(f'{key}.npy') as member:
+        version = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+    return shape, dtype
 
 
 def validate_dataset_file(path: str, spec: names.EnvSpec, env) -> None:
@@ -74,7 +92,8 @@ def validate_dataset_file(path: str, spec: names.EnvSpec, env) -> None:
     float (int for button_states) dtypes, 2-D shapes (terminals 1-D), widths matching `env` where the
     relabelling reads columns, and one common length N >= 2; no NaN/inf; actions within [-1, 1];
     terminals in {0, 1}, with the last row terminal (the loader would otherwise misalign
-    next_observations) and no single-step episodes.
+    next_observations) and no single-step episodes. Visual files: observations must be uint8 frames of the
+    env's shape (N, 64, 64, 3); only their header is read here.
     """
     if not os.path.exists(path):
         raise DatasetError(f'{path}: file not found.')
@@ -94,7 +113,19 @@ def validate_dataset_file(path: str, spec: names.EnvSpec, env) -> None:
         # OGBench's single-task loader also slices these info arrays whenever the file has them.
         optional = [key for key in ('qvel', 'button_states') if key in archive.files and key not in required]
         arrays = {}
+        if spec.visual:
+            try:
+                frame_shape, frame_dtype = _npy_header(archive, 'observations')
+            except Exception as error:
+                raise DatasetError(f'{path}: array \'observations\' cannot be read ({type(error).__name__}: '
+                                   f'{error}).') from error
+            if frame_dtype != np.uint8 or tuple(frame_shape[1:]) != tuple(env.observation_space.shape):
+                raise DatasetError(f'{path}: observations must be uint8 frames of shape (N, '
+                                   f'{", ".join(map(str, env.observation_space.shape))}) for the visual task '
+                                   f'{spec.name}, got {frame_dtype} {tuple(frame_shape)}.')
         for key in required + optional:
+            if key == 'observations' and spec.visual:
+                continue
             try:
                 arrays[key] = archive[key]
             except Exception as error:  # truncated or corrupt archive member
@@ -106,6 +137,10 @@ def validate_dataset_file(path: str, spec: names.EnvSpec, env) -> None:
     qpos_width, qpos_comparison = _required_qpos_width(spec, env)
     expected_width = {'observations': (observation_dim, '=='), 'actions': (action_dim, '=='),
                       'qpos': (qpos_width, qpos_comparison)}
+    if spec.visual:  # checked from the header above; its length joins the length check below
+        header_lengths = {'observations': int(frame_shape[0])}
+    else:
+        header_lengths = {}
     if needs_button_states:
         expected_width['button_states'] = (int(env.unwrapped._num_buttons), '==')
 
@@ -127,7 +162,7 @@ def validate_dataset_file(path: str, spec: names.EnvSpec, env) -> None:
             raise DatasetError(f'{path}: {key} has width {array.shape[1]}, expected {comparison} {width} '
                                f'for {spec.env_name}.')
 
-    lengths = {key: len(array) for key, array in arrays.items()}
+    lengths = {key: len(array) for key, array in arrays.items()} | header_lengths
     if len(set(lengths.values())) != 1:
         raise DatasetError(f'{path}: arrays have inconsistent lengths {lengths}.')
     num_rows = lengths['observations']
@@ -135,6 +170,8 @@ def validate_dataset_file(path: str, spec: names.EnvSpec, env) -> None:
         raise DatasetError(f'{path}: has {num_rows} row(s); need at least one episode of 2 steps.')
 
     for key in ('observations', 'actions', 'qpos'):
+        if key not in arrays:  # visual frames: uint8, always finite
+            continue
         finite = np.isfinite(arrays[key])
         if not finite.all():
             row = int(np.argwhere(~finite)[0, 0])
@@ -226,10 +263,34 @@ def _to_output(dataset: dict[str, np.ndarray], path: str) -> dict[str, np.ndarra
     return output
 
 
+def _to_frame_output(dataset: dict[str, np.ndarray], path: str) -> dict[str, np.ndarray]:
+    """OGBench's compact split (every stored frame once, `valids` = 0 on each episode's last frame) -> the frame
+    dataset of `datasets.frames`: frames, and per transition (valid row) its actions (clipped), rewards, masks,
+    terminals (1 at each episode's last transition), frame_index and the episode's first frame."""
+    missing = [key for key in ('observations', 'actions', 'rewards', 'masks', 'terminals', 'valids')
+               if key not in dataset]
+    if missing:
+        raise DatasetError(f'{path}: OGBench\'s loader returned no {missing} (is the name a single-task name?).')
+    valids = np.asarray(dataset['valids']) > 0
+    frame_index = np.flatnonzero(valids).astype(np.int32)
+    # Episode starts: row 0 and every row after an invalid (last-of-episode) row.
+    starts = np.flatnonzero(np.concatenate([[True], ~valids[:-1]])).astype(np.int32)
+    episode_start = starts[np.searchsorted(starts, frame_index, side='right') - 1]
+    return {
+        'frames': dataset['observations'],
+        'actions': np.clip(np.asarray(dataset['actions'][frame_index], np.float32), -ACTION_CLIP, ACTION_CLIP),
+        'rewards': np.asarray(dataset['rewards'][frame_index], np.float32),
+        'masks': np.asarray(dataset['masks'][frame_index], np.float32),
+        'terminals': np.asarray(dataset['terminals'][frame_index], np.float32),
+        'frame_index': frame_index,
+        'episode_start': episode_start,
+    }
+
+
 def load_datasets(env_name: str, dataset_dir: str | None = None, generate_missing_episodes: int | None = None,
                   generate_seed: int = 0, generate_workers: int = 1,
                   show_progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Loads the train and val splits of a state-based OGBench single-task env name.
+    """Loads the train and val splits of an OGBench single-task env name (state-based or visual).
 
     Args:
       env_name: e.g. 'cube-single-play-singletask-task2-v0' (ValueError with close names if unknown).
@@ -243,6 +304,9 @@ def load_datasets(env_name: str, dataset_dir: str | None = None, generate_missin
       (train, val): dicts of float32 numpy arrays, N rows each: observations (N, obs_dim),
       actions (N, act_dim) clipped to +-(1 - 1e-5), rewards (N,), masks (N,) (0 where the task is
       solved), next_observations (N, obs_dim), terminals (N,) (1 at each episode's last transition).
+      Visual names give frame datasets instead (`datasets.frames.FRAME_KEYS`): frames (F, 64, 64, 3) uint8, every
+      stored frame once (no next_observations copy), and per transition actions, rewards, masks, terminals,
+      frame_index (the frame of s_t; s_{t+1} is the next frame) and episode_start.
     """
     import ogbench
 
@@ -258,8 +322,11 @@ def load_datasets(env_name: str, dataset_dir: str | None = None, generate_missin
             except DatasetError as error:
                 raise DatasetError(f'{error} {_bad_file_remedy(spec, train_path, val_path)}') from error
         # dataset_only with cur_env: OGBench relabels with this single-task env instead of building another.
-        train, val = ogbench.make_env_and_datasets(spec.name, dataset_dir=dataset_dir, compact_dataset=False,
+        # Visual: the compact form keeps each frame once (the regular one copies all frames into next_observations).
+        train, val = ogbench.make_env_and_datasets(spec.name, dataset_dir=dataset_dir, compact_dataset=spec.visual,
                                                    dataset_only=True, cur_env=env)
     finally:
         env.close()
+    if spec.visual:
+        return _to_frame_output(train, train_path), _to_frame_output(val, val_path)
     return _to_output(train, train_path), _to_output(val, val_path)

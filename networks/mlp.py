@@ -39,17 +39,21 @@ class MLP(nn.Module):
 class CriticEnsemble(nn.Module):
     """`num_members` independent Q-networks Q_m(s, a), stacked on a leading axis.
 
-    Input: observations (B, obs_dim), actions (B, action_dim). Output: (num_members, B).
-    Each member is an MLP over concat(s, a) with `hidden_dims` then a scalar head; members get
-    independent initialisations through `nn.vmap` (split params RNG).
+    Input: observations (B, obs_dim) (frames (B, H, W, C) with an `encoder`), actions (B, action_dim).
+    Output: (num_members, B). Each member is an MLP over concat(s, a) with `hidden_dims` then a scalar head;
+    members get independent initialisations through `nn.vmap` (split params RNG). An `encoder` (visual tasks)
+    maps observations to features first, shared by the members (as in FQL's critic).
     """
 
     hidden_dims: Sequence[int] = (512, 512, 512, 512)
     layer_norm: bool = True
     num_members: int = 2
+    encoder: nn.Module | None = None
 
     @nn.compact
     def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
+        if self.encoder is not None:
+            observations = self.encoder(observations)
         members = nn.vmap(
             MLP,
             variable_axes={'params': 0},

@@ -158,7 +158,9 @@ def test_every_preset_key_exists_in_the_agent_config(agent):
 
 def test_paper_commands_grid():
     commands = configs.paper_commands()
-    assert len(commands) == 100 and len(set(commands)) == 100
+    assert len(commands) == 110 and len(set(commands)) == 110
+    visual = [c for c in commands if '--env_name=visual-' in c]
+    commands = [c for c in commands if c not in visual]
     expected_alpha = {'fql': {'antmaze-large': 10, 'antmaze-giant': 10, 'humanoidmaze-medium': 30,
                               'humanoidmaze-large': 30, 'antsoccer-arena': 10, 'cube-single': 300,
                               'cube-double': 300, 'scene': 300, 'puzzle-3x3': 1000, 'puzzle-4x4': 1000},
@@ -173,6 +175,17 @@ def test_paper_commands_grid():
         assert alpha == expected_alpha[match['agent']].get(suite, 10), command
         seen.add((match['agent'], match['env']))
     assert len(seen) == 100
+    visual_alpha = {'fql': {'cube-single': 300, 'cube-double': 100, 'scene': 100, 'puzzle-3x3': 300, 'puzzle-4x4': 300},
+                    'mfql': {}}
+    for command in visual:
+        match = re.match(r'python main\.py --env_name=visual-(?P<suite>[a-z0-9x-]+?)-play-singletask-task1-v0 '
+                         r'--agent=agents/(?P<agent>fql|mfql)\.py --num_seeds=8 --offline_steps=500000 ', command)
+        assert match, command
+        assert int(re.search(r'--agent\.alpha=(\d+)( |$)', command).group(1)) == \
+            visual_alpha[match['agent']].get(match['suite'], 10), command
+        assert all(flag in command for flag in ('--agent.encoder=impala_small', '--agent.p_aug=0.5',
+                                                '--agent.frame_stack=3')), command
+    assert len(visual) == 10 and sum('--agent.normalize_observations=False' in c for c in visual) == 5  # mfql
     fql_lines = [c for c in commands if 'agents/fql.py' in c]
     assert sum('--agent.q_agg=min' in c for c in fql_lines) == 10  # antmaze-large and antmaze-giant
     assert sum('--agent.discount=0.995' in c for c in fql_lines) == 20
@@ -190,7 +203,7 @@ def test_cli_prints_the_grid_without_importing_jax():
             'assert "jax" not in sys.modules and "ogbench" not in sys.modules, "heavy import"')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     lines = out.stdout.strip().splitlines()
-    assert len(lines) == 50 and all('--num_seeds=2' in line and 'agents/fql.py' in line for line in lines)
+    assert len(lines) == 55 and all('--num_seeds=2' in line and 'agents/fql.py' in line for line in lines)
     out = subprocess.run([sys.executable, '-c', 'import configs; configs.main(["--agents=rebrac,ifql"])'],
                          capture_output=True, text=True, check=True)
     lines = out.stdout.strip().splitlines()
@@ -202,7 +215,7 @@ def test_cli_seed_flags_mean_what_they_mean_in_main(capsys):
     """--num_seeds is a count and --seeds a list, in configs.py as in main.py; giving both is an error."""
     configs.main(['--agents=mfql', '--seeds=3,7'])
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 50 and all(' --seeds=3,7 ' in line and '--num_seeds' not in line for line in lines)
+    assert len(lines) == 55 and all(' --seeds=3,7 ' in line and '--num_seeds' not in line for line in lines)
     configs.main(['--agents=mfql', '--num_seeds=4'])
     assert all(' --num_seeds=4 ' in line for line in capsys.readouterr().out.splitlines())
     for argv, message in ((['--seeds=4', '--num_seeds=4'], 'not allowed with argument'),

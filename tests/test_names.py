@@ -100,9 +100,11 @@ def test_a_presets_file_applies_to_d4rl_and_ogbench_tasks_by_environment(tmp_pat
 
 
 @pytest.mark.parametrize('name, message', [
-    ('visual-cube-single-play-singletask-task1-v0', "not supported: mfql trains from states, and the visual (pixel) "
-     "tasks are not implemented; the state-based task is 'cube-single-play-singletask-task1-v0'"),
-    ('visual-cube-double-play-singletask', "the state-based task is 'cube-double-play-singletask'"),
+    ('visual-antmaze-large-navigate-singletask-task1-v0', "not supported: mfql supports visual tasks of the "
+     "manipulation suites (cube-single, cube-double, cube-triple, cube-quadruple, scene, puzzle-3x3, puzzle-4x4, "
+     "puzzle-4x5, puzzle-4x6) only; the state-based task is 'antmaze-large-navigate-singletask-task1-v0'"),
+    ('visual-humanoidmaze-medium-navigate-singletask', "the state-based task is "
+     "'humanoidmaze-medium-navigate-singletask'"),
     ('visual-antmaze-large-navigate-v0', 'not supported: it is visual (pixel-based) and goal-conditioned'),
     ('cube-single-play-v0', 'not supported: it is goal-conditioned, and mfql trains single-task offline RL; use '
      'cube-single-play-singletask-task<k>-v0 (k = 1..5) or the family cube-single-play-singletask'),
@@ -115,3 +117,17 @@ def test_real_ogbench_names_mfql_does_not_train_are_unsupported_not_unknown(name
     assert message in str(error.value) and 'Unknown' not in str(error.value)
     with pytest.raises(ValueError, match='Unknown OGBench single-task env name'):  # a typo stays unknown
         names.expand_env_names('visual-cube-singel-play-singletask-task1-v0')
+
+
+def test_visual_manipulation_names_parse_to_the_visual_files_and_env():
+    spec = names.parse_env_name('visual-puzzle-3x3-play-singletask-task1-v0')
+    assert (spec.suite, spec.dataset_kind, spec.task, spec.visual) == ('puzzle-3x3', 'play', 1, True)
+    assert spec.dataset_name == 'visual-puzzle-3x3-play-v0'
+    assert spec.env_name == 'visual-puzzle-3x3-singletask-task1-v0'
+    assert spec.family == 'visual-puzzle-3x3-play-singletask' and spec.effective_task == 1
+    assert names.parse_env_name('visual-scene-play-singletask-v0').effective_task == 2  # OGBench's default task
+    assert not names.parse_env_name('puzzle-3x3-play-singletask-task1-v0').visual
+    assert names.expand_env_names('visual-cube-double-play-singletask') == [
+        f'visual-cube-double-play-singletask-task{k}-v0' for k in range(1, 6)]
+    assert names.environment_of('visual-cube-double-play-singletask-task1-v0') == 'visual-cube-double-play'
+    assert names.parse_dataset_name('visual-scene-play-v0') == ('scene', 'play')

@@ -157,8 +157,13 @@ def _loaded(flat: dict[str, np.ndarray], like: Any, what: str) -> Any:
     return jax.tree_util.tree_map(lambda _, x: x, like, _nested(flat))
 
 
+# Config keys added after the references were recorded, at the values that leave state-based agents as they were.
+STATE_TASK_DEFAULTS = {'encoder': None, 'frame_stack': 1, 'p_aug': 0.0}
+
+
 def _skeleton(agent_class: type, batch: dict[str, jax.Array], config: dict) -> Any:
     """The agent built from `config`, with shapes in place of arrays (nothing is initialised or compiled)."""
+    config = STATE_TASK_DEFAULTS | config
     return jax.eval_shape(lambda key: agent_class.create(key, batch, config), jax.random.PRNGKey(0))
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from datasets.buffer import ReplayBuffer, dataset_from_numpy, observation_statistics
+from datasets.frames import FrameDataset, check_fits, frame_dataset_from_numpy
 from training import checkpoint, evaluation, logger, online, resume, schedule
 from training.fused import (DatasetSampler, FusedUpdater, SeedPlacement, create_training_states, first_nonfinite_key,
                             stacked_streams, validation_losses)
@@ -48,7 +49,7 @@ class TaskInputs:
     task: str
     agent_class: type
     config: Any  # ml_collections.ConfigDict (after presets and --agent.* flags)
-    train_data: dict[str, np.ndarray]  # numpy transition dict (datasets.ogbench_data.load_datasets)
+    train_data: dict[str, np.ndarray]  # numpy transition (or frame) dict (datasets.ogbench_data.load_datasets)
     val_data: dict[str, np.ndarray] | None
     env_factory: Callable[[], Any]  # builds one evaluation env (and the online env unless online_env_factory)
     seeds: list[int]
@@ -82,12 +83,14 @@ class TaskRun:
         if self.placement.note:
             print(self.placement.note, flush=True)
         self.streams = self.placement.place_seeds(stacked_streams(self.seeds))
-        # Agent-specific data is requested by the agent's config, never chosen by its name.
-        next_actions = bool(inputs.config.get('next_actions', False))
-        self.dataset = self.placement.replicate(dataset_from_numpy(inputs.train_data, next_actions))
-        self.val_dataset = (self.placement.replicate(dataset_from_numpy(inputs.val_data, next_actions))
+        if is_frame_data(inputs.train_data):
+            check_fits(inputs.task, [inputs.train_data] + ([inputs.val_data] if inputs.val_data else []),
+                       self.placement.devices[0])
+        self.dataset = self.placement.replicate(device_dataset(inputs.train_data, inputs.config))
+        self.val_dataset = (self.placement.replicate(device_dataset(inputs.val_data, inputs.config))
                             if inputs.val_data else None)
-        example_batch = {k: v[:1] for k, v in self.dataset.data.items()}
+        example_batch = (self.dataset.example_batch() if isinstance(self.dataset, FrameDataset)
+                         else {k: v[:1] for k, v in self.dataset.data.items()})
         self.state = self.placement.place_seeds(
             create_training_states(inputs.agent_class, example_batch, inputs.config, self.streams))
         self.buffer = None
@@ -297,6 +300,22 @@ class Progress:
         self.bar.close()
 
 
+def is_frame_data(data: dict[str, np.ndarray]) -> bool:
+    """True for the frame datasets of visual tasks (`datasets.frames`), False for state transitions."""
+    return 'frames' in data
+
+
+def device_dataset(data: dict[str, np.ndarray], config: Any) -> Any:
+    """The device dataset of a numpy split: a `FrameDataset` (stacking `frame_stack` frames, shifting batches with
+    probability `p_aug`, both from the agent config) for visual data, else a `Dataset`."""
+    if is_frame_data(data):
+        if config.get('next_actions', False):
+            raise ValueError('next_actions (asked for by the agent config) are not available for visual datasets')
+        return frame_dataset_from_numpy(data, int(config['frame_stack']), float(config['p_aug']))
+    # Agent-specific data is requested by the agent's config, never chosen by its name.
+    return dataset_from_numpy(data, bool(config.get('next_actions', False)))
+
+
 def with_observation_statistics(config: Any, train_observations: np.ndarray) -> Any:
     """A copy of the agent config with `observation_mean`/`observation_std` of the training set filled in, if the
     agent's config asks for it (`normalize_observations`) and they are unset; otherwise the config itself
@@ -311,8 +330,9 @@ def with_observation_statistics(config: Any, train_observations: np.ndarray) -> 
 
 def train_task(inputs: TaskInputs, options: RunOptions) -> TaskResult:
     """Trains (or resumes) S seeds on one task and returns the final evaluation."""
-    inputs = dataclasses.replace(
-        inputs, config=with_observation_statistics(inputs.config, inputs.train_data['observations']))
+    if not is_frame_data(inputs.train_data):  # frames are never z-scored (the agents check it)
+        inputs = dataclasses.replace(
+            inputs, config=with_observation_statistics(inputs.config, inputs.train_data['observations']))
     if options.resume:
         resume.check_same_agent_config(inputs.run_dir, inputs.seeds, inputs.config, options.eval_episodes)
         done = completed_result(inputs.run_dir, inputs.task, inputs.seeds, options.total_steps)

@@ -1,0 +1,338 @@
+"""Visual OGBench tasks: encoder, frame stacking, augmentation, the visual loader and its errors, main.py runs.
+
+One tiny visual dataset (rendered by OGBench's visual env, 12-step episodes) is generated once per session and
+shared; unit tests use synthetic uint8 frames.
+"""
+
+import json
+import os
+import shutil
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl import flags
+
+import main
+from datasets import frames as frame_data
+from datasets import ogbench_data
+from datasets.generate import generate_dataset
+from networks.encoders import make_encoder
+from tests.test_main import REPO_DIR, parse
+from training import checkpoint
+from training.logger import read_csv
+
+TASK = 'visual-cube-single-play-singletask-task1-v0'
+EPISODE_LENGTH = 12
+EVAL_EPISODE_STEPS = 4  # evaluation episodes are cut short: software rendering costs ~0.2 s per frame
+
+
+@pytest.fixture(scope='session')
+def visual_dataset_dir(tmp_path_factory) -> str:
+    directory = str(tmp_path_factory.mktemp('visual_data'))
+    generate_dataset('visual-cube-single-play-v0', 2, seed=0, dataset_dir=directory, show_progress=False,
+                     episode_length=EPISODE_LENGTH)
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def in_repo_dir(monkeypatch):
+    monkeypatch.chdir(REPO_DIR)
+
+
+# -------------------------------------------------------------------------------------------- encoder
+@pytest.mark.parametrize('name, batch_shape', [('impala_small', (2,)), ('impala_small', (3, 2)),
+                                               ('impala_debug', (2,))])
+def test_encoder_maps_frame_stacks_to_512_features_and_reads_uint8_as_pixels(name, batch_shape):
+    encoder = make_encoder(name)
+    frames = jax.random.randint(jax.random.PRNGKey(0), (*batch_shape, 64, 64, 9), 0, 256).astype(jnp.uint8)
+    params = encoder.init(jax.random.PRNGKey(1), frames)
+    features = encoder.apply(params, frames)
+    assert features.shape == (*batch_shape, 512) and features.dtype == jnp.float32
+    np.testing.assert_array_equal(features, encoder.apply(params, frames.astype(jnp.float32)))
+    # impala_small: one residual block per stack (16, 32, 32 channels), then 8x8x32 -> 512
+    if name == 'impala_small':
+        assert sum(x.size for x in jax.tree.leaves(params)) == 1105920  # for a 9-channel input
+        assert params['params']['MLP_0']['Dense_0']['kernel'].shape == (8 * 8 * 32, 512)
+    with pytest.raises(ValueError, match="unknown encoder 'resnet'; known encoders: impala, impala_small"):
+        make_encoder('resnet')
+    assert make_encoder(None) is None
+
+
+# --------------------------------------------------------------------------------------- augmentation
+def test_random_shift_keeps_the_shape_is_the_identity_at_p_aug_0_and_matches_an_edge_padded_crop():
+    images = jax.random.randint(jax.random.PRNGKey(0), (5, 64, 64, 9), 0, 256).astype(jnp.uint8)
+    pad = frame_data.AUGMENT_PADDING
+    identity = frame_data.draw_shift_offsets(jax.random.PRNGKey(1), 5, p_aug=0.0)
+    np.testing.assert_array_equal(identity, np.full((5, 2), pad))
+    np.testing.assert_array_equal(frame_data.random_shift(images, identity), images)
+    offsets = frame_data.draw_shift_offsets(jax.random.PRNGKey(2), 5, p_aug=1.0)
+    shifted = frame_data.random_shift(images, offsets)
+    assert shifted.shape == images.shape and shifted.dtype == jnp.uint8
+    assert ((0 <= offsets) & (offsets <= 2 * pad)).all()
+    padded = np.pad(np.asarray(images), ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='edge')
+    for row, (dy, dx) in enumerate(np.asarray(offsets)):
+        np.testing.assert_array_equal(shifted[row], padded[row, dy:dy + 64, dx:dx + 64])
+    other = frame_data.draw_shift_offsets(jax.random.PRNGKey(3), 5, p_aug=1.0)
+    assert not np.array_equal(offsets, other)  # different keys, different shifts
+    # one coin per batch: over many keys, p_aug = 0.5 augments about half of the batches, each all or nothing
+    draws = jax.vmap(lambda k: frame_data.draw_shift_offsets(k, 64, 0.5))(jax.random.split(jax.random.PRNGKey(4), 400))
+    untouched = (np.asarray(draws) == pad).all(axis=(1, 2))
+    assert 0.4 < untouched.mean() < 0.6
+
+
+def synthetic_frame_split(episode_lengths: list[int], seed: int = 0) -> dict[str, np.ndarray]:
+    """A frame dataset as the loader builds it, from OGBench's compact form; frame f is filled with value f % 251."""
+    num_frames = sum(episode_lengths)
+    last = np.cumsum(episode_lengths) - 1
+    valids = np.ones(num_frames, np.float32)
+    valids[last] = 0.0
+    terminals = np.zeros(num_frames, np.float32)
+    terminals[last] = terminals[last - 1] = 1.0  # OGBench's compact terminals: last transition and last frame
+    rng = np.random.default_rng(seed)
+    compact = {'observations': (np.arange(num_frames) % 251).astype(np.uint8)[:, None, None, None]
+               * np.ones((1, 8, 8, 3), np.uint8),
+               'actions': rng.uniform(-1, 1, (num_frames, 5)).astype(np.float32),
+               'rewards': -rng.integers(0, 2, num_frames).astype(np.float32),
+               'masks': np.ones(num_frames, np.float32), 'terminals': terminals, 'valids': valids}
+    return ogbench_data._to_frame_output(compact, 'synthetic.npz')
+
+
+def brute_force_stacks(split: dict[str, np.ndarray], frame_stack: int) -> tuple[np.ndarray, np.ndarray]:
+    """FQL's rule written out: obs = [s_max(t-k+1, start), ..., s_t], next = [s_max(t-k+2, start), ..., s_{t+1}]."""
+    observations, next_observations = [], []
+    for t, start in zip(split['frame_index'], split['episode_start']):
+        observations.append(np.concatenate([split['frames'][max(t - j, start)] for j in range(frame_stack - 1, -1, -1)],
+                                           axis=-1))
+        next_observations.append(np.concatenate([split['frames'][max(t + 1 - j, start)]
+                                                 for j in range(frame_stack - 1, -1, -1)], axis=-1))
+    return np.stack(observations), np.stack(next_observations)
+
+
+@pytest.mark.parametrize('frame_stack', [1, 3, 5])
+def test_frame_stacks_match_a_brute_force_reference_and_never_cross_an_episode_start(frame_stack):
+    split = synthetic_frame_split([2, 7, 3, 5])
+    # transitions: episode lengths - 1 each; frame_index skips each episode's last frame
+    assert len(split['actions']) == 1 + 6 + 2 + 4
+    np.testing.assert_array_equal(split['frame_index'][:4], [0, 2, 3, 4])
+    np.testing.assert_array_equal(split['episode_start'][:4], [0, 2, 2, 2])
+    np.testing.assert_array_equal(np.flatnonzero(split['terminals']), [0, 6, 8, 12])
+    dataset = frame_data.frame_dataset_from_numpy(split, frame_stack=frame_stack)
+    batch = dataset.batch_at(jnp.arange(dataset.size))
+    expected_observations, expected_next = brute_force_stacks(split, frame_stack)
+    np.testing.assert_array_equal(batch['observations'], expected_observations)
+    np.testing.assert_array_equal(batch['next_observations'], expected_next)
+    assert batch['observations'].shape == (13, 8, 8, 3 * frame_stack) and batch['observations'].dtype == jnp.uint8
+    np.testing.assert_array_equal(batch['actions'], split['actions'])
+    # a sampled batch is the same function of its rows
+    sampled = dataset.sample(jax.random.PRNGKey(0), 6)
+    assert {key: value.shape[0] for key, value in sampled.items()} == {key: 6 for key in sampled}
+
+
+def test_augmented_batches_shift_observation_and_next_observation_by_the_same_offset():
+    split = synthetic_frame_split([6, 6])
+    pattern = (np.arange(8)[:, None] * 8 + np.arange(8)[None, :]).astype(np.uint8)  # every frame the same image
+    split['frames'] = np.broadcast_to(pattern[None, :, :, None], split['frames'].shape).copy()
+    plain = frame_data.frame_dataset_from_numpy(split, frame_stack=3, p_aug=0.0)
+    augmented = frame_data.frame_dataset_from_numpy(split, frame_stack=3, p_aug=1.0)
+    for seed in range(3):
+        key = jax.random.PRNGKey(seed)
+        batch, plain_batch = augmented.sample(key, 16), plain.sample(key, 16)
+        np.testing.assert_array_equal(batch['observations'], batch['next_observations'])
+        assert not np.array_equal(batch['observations'], plain_batch['observations'])
+        np.testing.assert_array_equal(batch['actions'], plain_batch['actions'])  # same rows, only the pixels move
+    np.testing.assert_array_equal(plain.sample(key, 16)['observations'], plain.batch_at(
+        jax.random.randint(jax.random.split(key)[0], (16,), 0, plain.size))['observations'])
+
+
+def test_frame_stack_env_repeats_the_first_frame_after_reset_then_shifts():
+    import gymnasium
+
+    class CountingEnv(gymnasium.Env):
+        observation_space = gymnasium.spaces.Box(0, 255, (2, 2, 3), np.uint8)
+        action_space = gymnasium.spaces.Box(-1, 1, (1,), np.float32)
+
+        def reset(self, seed=None, options=None):
+            self.t = 0
+            return np.full((2, 2, 3), 0, np.uint8), {}
+
+        def step(self, action):
+            self.t += 1
+            return np.full((2, 2, 3), self.t, np.uint8), 0.0, False, False, {}
+
+    env = frame_data.FrameStack(CountingEnv(), 3)
+    assert env.observation_space.shape == (2, 2, 9)
+    observation, _ = env.reset()
+    np.testing.assert_array_equal(observation[0, 0], [0] * 9)
+    for _ in range(2):
+        observation, *_ = env.step(np.zeros(1))
+    np.testing.assert_array_equal(observation[0, 0], [0] * 3 + [1] * 3 + [2] * 3)  # oldest first, as the datasets
+    observation, _ = env.reset()
+    np.testing.assert_array_equal(observation[0, 0], [0] * 9)
+
+
+# ----------------------------------------------------------------------------------------- the loader
+def test_generated_visual_files_have_ogbench_format_and_load_every_frame_once(visual_dataset_dir):
+    import ogbench
+
+    path = os.path.join(visual_dataset_dir, 'visual-cube-single-play-v0.npz')
+    with np.load(path) as raw:
+        stored = {key: raw[key] for key in raw.files}
+    assert stored['observations'].dtype == np.uint8 and stored['observations'].shape == (2 * EPISODE_LENGTH, 64, 64, 3)
+    assert stored['actions'].shape == (2 * EPISODE_LENGTH, 5) and stored['terminals'].dtype == bool
+    np.testing.assert_array_equal(np.flatnonzero(stored['terminals']), [EPISODE_LENGTH - 1, 2 * EPISODE_LENGTH - 1])
+    train, val = ogbench_data.load_datasets(TASK, visual_dataset_dir)
+    assert set(train) == set(frame_data.FRAME_KEYS) and len(val['actions']) == EPISODE_LENGTH - 1
+    np.testing.assert_array_equal(train['frames'], stored['observations'])  # stored once, unchanged
+    assert len(train['actions']) == 2 * (EPISODE_LENGTH - 1)
+    # the same transitions as OGBench's regular (copying) loader: rewards, masks, terminals, observation pairs
+    reference, _ = ogbench.make_env_and_datasets(TASK, dataset_dir=visual_dataset_dir, compact_dataset=False)[1:]
+    for key in ('rewards', 'masks', 'terminals'):
+        np.testing.assert_array_equal(train[key], reference[key], err_msg=key)
+    np.testing.assert_array_equal(train['actions'], np.clip(reference['actions'], -1 + 1e-5, 1 - 1e-5))
+    np.testing.assert_array_equal(train['frames'][train['frame_index']], reference['observations'])
+    np.testing.assert_array_equal(train['frames'][train['frame_index'] + 1], reference['next_observations'])
+
+
+def write_copy(source_dir: str, target_dir: str, **changes) -> str:
+    """Copies the visual files, replacing arrays of the train file; returns its path."""
+    shutil.copytree(source_dir, target_dir)
+    path = os.path.join(target_dir, 'visual-cube-single-play-v0.npz')
+    with np.load(path) as raw:
+        arrays = {key: raw[key] for key in raw.files}
+    arrays.update(changes)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize('change, message', [
+    (lambda a: dict(observations=a['observations'].astype(np.float32)),
+     'observations must be uint8 frames of shape (N, 64, 64, 3) for the visual task '
+     'visual-cube-single-play-singletask-task1-v0, got float32 (24, 64, 64, 3).'),
+    (lambda a: dict(observations=a['observations'][:, :32, :32]), 'got uint8 (24, 32, 32, 3).'),
+    (lambda a: dict(observations=a['observations'][:-1]), 'arrays have inconsistent lengths'),
+    (lambda a: dict(terminals=np.zeros_like(a['terminals'])), 'no terminals'),
+])
+def test_bad_visual_files_are_one_error_naming_the_file_and_the_problem(visual_dataset_dir, tmp_path, change,
+                                                                        message):
+    with np.load(os.path.join(visual_dataset_dir, 'visual-cube-single-play-v0.npz')) as raw:
+        arrays = {key: raw[key] for key in raw.files}
+    path = write_copy(visual_dataset_dir, str(tmp_path / 'data'), **change(arrays))
+    with pytest.raises(ogbench_data.DatasetError) as error:
+        ogbench_data.load_datasets(TASK, str(tmp_path / 'data'))
+    assert str(error.value).startswith(f'{path}: ') and message in str(error.value) and '\n' not in str(error.value)
+
+
+def test_a_dataset_larger_than_free_memory_stops_with_its_size_and_the_remedy(monkeypatch):
+    split = synthetic_frame_split([4, 4])
+    monkeypatch.setattr(frame_data, 'free_device_bytes', lambda device: 1000)
+    with pytest.raises(frame_data.DatasetTooLargeError) as error:
+        frame_data.check_fits(TASK, [split], jax.devices()[0])
+    needed = 8 * 8 * 8 * 3 + 6 * (5 + 5) * 4  # frames (uint8) + actions and five per-transition columns
+    assert frame_data.device_bytes(split) == needed
+    message = str(error.value)
+    assert f'{TASK}: the visual dataset needs {needed / 2**30:.2f} GiB on cpu (8 frames of 192 bytes' in message
+    assert 'Use a smaller dataset (--generate_missing_data=N' in message
+    monkeypatch.setattr(frame_data, 'free_device_bytes', lambda device: needed)
+    frame_data.check_fits(TASK, [split], jax.devices()[0])  # fits exactly: no error
+
+
+# ------------------------------------------------------------------------------------------ main.py runs
+TINY = {'fql': ['--agent=agents/fql.py', '--agent.actor_hidden_dims=(8,8)', '--agent.value_hidden_dims=(8,8)',
+                '--agent.flow_steps=2'],
+        'mfql': ['--agent=agents/mfql.py', "--agent.actor_arch='mlp'", '--agent.actor_mlp_hidden_dims=(8,8)',
+                 '--agent.value_hidden_dims=(8,8)', '--agent.num_candidates_eval=2',
+                 '--agent.num_candidates_target=2']}
+
+
+@pytest.fixture
+def short_eval_episodes(monkeypatch):
+    make_env = ogbench_data.make_env
+    monkeypatch.setattr(ogbench_data, 'make_env',
+                        lambda name, **kwargs: make_env(name, max_episode_steps=EVAL_EPISODE_STEPS, **kwargs))
+
+
+def visual_args(agent: str, dataset_dir: str, save_dir: str, offline_steps: int, *extra: str) -> list[str]:
+    return [f'--env_name={TASK}', f'--dataset_dir={dataset_dir}', f'--save_dir={save_dir}', '--run_name=r',
+            f'--offline_steps={offline_steps}', f'--eval_interval={offline_steps}', '--eval_episodes=1',
+            '--log_interval=50', '--save_interval=50', '--steps_per_call=50', '--progress_bar=false',
+            *TINY[agent], '--agent.encoder=impala_debug', '--agent.batch_size=4', *extra]
+
+
+def parse_visual(args: list[str], monkeypatch) -> None:
+    """`parse`, plus the string-valued --agent.encoder (parse reads literals) and the argv that main.py reads its
+    explicit --agent.* keys from."""
+    encoder = [arg for arg in args if arg.startswith('--agent.encoder=')]
+    parse(*[arg for arg in args if arg not in encoder])
+    if encoder:
+        value = encoder[0].split('=', 1)[1]
+        flags.FLAGS.agent.encoder = None if value == 'None' else value
+    monkeypatch.setattr(sys, 'argv', ['main.py', *args])
+
+
+def run_in_process(args: list[str], monkeypatch) -> None:
+    parse_visual(args, monkeypatch)
+    try:
+        main.main([])
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize('agent', ['fql', 'mfql'])
+def test_main_trains_and_evaluates_both_agents_on_a_visual_task(agent, visual_dataset_dir, short_eval_episodes,
+                                                                tmp_path, monkeypatch):
+    run_in_process(visual_args(agent, visual_dataset_dir, str(tmp_path), 100), monkeypatch)
+    seed_dir = f'{tmp_path}/r/{TASK}/seed0'
+    rows = read_csv(f'{seed_dir}/train.csv')
+    assert [row['step'] for row in rows] == [50, 100] and np.isfinite(rows[-1]['training/critic/loss'])
+    assert [row['step'] for row in read_csv(f'{seed_dir}/eval.csv')] == [1, 100]
+    flags_json = json.load(open(f'{seed_dir}/flags.json'))
+    assert flags_json['agent_config']['encoder'] == 'impala_debug'  # explicit flag over the preset
+    assert flags_json['agent_config']['frame_stack'] == 3 and flags_json['agent_config']['p_aug'] == 0.5
+    assert flags_json['preset_sources']['frame_stack'].startswith('[FQL README] pixel-task flags')
+
+
+def test_visual_run_killed_then_resumed_is_bitwise_identical(visual_dataset_dir, short_eval_episodes, tmp_path,
+                                                             monkeypatch):
+    args = lambda save_dir, *extra: visual_args('fql', visual_dataset_dir, save_dir, 100, '--eval_episodes=0',
+                                                *extra)
+    run_in_process(args(f'{tmp_path}/reference'), monkeypatch)
+    reference_dir, resumed_dir = f'{tmp_path}/reference/r/{TASK}/seed0', f'{tmp_path}/resumed/r/{TASK}/seed0'
+    shutil.copytree(f'{tmp_path}/reference', f'{tmp_path}/resumed')
+    os.remove(checkpoint.checkpoint_path(resumed_dir, 100))  # as if killed after the step-50 checkpoint
+    os.remove(os.path.join(resumed_dir, 'final.json'))
+    run_in_process(args(f'{tmp_path}/resumed', '--resume'), monkeypatch)
+    with open(checkpoint.checkpoint_path(reference_dir, 100), 'rb') as f:
+        expected = f.read()
+    with open(checkpoint.checkpoint_path(resumed_dir, 100), 'rb') as f:
+        assert f.read() == expected
+    strip = lambda rows: [{k: v for k, v in row.items() if not k.startswith('time/')} for row in rows]
+    assert strip(read_csv(f'{resumed_dir}/train.csv')) == strip(read_csv(f'{reference_dir}/train.csv'))
+
+
+def test_visual_settings_errors_are_one_line_and_the_default_budget_is_500k(tmp_path, monkeypatch):
+    from agents import fql, iql
+
+    def check(task: str, config) -> str:
+        with pytest.raises(SystemExit) as error:
+            main._check_visual_settings([task], [(config, {})])
+        assert '\n' not in str(error.value)
+        return str(error.value)
+
+    parse(f'--env_name={TASK}', f'--save_dir={tmp_path}', '--online_steps=10')
+    visual_config = fql.get_config()
+    visual_config.encoder = 'impala_small'
+    assert 'online training on visual tasks is not supported' in check(TASK, visual_config)
+    parse_visual([f'--env_name={TASK}', f'--save_dir={tmp_path}', '--agent=agents/fql.py'], monkeypatch)
+    plan = main.plan_run([f'--env_name={TASK}', '--agent=agents/fql.py'])
+    assert plan.options.offline_steps == 500_000 and plan.task_configs[0][0].encoder == 'impala_small'
+    flags.FLAGS.unparse_flags()
+    assert 'is a visual task, and agent iql has no pixel encoder' in check(TASK, iql.get_config())
+    assert 'runs with encoder=None; the visual presets set --agent.encoder=impala_small' in check(
+        TASK, fql.get_config())
+    state_config = fql.get_config()
+    state_config.frame_stack = 3
+    assert "observes states, but {'frame_stack': 3} are set" in check('cube-single-play-singletask-task1-v0',
+                                                                      state_config)

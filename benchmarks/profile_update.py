@@ -1,10 +1,12 @@
 """Where the time of a training update goes: a jax.profiler trace of the fused update, split by kind of XLA op.
 
-    python -m benchmarks.profile_update              # MFQL default, FQL default, MFQL and FQL 2×256
+    python -m benchmarks.profile_update              # MFQL default, FQL default (fused and plain), 2×256 cases
+    python -m benchmarks.profile_update --match="FQL default"   # only the cases whose label holds the text
     taskset -c 1 python -m benchmarks.profile_update --profile_out=/tmp/profile-1core.md   # one core
 
-For each case the fused K-update call is built and compiled exactly as in `benchmarks/throughput.py`, warmed
-up, then `--calls` calls are traced with `jax.profiler`. The trace has one line per XLA thread; nested events
+For each case the fused K-update call (or, for "plain loop" cases, FQL's loop of K jitted single updates on host
+batches) is built and compiled exactly as in `benchmarks/throughput.py`, warmed up, then `--calls` calls are traced
+with `jax.profiler`. The trace has one line per XLA thread; nested events
 are reduced to their exclusive time, and every microsecond of every compute thread in the traced window is
 put in one bucket:
 - matmul kernels: `dot` / `convolution` ops and fusions whose fused computation contains a dot (on CPU, XLA

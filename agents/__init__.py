@@ -9,7 +9,9 @@ agents/ or not. Files are imported only when their agent is used, so one agent's
 
 The interface the training loop relies on (and nothing more):
   AGENT_CLASS.create(rng, example_batch, config) -> agent    (pure; `jax.vmap`-able over rng)
-  agent.update(batch) -> (agent, info)                       (pure, jitted; info: dict of scalars)
+  agent.update(batch) -> (agent, info)                       (pure, jitted; info: dict of scalars; the entries
+                                                             whose key ends in 'loss' are checked for NaN/inf at
+                                                             every update, the rest only where they are logged)
   agent.sample_actions(observations, rng, temperature=1.0)   ((B, obs_dim) -> (B, action_dim) in [-1, 1]; the
                                                              policy's noise is scaled by temperature)
   agent.validation_metrics(batch, rng) -> info               (pure; the metrics logged as `validation/…` on a

@@ -1,10 +1,12 @@
 """Where the time of a training update goes: a jax.profiler trace of the fused update, split by kind of XLA op.
 
-    python -m benchmarks.profile_update              # MFQL default, FQL default, MFQL and FQL 2×256
+    python -m benchmarks.profile_update              # MFQL default, FQL default (fused and plain), 2×256 cases
+    python -m benchmarks.profile_update --match="FQL default"   # only the cases whose label holds the text
     taskset -c 1 python -m benchmarks.profile_update --profile_out=/tmp/profile-1core.md   # one core
 
-For each case the fused K-update call is built and compiled exactly as in `benchmarks/throughput.py`, warmed
-up, then `--calls` calls are traced with `jax.profiler`. The trace has one line per XLA thread; nested events
+For each case the fused K-update call (or, for "plain loop" cases, FQL's loop of K jitted single updates on host
+batches) is built and compiled exactly as in `benchmarks/throughput.py`, warmed up, then `--calls` calls are traced
+with `jax.profiler`. The trace has one line per XLA thread; nested events
 are reduced to their exclusive time, and every microsecond of every compute thread in the traced window is
 put in one bucket:
 - matmul kernels: `dot` / `convolution` ops and fusions whose fused computation contains a dot (on CPU, XLA
@@ -40,6 +42,7 @@ from training.logger import write_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('calls', 3, 'Least number of traced calls per case (more if one call is under a second).')
+flags.DEFINE_string('match', '', 'Profile only the cases whose label contains this text.')
 flags.DEFINE_string('profile_out', None, 'Markdown output (default benchmarks/results/profile-<backend>.md).')
 
 BUCKETS = ('matmul kernels', 'other ops', 'not computing')
@@ -164,15 +167,15 @@ def breakdown(trace_dir: str, instructions: set[str], matmuls: set[str], cores: 
 
 def profile_case(case: Case, dataset: Any) -> tuple[Breakdown, set[str], dict[str, str], int]:
     prepare(case, dataset)
-    throughput.time_window(case, dataset)  # warm-up window, also settles the thread pool
-    hlo = case._call.as_text()
+    throughput.time_window(case)  # warm-up window, also settles the thread pool
+    hlo = case.hlo
     matmuls = matmul_ops(hlo)
     state = case._state
     calls = max(FLAGS.calls, case.window_calls)  # at least ~1 s of work
     with tempfile.TemporaryDirectory() as trace_dir:
         jax.profiler.start_trace(trace_dir)
         for _ in range(calls):
-            state, _, _ = case._call(state, dataset)
+            state = case._call(state)
         jax.block_until_ready(state)
         jax.profiler.stop_trace()
         result = breakdown(trace_dir, instruction_names(hlo), matmuls, len(os.sched_getaffinity(0)))
@@ -187,12 +190,16 @@ def main(_: Any) -> None:
     cases = [
         Case('MFQL default (DiT actor, best-of-5 target)', 'mfql', agent_config('mfql'), 10),
         Case('FQL default (4×512, 10 Euler steps)', 'fql', agent_config('fql'), 10),
+        # FQL's own loop (one jitted update per Python iteration, host batches), to show what fusing changes.
+        Case('MFQL default, plain loop', 'mfql', agent_config('mfql'), 10, plain=True),
+        Case('FQL default, plain loop', 'fql', agent_config('fql'), 10, plain=True),
         # Small nets: unfused (K = 1) vs fused, and 4 vmapped seeds, to show what bounds those two gains.
         Case('MFQL 2×256 (MLP actor), K = 1', 'mfql', agent_config('mfql', **small_overrides('mfql')), 1),
         Case('MFQL 2×256 (MLP actor)', 'mfql', agent_config('mfql', **small_overrides('mfql')), 100),
         Case('MFQL 2×256 (MLP actor), S = 4 seeds', 'mfql', agent_config('mfql', **small_overrides('mfql')), 100, 4),
         Case('FQL 2×256', 'fql', agent_config('fql', **small_overrides('fql')), 100),
     ]
+    cases = [case for case in cases if FLAGS.match in case.label]
     ceiling = throughput.MatmulCeiling()
     for _ in range(3):
         ceiling.time_window()

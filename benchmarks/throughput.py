@@ -1,15 +1,18 @@
-"""Training and acting throughput of MFQL and FQL, measured side by side in one process.
+"""Training and acting throughput of MFQL, FQL and the baselines, measured side by side in one process.
 
-    python -m benchmarks.throughput --quick      # < 5 min on 2 CPU cores
+    python -m benchmarks.throughput --quick      # ~7 min on 2 idle CPU cores
     python -m benchmarks.throughput              # more windows, more K and S values
 
 What it measures (all cases share one process and are timed in interleaved rounds, so slow drifts of
 the machine hit every case alike; each figure is the median over rounds):
-- compile time of the fused training call (`training.fused.fused_updates`, vmapped over seeds, jitted);
+- compile time of the fused training call (`training.fused.FusedUpdater`, the runner's own call);
 - updates/s (aggregate over seeds) of that call, with batches sampled on the device;
+- the same for the **plain** loop that FQL's `main.py` runs: one seed, the agent's jitted `update` called
+  from Python once per update, on batches drawn on the host (NumPy row indices into host arrays), its
+  metrics left unread; fused ÷ plain is what our loop gains (or loses) over it;
 - FLOPs per update from XLA's own cost analysis of the compiled call. XLA's cost analysis counts the
-  body of a while loop (our `lax.scan` over K updates) once, so the figure of a K-update call is the
-  cost of one update of every seed; we divide by S;
+  body of a while loop (our `lax.scan`) once, so the figure of a K-update call is the cost of two updates
+  of every seed (the scanned one and the last, which runs after the scan); we divide by 2S;
 - achieved GFLOP/s = FLOPs/update × updates/s, and its ratio to the dense float32 matmul ceiling of
   this machine, measured in the same rounds (a 2048² @ 2048² product);
 - fusion gain (K = 1 vs larger K) and vmapped-seed gain (S = 1, 4, 8) at the small size (2×256);
@@ -22,6 +25,7 @@ on the values. Writes a Markdown table to `benchmarks/results/throughput-<backen
 import importlib.metadata
 import os
 import platform
+import sys
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -33,14 +37,12 @@ import numpy as np
 from absl import app, flags
 
 from agents import get_agent_class
-from agents.fql import get_config as fql_config
-from agents.mfql import get_config as mfql_config
 from datasets.buffer import Dataset
-from training.fused import create_training_states, fused_updates, stacked_streams
+from training.fused import DatasetSampler, FusedUpdater, create_training_states, stacked_streams
 from training.logger import write_atomically
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool('quick', False, 'Fewer rounds and K/S values (< 5 min on 2 CPU cores).')
+flags.DEFINE_bool('quick', False, 'Fewer rounds and K/S values (~7 min on 2 idle CPU cores).')
 flags.DEFINE_string('out', None, 'Markdown output path (default benchmarks/results/throughput-<backend>.md).')
 flags.DEFINE_integer('rounds', None, 'Interleaved timing rounds (default 3 quick, 5 full).')
 
@@ -49,7 +51,7 @@ SMALL = (256, 256)
 
 
 def agent_config(agent: str, **overrides: Any) -> Any:
-    config = mfql_config() if agent == 'mfql' else fql_config()
+    config = sys.modules[get_agent_class(agent).__module__].get_config()
     if config.get('normalize_observations', False):  # the z-scoring still runs; identity statistics suffice
         config.update(observation_mean=(0.0,) * OBS_DIM, observation_std=(1.0,) * OBS_DIM)
     config.update(overrides)
@@ -64,17 +66,20 @@ def small_overrides(agent: str) -> dict:
 
 @dataclass
 class Case:
-    """One timed configuration: an agent config, K updates per call, S seeds."""
+    """One timed configuration: an agent config, K updates per call, S seeds; `plain`: FQL's loop instead (S = 1,
+    one jitted update per Python iteration; K then only sets how many updates make one timed unit)."""
 
     label: str
     agent: str
     config: Any
     num_updates: int
     num_seeds: int = 1
+    plain: bool = False
     compile_seconds: float = 0.0
     flops_per_update: float = 0.0
     window_calls: int = 1
     rates: list = field(default_factory=list)  # aggregate updates/s, one per round
+    hlo: str = ''  # the optimised HLO of the compiled call (for the profiler)
     _call: Callable | None = None
     _state: Any = None
 
@@ -103,30 +108,73 @@ def xla_flops(compiled: Any) -> float:
 
 
 def prepare(case: Case, dataset: Dataset) -> None:
-    """Builds S agents, compiles the fused K-update call (timed), reads its FLOPs, sizes a window."""
+    """Builds S agents, compiles the training call (timed), reads its FLOPs, sizes a window."""
+    if case.plain:
+        return prepare_plain(case, dataset)
     batch_size = case.config.batch_size
     example = jax.tree.map(lambda x: x[:batch_size], dataset.data)
     agent_class = get_agent_class(case.agent)
     state = create_training_states(agent_class, example, case.config, stacked_streams(list(range(case.num_seeds))))
-    sample = lambda data, key: data.sample(key, batch_size)  # noqa: E731
-    call = jax.jit(jax.vmap(lambda s, d: fused_updates(s, d, case.num_updates, sample), in_axes=(0, None)))
+    updater = FusedUpdater(DatasetSampler(batch_size))
     start = time.perf_counter()
-    compiled = call.lower(state, dataset).compile()
+    compiled = updater.lower(state, dataset, case.num_updates).compile()
     case.compile_seconds = time.perf_counter() - start
-    case.flops_per_update = xla_flops(compiled) / case.num_seeds
+    # XLA's cost analysis counts a while loop's body once: a K > 1 call is then the scanned update plus the last
+    # update, which runs after the scan (`fused_updates`), i.e. two updates of each seed.
+    case.flops_per_update = xla_flops(compiled) / case.num_seeds / (2 if case.num_updates > 1 else 1)
+    case.hlo = compiled.as_text()
+    call = lambda state: updater(state, dataset, case.num_updates)[0]  # noqa: E731
+    case._call, case._state = call, state
+    size_window(case)
+
+
+class HostBatches:
+    """FQL's `main.py` sampling: row indices drawn with NumPy, rows gathered from host (NumPy) arrays."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int = 0):
+        self.arrays = {k: np.asarray(v) for k, v in dataset.data.items()}
+        self.num_rows = len(next(iter(self.arrays.values())))
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self) -> dict[str, np.ndarray]:
+        indices = self.rng.integers(0, self.num_rows, self.batch_size)
+        return {k: v[indices] for k, v in self.arrays.items()}
+
+
+def prepare_plain(case: Case, dataset: Dataset) -> None:
+    """The plain loop: one agent, `agent.update` (jitted by the agent) called once per update on host batches."""
+    batches = HostBatches(dataset, case.config.batch_size)
+    agent_class = get_agent_class(case.agent)
+    agent = agent_class.create(stacked_streams([0]).create[0], batches(), case.config)
     start = time.perf_counter()
-    state, _, _ = compiled(state, dataset)  # warm-up call, also sizes the timing window
-    jax.block_until_ready(state)
+    compiled = agent_class.update.lower(agent, batches()).compile()
+    case.compile_seconds = time.perf_counter() - start
+    case.flops_per_update = xla_flops(compiled)
+    case.hlo = compiled.as_text()
+
+    def call(agent: Any) -> Any:
+        for _ in range(case.num_updates):
+            agent, _ = agent.update(batches())  # the metrics stay unread, as between FQL's log steps
+        return agent
+
+    case._call, case._state = call, agent
+    size_window(case)  # its first call compiles `agent.update` again, through the jit cache this time
+
+
+def size_window(case: Case) -> None:
+    """A warm-up call, which also sizes the timing window to about `window_seconds()`."""
+    start = time.perf_counter()
+    case._state = jax.block_until_ready(case._call(case._state))
     one_call = time.perf_counter() - start
     case.window_calls = max(1, int(round(window_seconds() / max(one_call, 1e-6))))
-    case._call, case._state = compiled, state
 
 
-def time_window(case: Case, dataset: Dataset) -> None:
+def time_window(case: Case) -> None:
     state = case._state
     start = time.perf_counter()
     for _ in range(case.window_calls):
-        state, _, _ = case._call(state, dataset)
+        state = case._call(state)
     jax.block_until_ready(state)
     seconds = time.perf_counter() - start
     case._state = state
@@ -246,20 +294,28 @@ def main(_: Any) -> None:
     fused_k = (100,) if quick else (10, 100, 1000)
     seed_counts = (4, 8)
 
+    small_k = fused_k[-1] if quick else 100
     cases = [
         Case('MFQL default (DiT actor, best-of-5 target)', 'mfql', agent_config('mfql'), default_k),
+        Case('MFQL default, plain loop', 'mfql', agent_config('mfql'), default_k, plain=True),
         Case('FQL default (4×512, 10 Euler steps)', 'fql', agent_config('fql'), default_k),
+        Case('FQL default, plain loop', 'fql', agent_config('fql'), default_k, plain=True),
         Case('MFQL, MLP actor 4×512, N_target = 1', 'mfql',
              agent_config('mfql', actor_arch='mlp', num_candidates_target=1), default_k),
+        Case('ReBRAC default (4×512)', 'rebrac', agent_config('rebrac'), default_k),
+        Case('IQL default (4×512)', 'iql', agent_config('iql'), default_k),
+        Case('IFQL default (4×512, 10 Euler steps)', 'ifql', agent_config('ifql'), default_k),
     ]
     for agent in ('mfql', 'fql'):
+        small = agent_config(agent, **small_overrides(agent))
+        cases.append(Case(f'{agent.upper()} 2×256, plain loop', agent, small, small_k, plain=True))
         for k in (1, *fused_k):
-            cases.append(Case(f'{agent.upper()} 2×256, K = {k}', agent, agent_config(agent, **small_overrides(agent)), k))
+            cases.append(Case(f'{agent.upper()} 2×256, K = {k}', agent, small, k))
         for s in seed_counts:
-            cases.append(Case(f'{agent.upper()} 2×256, K = {fused_k[-1] if quick else 100}, S = {s}', agent,
-                              agent_config(agent, **small_overrides(agent)), fused_k[-1] if quick else 100, s))
+            cases.append(Case(f'{agent.upper()} 2×256, K = {small_k}, S = {s}', agent, small, small_k, s))
 
     total_start = time.perf_counter()
+    loads = [('start', os.getloadavg())]
     for case in cases:
         prepare(case, dataset)
         print(f'compiled {case.label} (S={case.num_seeds}, K={case.num_updates}) in {case.compile_seconds:.1f} s',
@@ -268,8 +324,10 @@ def main(_: Any) -> None:
     for r in range(rounds):
         ceiling.time_window()
         for case in cases:
-            time_window(case, dataset)
-        print(f'round {r + 1}/{rounds} done ({time.perf_counter() - total_start:.0f} s)', flush=True)
+            time_window(case)
+        loads.append((f'after round {r + 1}', os.getloadavg()))
+        print(f'round {r + 1}/{rounds} done ({time.perf_counter() - total_start:.0f} s; load averages '
+              f'{" ".join(f"{x:.2f}" for x in loads[-1][1])})', flush=True)
 
     latency_calls = 100 if quick else 500
     latencies = {
@@ -284,8 +342,9 @@ def main(_: Any) -> None:
     eval_episodes = 10 if quick else 50
     eval_rate, eval_steps = evaluation_rate('mfql', agent_config('mfql'), eval_episodes)
 
+    loads.append(('end', os.getloadavg()))
     lines = report(cases, ceiling, layer_rates, latencies, (eval_rate, eval_steps, eval_episodes), rounds,
-                   time.perf_counter() - total_start)
+                   time.perf_counter() - total_start, loads)
     print('\n'.join(lines))
     out = FLAGS.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results',
                                     f'throughput-{jax.default_backend()}.md')
@@ -295,34 +354,60 @@ def main(_: Any) -> None:
 
 
 def report(cases: list[Case], ceiling: MatmulCeiling, layer_rates: dict, latencies: dict, evaluation: tuple,
-           rounds: int,
-           seconds: float) -> list[str]:
-    command = 'python -m benchmarks.throughput' + (' --quick' if FLAGS.quick else '')
+           rounds: int, seconds: float, loads: list[tuple[str, tuple[float, float, float]]]) -> list[str]:
+    command = 'python -m benchmarks.throughput' + (' --quick' if FLAGS.quick else '') + (
+        f' --rounds={FLAGS.rounds}' if FLAGS.rounds else '')
+    load_text = '; '.join(f'{when} {" ".join(f"{x:.2f}" for x in values)}' for when, values in loads)
     lines = [f'# Throughput ({jax.default_backend()})', '', f'Command: `{command}` ({rounds} interleaved rounds, '
              f'{seconds / 60:.1f} min in all). Batch 256, synthetic data with cube-single shapes.', '',
-             *machine_description(), f'- Dense float32 matmul ceiling (2048², median of rounds): '
+             *machine_description(),
+             f'- Load averages (1, 5, 15 min; {os.cpu_count()} cores; this benchmark alone adds up to ~2): {load_text}',
+             f'- Dense float32 matmul ceiling (2048², median of rounds): '
              f'**{ceiling.gflops:.0f} GFLOP/s** (rounds: {", ".join(f"{r:.0f}" for r in ceiling.rates)})', '',
              '- Single matmuls at the layer shapes of a batch-256 update (GFLOP/s, % of the ceiling): ' + '; '.join(
                  f'{shape}: {rate:.0f} ({100 * rate / ceiling.gflops:.0f}%)' for shape, rate in layer_rates.items()),
              '', '## Training updates', '',
-             '| case | S | K | compile (s) | updates/s (aggregate) | GFLOP / update (XLA) | GFLOP/s | % of matmul ceiling |',
-             '|---|---|---|---|---|---|---|---|']
+             'Fused: `training.fused.FusedUpdater` (K updates per call, batches sampled on the device). Plain: FQL\'s '
+             'loop (one seed, the jitted `agent.update` once per Python iteration, batches drawn on the host).', '',
+             '| case | S | K | compile (s) | updates/s (aggregate; median) | rounds | GFLOP / update (XLA) | GFLOP/s | '
+             '% of matmul ceiling |',
+             '|---|---|---|---|---|---|---|---|---|']
     for c in cases:
         achieved = c.flops_per_update * c.updates_per_second / 1e9
-        lines.append(f'| {c.label} | {c.num_seeds} | {c.num_updates} | {c.compile_seconds:.1f} | '
-                     f'{c.updates_per_second:.1f} | {c.flops_per_update / 1e9:.2f} | {achieved:.0f} | '
-                     f'{100 * achieved / ceiling.gflops:.0f}% |')
-    mfql_default, fql_default, mfql_equal = cases[0], cases[1], cases[2]
-    small = {c.agent: {} for c in cases}
-    for c in cases[3:]:
-        small[c.agent][(c.num_updates, c.num_seeds)] = c.updates_per_second
+        lines.append(f'| {c.label} | {c.num_seeds} | {"—" if c.plain else c.num_updates} | {c.compile_seconds:.1f} | '
+                     f'{c.updates_per_second:.1f} | {", ".join(f"{r:.1f}" for r in c.rates)} | '
+                     f'{c.flops_per_update / 1e9:.2f} | {achieved:.0f} | {100 * achieved / ceiling.gflops:.0f}% |')
+    by_label = {c.label: c for c in cases}
+    rate = lambda label: by_label[label].updates_per_second  # noqa: E731
+
+    def paired(fused: str, plain: str) -> str:
+        """fused ÷ plain of the medians, and the range of the per-round ratios (the cases alternate in each round)."""
+        per_round = [f / p for f, p in zip(by_label[fused].rates, by_label[plain].rates)]
+        return (f'**{rate(fused) / rate(plain):.2f}×** ({rate(fused):.1f} vs {rate(plain):.1f} updates/s; per round '
+                f'{min(per_round):.2f}–{max(per_round):.2f}×)')
+
+    mfql_default, fql_default = by_label['MFQL default (DiT actor, best-of-5 target)'], by_label[
+        'FQL default (4×512, 10 Euler steps)']
+    mfql_equal = by_label['MFQL, MLP actor 4×512, N_target = 1']
     lines += ['', '## Ratios (same run)', '',
-              f'- MFQL (MLP actor 4×512, N_target = 1) vs FQL default: '
-              f'**{mfql_equal.updates_per_second / fql_default.updates_per_second:.2f}×** updates/s '
-              f'({mfql_equal.flops_per_update / 1e9:.2f} vs {fql_default.flops_per_update / 1e9:.2f} GFLOP/update)',
-              f'- MFQL default vs FQL default: **{mfql_default.updates_per_second / fql_default.updates_per_second:.2f}×** '
+              f'- MFQL default, fused ÷ plain: {paired(mfql_default.label, "MFQL default, plain loop")}',
+              f'- FQL default, fused ÷ plain: {paired(fql_default.label, "FQL default, plain loop")}']
+    small = {c.agent: {} for c in cases if '2×256' in c.label}
+    for c in cases:
+        if '2×256' in c.label and not c.plain:
+            small[c.agent][(c.num_updates, c.num_seeds)] = c.updates_per_second
+    for agent, rates in small.items():
+        label = f'{agent.upper()} 2×256'
+        largest_k = max(k for k, s in rates if s == 1)
+        lines.append(f'- {label}, fused (K = {largest_k}) ÷ plain: '
+                     f'{paired(f"{label}, K = {largest_k}", f"{label}, plain loop")}')
+    lines += [f'- MFQL default ÷ FQL default, fused: **{rate(mfql_default.label) / rate(fql_default.label):.2f}×** '
               f'updates/s ({mfql_default.flops_per_update / 1e9:.2f} vs {fql_default.flops_per_update / 1e9:.2f} '
-              'GFLOP/update)']
+              'GFLOP/update); plain loops: '
+              f'**{rate("MFQL default, plain loop") / rate("FQL default, plain loop"):.2f}×**',
+              f'- MFQL (MLP actor 4×512, N_target = 1) ÷ FQL default: '
+              f'**{rate(mfql_equal.label) / rate(fql_default.label):.2f}×** updates/s '
+              f'({mfql_equal.flops_per_update / 1e9:.2f} vs {fql_default.flops_per_update / 1e9:.2f} GFLOP/update)']
     for agent, rates in small.items():
         single = {k: v for (k, s), v in rates.items() if s == 1}
         best_k = max(single, key=single.get)

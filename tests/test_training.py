@@ -25,7 +25,8 @@ from agents import fql, mfql
 from agents.train_state import TrainState, nonpytree_field
 from datasets.buffer import Dataset
 from training import checkpoint, evaluation, schedule
-from training.fused import FusedUpdater, SeedPlacement, create_training_states, seed_streams, stacked_streams
+from training.fused import (FusedUpdater, SeedPlacement, TrainingState, create_training_states, fused_updates,
+                            seed_streams, stacked_streams)
 from training.logger import CsvLogger, read_csv
 from training.runner import NonFiniteLossError, TaskInputs, train_task, with_observation_statistics
 from training.schedule import RunOptions, next_call_size, offline_call_size
@@ -148,7 +149,9 @@ def test_fused_k_updates_equal_k_single_updates():
     assert updater.compiled_sizes == [1, 5]
     # Same compiled update body, same keys: bitwise equal on CPU.
     assert max_abs_diff(fused, single) == 0.0
-    np.testing.assert_allclose(info['critic/loss'], np.mean(infos, axis=0), rtol=1e-6)
+    # The metrics are those of the last update only (FQL logs the info of the update at the log step).
+    np.testing.assert_allclose(info['critic/loss'], infos[-1], rtol=1e-6)
+    assert not np.allclose(info['critic/loss'], np.mean(infos, axis=0), rtol=1e-6)
     assert int(first_bad[0]) == -1
     # A plain Python loop over agent.update with the same key splitting (no scan, no vmap).
     agent, key = jax.tree.map(lambda x: x[0], start.agent), start.sample_key[0]
@@ -158,6 +161,35 @@ def test_fused_k_updates_equal_k_single_updates():
     assert max_abs_diff(agent.network.params, jax.tree.map(lambda x: x[0], fused.agent.network.params)) < 1e-6
     np.testing.assert_array_equal(key, fused.sample_key[0])
     assert int(fused.agent.network.step[0]) == 5
+
+
+class ScriptedAgent(flax.struct.PyTreeNode):
+    """Counts its updates; update n reports a NaN loss when n == nan_loss_at and an inf statistic when n == inf_at."""
+
+    updates: jax.Array
+    nan_loss_at: int = flax.struct.field(pytree_node=False)
+    inf_at: int = flax.struct.field(pytree_node=False)
+
+    def update(self, batch):
+        n = self.updates + 1
+        info = {'critic/loss': jnp.where(n == self.nan_loss_at, jnp.nan, 1.0 * n),
+                'critic/q_max': jnp.where(n == self.inf_at, jnp.inf, 10.0 * n)}
+        return self.replace(updates=n), info
+
+
+@pytest.mark.parametrize('num_updates, nan_loss_at, inf_at, first_bad, last_info', [
+    (5, 0, 0, -1, (5.0, 50.0)),  # all finite: the info is that of the 5th (last) update
+    (5, 3, 2, 2, (5.0, 50.0)),  # update 2's inf statistic is not checked; update 3's NaN loss is (index 2)
+    (5, 0, 2, -1, (5.0, 50.0)),  # a statistic that recovers before the last update goes unseen
+    (2, 0, 2, 1, (2.0, np.inf)),  # the last update checks every metric
+])
+def test_fused_updates_check_losses_at_every_update_and_return_the_last_info(num_updates, nan_loss_at, inf_at,
+                                                                             first_bad, last_info):
+    state = TrainingState(agent=ScriptedAgent(jnp.int32(0), nan_loss_at, inf_at), sample_key=jax.random.PRNGKey(0))
+    state, info, first_nonfinite = jax.jit(fused_updates, static_argnums=(2, 3))(
+        state, None, num_updates, lambda data, key: data)
+    assert int(state.agent.updates) == num_updates and int(first_nonfinite) == first_bad
+    np.testing.assert_array_equal([info['critic/loss'], info['critic/q_max']], last_info)
 
 
 def test_seed_inside_a_group_reproduces_the_seed_alone():

@@ -7,8 +7,13 @@ One call of a `FusedUpdater` runs, for every seed at once (`jax.vmap` over a lea
         batch = sample_batch(data, batch_key)        # on the device, no host round-trip
         agent, info = agent.update(batch)
 
-and returns the new state, the metrics averaged over the K updates (one (S,) array per key), and the
-index of the first update (0 … K−1) whose metrics were not all finite (−1 if none), per seed.
+and returns the new state, the metrics of the last of the K updates (one (S,) array per key), and the
+index of the first update (0 … K−1) whose losses were not all finite (−1 if none), per seed.
+
+Metrics. Only the last update of a call computes its metrics (the runner logs them when the call ends on a
+log step: FQL's convention, the info of the update at the log step). The other K − 1 updates only report
+whether their losses were finite, which the gradient step computes anyway; XLA then leaves every other
+metric out of them. With one seed, the seed axis is dropped inside the call instead of vmapped over.
 
 Key streams. Every seed derives all of its randomness from its seed value alone (`seed_streams`),
 so seed s trained inside a group of seeds follows the same stream as seed s trained alone. The
@@ -19,7 +24,7 @@ Step boundaries. Logging, evaluation and checkpoints happen between calls, after
 updates: `training.schedule.offline_call_size` shortens a call so that it ends on the next boundary.
 Only a few distinct K get compiled (the requested K and the remainders that the boundary intervals
 produce; with FQL's defaults and K = 100: 1 for the step-1 evaluation, 99, and 100), each once (K is
-a static argument of one module-level jitted function). The loop reads the (S,)-averaged metrics back after every call
+a static argument of one module-level jitted function). The loop reads the (S,) metrics back after every call
 (one host sync per K updates) for the NaN guard.
 
 Devices. With several devices, `SeedPlacement` shards the seed axis over a 1-D mesh
@@ -87,24 +92,40 @@ def _all_finite(info: Info) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(value)) for value in jax.tree.leaves(info)]))
 
 
+def _losses_finite(info: Info) -> jax.Array:
+    """Whether the losses of one update (the entries whose key ends in 'loss'; all of `info` if none does) are
+    finite. The losses are by-products of the gradient step, so this check costs nothing; a non-finite gradient
+    norm or statistic shows up in the losses of the next update, through the parameters."""
+    losses = {k: v for k, v in info.items() if k.endswith('loss')}
+    return _all_finite(losses or info)
+
+
 def fused_updates(state: TrainingState, data: Any, num_updates: int,
                   sample_batch: SampleBatchFn) -> tuple[TrainingState, Info, jax.Array]:
-    """`num_updates` sample-then-update steps of ONE seed in a `jax.lax.scan` (vmap this over seeds).
+    """`num_updates` sample-then-update steps of ONE seed (vmap this over seeds).
 
-    Returns (state, mean_info, first_nonfinite): mean_info[k] = (1/K) Σ_i info_i[k] as float32
-    scalars; first_nonfinite = index of the first update whose info had a NaN/inf, or −1.
+    The first K − 1 run in a `jax.lax.scan` that keeps, of each update's info, only whether its losses were
+    finite (`_losses_finite`), so XLA drops the computation of every other metric (gradient norms, maxima,
+    minima) from those updates. The last update runs after the scan and returns its whole info.
+    Returns (state, info, first_nonfinite): info[k] = info_K[k] of the last update as a float32 scalar;
+    first_nonfinite = index of the first update whose losses (for the last update: any metric) were not
+    all finite, or −1.
     """
 
-    def one_update(carry: TrainingState, _: None) -> tuple[TrainingState, tuple[Info, jax.Array]]:
-        sample_key, batch_key = jax.random.split(carry.sample_key)
-        batch = sample_batch(data, batch_key)
-        agent, info = carry.agent.update(batch)
-        return TrainingState(agent=agent, sample_key=sample_key), (info, _all_finite(info))
+    def one_update(state: TrainingState) -> tuple[TrainingState, Info]:
+        sample_key, batch_key = jax.random.split(state.sample_key)
+        agent, info = state.agent.update(sample_batch(data, batch_key))
+        return TrainingState(agent=agent, sample_key=sample_key), info
 
-    state, (infos, finite) = jax.lax.scan(one_update, state, None, length=num_updates)
-    mean_info = jax.tree.map(lambda x: jnp.mean(x.astype(jnp.float32), axis=0), infos)
+    def scanned_update(state: TrainingState, _: None) -> tuple[TrainingState, jax.Array]:
+        state, info = one_update(state)
+        return state, _losses_finite(info)
+
+    state, finite = jax.lax.scan(scanned_update, state, None, length=num_updates - 1)
+    state, info = one_update(state)
+    finite = jnp.append(finite, _all_finite(info))
     first_nonfinite = jnp.where(jnp.all(finite), -1, jnp.argmin(finite))
-    return state, mean_info, first_nonfinite
+    return state, jax.tree.map(lambda x: x.astype(jnp.float32), info), first_nonfinite
 
 
 class SeedPlacement:
@@ -153,13 +174,24 @@ class DatasetSampler:
 
 def _fused_over_seeds(state: TrainingState, data: Any, num_updates: int, sample_batch: SampleBatchFn,
                       data_seed_axes: Any) -> tuple[TrainingState, Info, jax.Array]:
-    """`fused_updates` vmapped over the leading seed axis of `state` (and of `data` where data_seed_axes says)."""
+    """`fused_updates` over the leading seed axis of `state` (and of `data` where data_seed_axes says).
+
+    S > 1: `jax.vmap`. S = 1: the one seed runs unbatched and its outputs get the (1,) axis back. XLA squeezes
+    a size-1 vmap axis out of the matmuls but not out of the elementwise and reduction ops (Adam, LayerNorm,
+    activations), which then took about twice the time (`benchmarks/profile_update.py`).
+    """
     per_seed = functools.partial(fused_updates, num_updates=num_updates, sample_batch=sample_batch)
-    return jax.vmap(lambda st, d: per_seed(st, d), in_axes=(0, data_seed_axes))(state, data)
+    if jax.tree.leaves(state)[0].shape[0] == 1:
+        first_seed = lambda x: x[0]  # noqa: E731
+        seed_data = jax.tree.map(lambda axis, subtree: subtree if axis is None else jax.tree.map(first_seed, subtree),
+                                 data_seed_axes, data, is_leaf=lambda x: x is None)
+        return jax.tree.map(lambda x: x[None], per_seed(jax.tree.map(first_seed, state), seed_data))
+    return jax.vmap(per_seed, in_axes=(0, data_seed_axes))(state, data)
 
 
-# Donating the old state lets XLA update it in place; the CPU backend cannot use donated buffers
-# (and warns), so the donating version is used only on accelerators.
+# Donating the old state lets XLA reuse its buffers instead of copying the state into the scan once per call.
+# Only accelerators use it: on CPU that copy is one state copy per K updates, and callers (tests, benchmarks)
+# reuse the state they passed in.
 _fused_jit = jax.jit(_fused_over_seeds, static_argnums=(2, 3, 4))
 _fused_jit_donating = jax.jit(_fused_over_seeds, static_argnums=(2, 3, 4), donate_argnums=(0,))
 
@@ -189,8 +221,15 @@ class FusedUpdater:
         if num_updates < 1:
             raise ValueError(f'num_updates must be >= 1, got {num_updates}')
         self._sizes.add(num_updates)
-        function = _fused_jit_donating if self._donate else _fused_jit
-        return function(state, data, num_updates, self._sample_batch, self._data_seed_axes)
+        return self._function(state, data, num_updates, self._sample_batch, self._data_seed_axes)
+
+    @property
+    def _function(self) -> Callable:
+        return _fused_jit_donating if self._donate else _fused_jit
+
+    def lower(self, state: TrainingState, data: Any, num_updates: int) -> Any:
+        """The `jax.stages.Lowered` call of `num_updates` updates (for benchmarks: compile time, XLA cost, HLO)."""
+        return self._function.lower(state, data, num_updates, self._sample_batch, self._data_seed_axes)
 
 
 @functools.partial(jax.jit, static_argnums=(3,))

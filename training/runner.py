@@ -8,13 +8,13 @@ documents the step convention); the online phase runs one env step and one updat
 at that step; this is the only place where logging, evaluation and checkpoints happen. The reported
 numbers (final.json, `TaskResult`) come from `training.summary`.
 
-Training rows carry the means over the updates of the call that ends at the log step; rows of the
-online phase also carry `online/episode_return` and `online/episode_success` of each seed's last
+Training rows carry the metrics of the update at the log step (FQL's convention; the fused call computes
+metrics only for its last update, see `training.fused`); rows of the online phase also carry `online/episode_return` and `online/episode_success` of each seed's last
 finished episode, and their `time/updates_per_sec` includes the env steps.
 
-NaN guard. After each call the averaged metrics are checked on the host; a NaN/inf stops training
-with `NonFiniteLossError` naming the first non-finite key, the seed, and the exact update (the
-fused call also returns the index of the first non-finite update). The state of that call is never
+NaN guard. After each call the metrics of its last update are checked on the host; a NaN/inf stops training
+with `NonFiniteLossError` naming the first non-finite key, the seed, and the exact update (the fused
+call also returns the index of the first update whose losses were non-finite). The state of that call is never
 checkpointed, so the last good checkpoint stays on disk.
 """
 

@@ -2,8 +2,7 @@
 
 Steps are counted 1 … N (FQL's convention), N = offline_steps + online_steps; "step k" means "after k
 updates". After the call that ends at step k the loop
-- logs training metrics when k % log_interval == 0 (the means over the updates of that call, i.e. the
-  last min(steps_per_call, log_interval) updates),
+- logs training metrics when k % log_interval == 0 (the metrics of update k, as FQL logs them),
 - evaluates when k == 1, k % eval_interval == 0 or k == N, and at the end of the offline phase when an
   online phase follows,
 - checkpoints when k % save_interval == 0 or k == N.

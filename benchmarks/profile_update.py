@@ -42,7 +42,6 @@ from training.logger import write_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('calls', 3, 'Least number of traced calls per case (more if one call is under a second).')
-flags.DEFINE_string('match', '', 'Profile only the cases whose label contains this text.')
 flags.DEFINE_string('profile_out', None, 'Markdown output (default benchmarks/results/profile-<backend>.md).')
 
 BUCKETS = ('matmul kernels', 'other ops', 'not computing')

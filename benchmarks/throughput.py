@@ -38,6 +38,7 @@ from absl import app, flags
 
 from agents import get_agent_class
 from datasets.buffer import Dataset
+from datasets.frames import FrameDataset, frame_dataset_from_numpy
 from training.fused import DatasetSampler, FusedUpdater, create_training_states, stacked_streams
 from training.logger import write_atomically
 
@@ -45,6 +46,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_bool('quick', False, 'Fewer rounds and K/S values (~7 min on 2 idle CPU cores).')
 flags.DEFINE_string('out', None, 'Markdown output path (default benchmarks/results/throughput-<backend>.md).')
 flags.DEFINE_integer('rounds', None, 'Interleaved timing rounds (default 3 quick, 5 full).')
+flags.DEFINE_string('match', '', 'Only the training cases whose label contains this text (e.g. "visual"); also '
+                    'read by profile_update. throughput.py then skips the acting and evaluation timings (use --out).')
 
 OBS_DIM, ACTION_DIM, NUM_ROWS = 28, 5, 100_000  # cube-single shapes; 100 episodes' worth of rows
 SMALL = (256, 256)
@@ -78,6 +81,7 @@ class Case:
     compile_seconds: float = 0.0
     flops_per_update: float = 0.0
     window_calls: int = 1
+    dataset: Any = None  # the case's own data (visual cases); None: the shared synthetic state dataset
     rates: list = field(default_factory=list)  # aggregate updates/s, one per round
     hlo: str = ''  # the optimised HLO of the compiled call (for the profiler)
     _call: Callable | None = None
@@ -101,6 +105,25 @@ def synthetic_dataset() -> Dataset:
     return Dataset(data={k: jnp.asarray(v) for k, v in arrays.items()})
 
 
+def synthetic_frame_dataset(frame_stack: int, p_aug: float) -> FrameDataset:
+    """Random 64×64×3 uint8 frames laid out as a visual OGBench dataset (20 episodes of 1001 frames, 1000
+    transitions each); batches stack `frame_stack` frames and are shifted with probability `p_aug` when drawn."""
+    rng = np.random.default_rng(0)
+    episodes, frames_per_episode = 20, 1001
+    frame_index = np.concatenate([e * frames_per_episode + np.arange(frames_per_episode - 1) for e in range(episodes)])
+    num_rows = len(frame_index)
+    arrays = dict(
+        frames=rng.integers(0, 256, (episodes * frames_per_episode, 64, 64, 3), dtype=np.uint8),
+        actions=rng.uniform(-1, 1, (num_rows, ACTION_DIM)).astype(np.float32),
+        rewards=-rng.integers(0, 2, num_rows).astype(np.float32),
+        masks=np.ones(num_rows, np.float32),
+        terminals=np.zeros(num_rows, np.float32),
+        frame_index=frame_index.astype(np.int32),
+        episode_start=(frame_index // frames_per_episode * frames_per_episode).astype(np.int32),
+    )
+    return frame_dataset_from_numpy(arrays, frame_stack, p_aug)
+
+
 def xla_flops(compiled: Any) -> float:
     analysis = compiled.cost_analysis()
     analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
@@ -111,8 +134,10 @@ def prepare(case: Case, dataset: Dataset) -> None:
     """Builds S agents, compiles the training call (timed), reads its FLOPs, sizes a window."""
     if case.plain:
         return prepare_plain(case, dataset)
+    dataset = case.dataset if case.dataset is not None else dataset
     batch_size = case.config.batch_size
-    example = jax.tree.map(lambda x: x[:batch_size], dataset.data)
+    example = (dataset.example_batch() if isinstance(dataset, FrameDataset)
+               else jax.tree.map(lambda x: x[:batch_size], dataset.data))
     agent_class = get_agent_class(case.agent)
     state = create_training_states(agent_class, example, case.config, stacked_streams(list(range(case.num_seeds))))
     updater = FusedUpdater(DatasetSampler(batch_size))
@@ -314,6 +339,14 @@ def main(_: Any) -> None:
         for s in seed_counts:
             cases.append(Case(f'{agent.upper()} 2×256, K = {small_k}, S = {s}', agent, small, small_k, s))
 
+    visual = dict(encoder='impala_small', frame_stack=3, p_aug=0.5)  # FQL's pixel-task settings
+    cases.append(Case('FQL visual default (impala_small, 3 frames, p_aug 0.5)', 'fql', agent_config('fql', **visual),
+                      1, dataset=synthetic_frame_dataset(visual['frame_stack'], visual['p_aug'])))
+    if FLAGS.match:
+        cases = [case for case in cases if FLAGS.match in case.label]
+        if not cases:
+            raise SystemExit(f'error: --match={FLAGS.match!r} selects no training case')
+
     total_start = time.perf_counter()
     loads = [('start', os.getloadavg())]
     for case in cases:
@@ -328,6 +361,11 @@ def main(_: Any) -> None:
         loads.append((f'after round {r + 1}', os.getloadavg()))
         print(f'round {r + 1}/{rounds} done ({time.perf_counter() - total_start:.0f} s; load averages '
               f'{" ".join(f"{x:.2f}" for x in loads[-1][1])})', flush=True)
+
+    if FLAGS.match:  # the selected training cases only
+        loads.append(('end', os.getloadavg()))
+        lines = report(cases, ceiling, {}, {}, None, rounds, time.perf_counter() - total_start, loads)
+        return write_report(lines)
 
     latency_calls = 100 if quick else 500
     latencies = {
@@ -345,6 +383,10 @@ def main(_: Any) -> None:
     loads.append(('end', os.getloadavg()))
     lines = report(cases, ceiling, layer_rates, latencies, (eval_rate, eval_steps, eval_episodes), rounds,
                    time.perf_counter() - total_start, loads)
+    write_report(lines)
+
+
+def write_report(lines: list[str]) -> None:
     print('\n'.join(lines))
     out = FLAGS.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results',
                                     f'throughput-{jax.default_backend()}.md')
@@ -356,7 +398,7 @@ def main(_: Any) -> None:
 def report(cases: list[Case], ceiling: MatmulCeiling, layer_rates: dict, latencies: dict, evaluation: tuple,
            rounds: int, seconds: float, loads: list[tuple[str, tuple[float, float, float]]]) -> list[str]:
     command = 'python -m benchmarks.throughput' + (' --quick' if FLAGS.quick else '') + (
-        f' --rounds={FLAGS.rounds}' if FLAGS.rounds else '')
+        f' --rounds={FLAGS.rounds}' if FLAGS.rounds else '') + (f' --match="{FLAGS.match}"' if FLAGS.match else '')
     load_text = '; '.join(f'{when} {" ".join(f"{x:.2f}" for x in values)}' for when, values in loads)
     lines = [f'# Throughput ({jax.default_backend()})', '', f'Command: `{command}` ({rounds} interleaved rounds, '
              f'{seconds / 60:.1f} min in all). Batch 256, synthetic data with cube-single shapes.', '',
@@ -364,9 +406,10 @@ def report(cases: list[Case], ceiling: MatmulCeiling, layer_rates: dict, latenci
              f'- Load averages (1, 5, 15 min; {os.cpu_count()} cores; this benchmark alone adds up to ~2): {load_text}',
              f'- Dense float32 matmul ceiling (2048², median of rounds): '
              f'**{ceiling.gflops:.0f} GFLOP/s** (rounds: {", ".join(f"{r:.0f}" for r in ceiling.rates)})', '',
-             '- Single matmuls at the layer shapes of a batch-256 update (GFLOP/s, % of the ceiling): ' + '; '.join(
+             *(['- Single matmuls at the layer shapes of a batch-256 update (GFLOP/s, % of the ceiling): ' + '; '.join(
                  f'{shape}: {rate:.0f} ({100 * rate / ceiling.gflops:.0f}%)' for shape, rate in layer_rates.items()),
-             '', '## Training updates', '',
+                ''] if layer_rates else []),
+             '## Training updates', '',
              'Fused: `training.fused.FusedUpdater` (K updates per call, batches sampled on the device). Plain: FQL\'s '
              'loop (one seed, the jitted `agent.update` once per Python iteration, batches drawn on the host).', '',
              '| case | S | K | compile (s) | updates/s (aggregate; median) | rounds | GFLOP / update (XLA) | GFLOP/s | '
@@ -377,6 +420,8 @@ def report(cases: list[Case], ceiling: MatmulCeiling, layer_rates: dict, latenci
         lines.append(f'| {c.label} | {c.num_seeds} | {"—" if c.plain else c.num_updates} | {c.compile_seconds:.1f} | '
                      f'{c.updates_per_second:.1f} | {", ".join(f"{r:.1f}" for r in c.rates)} | '
                      f'{c.flops_per_update / 1e9:.2f} | {achieved:.0f} | {100 * achieved / ceiling.gflops:.0f}% |')
+    if FLAGS.match:
+        return lines
     by_label = {c.label: c for c in cases}
     rate = lambda label: by_label[label].updates_per_second  # noqa: E731
 

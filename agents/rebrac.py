@@ -176,7 +176,8 @@ class ReBRACAgent(flax.struct.PyTreeNode):
         config = freeze_config(config, get_config(), 'rebrac', example_batch)
         if config['alpha_critic'] != 0 and 'next_actions' not in example_batch:
             raise ValueError(f"ReBRAC with alpha_critic={config['alpha_critic']} needs batches with next_actions (the "
-                             "dataset's next action), which these batches lack; set alpha_critic=0 or add them")
+                             "dataset's next action), which these batches lack; keep next_actions=True (the training loop then adds them) or set "
+                             "alpha_critic=0")
         if not (isinstance(config['actor_freq'], int) and config['actor_freq'] >= 1):
             raise ValueError(f"actor_freq must be a positive int, got {config['actor_freq']!r}")
         observations, actions = example_batch['observations'], example_batch['actions']

@@ -398,7 +398,8 @@ def write_report(lines: list[str]) -> None:
 def report(cases: list[Case], ceiling: MatmulCeiling, layer_rates: dict, latencies: dict, evaluation: tuple,
            rounds: int, seconds: float, loads: list[tuple[str, tuple[float, float, float]]]) -> list[str]:
     command = 'python -m benchmarks.throughput' + (' --quick' if FLAGS.quick else '') + (
-        f' --rounds={FLAGS.rounds}' if FLAGS.rounds else '') + (f' --match="{FLAGS.match}"' if FLAGS.match else '')
+        f' --rounds={FLAGS.rounds}' if FLAGS.rounds else '') + (f' --match="{FLAGS.match}"' if FLAGS.match else '') + (
+        f' --out={os.path.relpath(FLAGS.out)}' if FLAGS.out else '')
     load_text = '; '.join(f'{when} {" ".join(f"{x:.2f}" for x in values)}' for when, values in loads)
     lines = [f'# Throughput ({jax.default_backend()})', '', f'Command: `{command}` ({rounds} interleaved rounds, '
              f'{seconds / 60:.1f} min in all). Batch 256, synthetic data with cube-single shapes.', '',

@@ -48,7 +48,7 @@ def check_fused_training(agent_class, config, tmp_path, num_updates: int = 3) ->
     example_batch = {k: v[:1] for k, v in data.data.items()}
     sampler = DatasetSampler(batch_size=8)
     state = create_training_states(agent_class, example_batch, config, stacked_streams([0, 1]))
-    new_state, mean_info, first_nonfinite = FusedUpdater(sampler)(state, data, num_updates)
+    new_state, mean_info, first_nonfinite = FusedUpdater(sampler, donate_state=False)(state, data, num_updates)
 
     np.testing.assert_array_equal(first_nonfinite, [-1, -1])
     for key, value in mean_info.items():

@@ -139,7 +139,7 @@ def test_offline_calls_end_on_every_log_eval_and_save_step():
 def test_fused_k_updates_equal_k_single_updates():
     data = Dataset(data={k: jnp.asarray(v) for k, v in toy_data().items()})
     start = toy_states([0], data)
-    updater = FusedUpdater(sample8)
+    updater = FusedUpdater(sample8, donate_state=False)  # `start` is read again below
     fused, info, first_bad = updater(start, data, 5)
     single = start
     infos = []
@@ -161,6 +161,27 @@ def test_fused_k_updates_equal_k_single_updates():
     assert max_abs_diff(agent.network.params, jax.tree.map(lambda x: x[0], fused.agent.network.params)) < 1e-6
     np.testing.assert_array_equal(key, fused.sample_key[0])
     assert int(fused.agent.network.step[0]) == 5
+
+
+def test_the_default_updater_consumes_its_state_and_computes_the_same():
+    data = Dataset(data={k: jnp.asarray(v) for k, v in toy_data().items()})
+    kept, _, _ = FusedUpdater(sample8, donate_state=False)(toy_states([0, 1], data), data, 4)
+    start = toy_states([0, 1], data)
+    donated, _, _ = FusedUpdater(sample8)(start, data, 4)
+    assert start.agent.network.params['kernel'].is_deleted()  # its buffers now hold `donated`
+    assert not donated.agent.network.params['kernel'].is_deleted()
+    assert max_abs_diff(kept.agent.network.params, donated.agent.network.params) == 0.0
+    np.testing.assert_array_equal(kept.sample_key, donated.sample_key)
+
+
+def test_a_state_holding_one_array_twice_can_be_donated():
+    # As an agent whose target network is created as its online network's parameters.
+    data = Dataset(data={k: jnp.asarray(v) for k, v in toy_data().items()})
+    state = toy_states([0], data)
+    aliased = state.replace(sample_key=state.agent.rng)
+    assert aliased.sample_key is aliased.agent.rng
+    new_state, _, _ = FusedUpdater(sample8)(aliased, data, 2)
+    assert int(new_state.agent.network.step[0]) == 2
 
 
 class ScriptedAgent(flax.struct.PyTreeNode):

@@ -309,24 +309,10 @@ def measure_random_policy(task: int, args: argparse.Namespace) -> dict[str, Any]
     cached = cached_random_policy(task, args)
     if cached is not None:
         return cached
-    import jax
+    from benchmarks.random_policy import random_policy_successes
 
-    from datasets.ogbench_data import make_env
-    from training import evaluation
-
-    def uniform_actions(_agents, observations, keys, t):
-        shape = (*observations.shape[:-1], action_dim)  # (S, M, d)
-        return jax.random.uniform(jax.random.fold_in(keys[0], t), shape, minval=-1.0, maxval=1.0)
-
-    pool = evaluation.EvalEnvPool(lambda: make_env(task_name(task)), num_seeds=args.num_seeds, envs_per_seed=1)
-    action_dim = int(np.prod(pool.envs[0][0].action_space.shape))
-    keys = jax.random.split(jax.random.PRNGKey(task), args.num_seeds)
-    try:
-        metrics, _ = evaluation.evaluate(None, pool, uniform_actions, keys, list(seeds(args)), args.eval_episodes)
-    finally:
-        pool.close()
-    result = {'seeds': list(seeds(args)), 'episodes': args.eval_episodes,
-              'successes': [round(m['success'] * args.eval_episodes) for m in metrics]}
+    successes = random_policy_successes(task_name(task), list(seeds(args)), args.eval_episodes, key=task)
+    result = {'seeds': list(seeds(args)), 'episodes': args.eval_episodes, 'successes': successes}
     logger.write_json(random_policy_path(task, args), result)
     return result
 

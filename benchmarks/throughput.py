@@ -429,8 +429,8 @@ def report(cases: list[Case], ceiling: MatmulCeiling, layer_rates: dict, latenci
     def paired(fused: str, plain: str) -> str:
         """fused ÷ plain of the medians, and the range of the per-round ratios (the cases alternate in each round)."""
         per_round = [f / p for f, p in zip(by_label[fused].rates, by_label[plain].rates)]
-        return (f'**{rate(fused) / rate(plain):.2f}×** ({rate(fused):.1f} vs {rate(plain):.1f} updates/s; per round '
-                f'{min(per_round):.2f}–{max(per_round):.2f}×)')
+        return (f'**{rate(fused) / rate(plain):.3f}×** ({rate(fused):.2f} vs {rate(plain):.2f} updates/s; per round '
+                f'{min(per_round):.3f}–{max(per_round):.3f}×)')
 
     mfql_default, fql_default = by_label['MFQL default (DiT actor, best-of-5 target)'], by_label[
         'FQL default (4×512, 10 Euler steps)']

@@ -503,3 +503,21 @@ def test_the_study_jobs_are_recognised_as_finished_by_the_sweep(tmp_path):
         with open(os.path.join(directory, 'final.json'), 'w') as f:
             json.dump({'step': 30}, f)
     assert sweep.finished_step(job, args.work_path) == 30
+
+
+def test_random_policy_command_prints_the_episodes_won(capsys, monkeypatch):
+    from benchmarks import random_policy
+
+    def fake_evaluate(agents, pool, policy_fn, keys, seeds, num_episodes):
+        actions = policy_fn(None, jnp.zeros((2, 1, 28)), keys, jnp.int32(3))
+        assert actions.shape == (2, 1, 5) and float(jnp.abs(actions).max()) <= 1.0
+        assert seeds == [4, 7] and num_episodes == 2
+        return [{'success': 0.5}, {'success': 1.0}], {}
+
+    monkeypatch.setattr(evaluation, 'evaluate', fake_evaluate)
+    random_policy.main(['--env_name=cube-single-play-singletask-task2-v0', '--seeds=4,7', '--eval_episodes=2'])
+    assert capsys.readouterr().out.startswith('cube-single-play-singletask-task2-v0, uniform random policy: '
+                                              'seed 4: 1 / 2, seed 7: 2 / 2; pooled 3 / 4 (0.75; 95% Wilson ')
+    with pytest.raises(SystemExit):
+        random_policy.main(['--env_name=cube-single-play-singletask-task2-v0', '--seeds=4,x'])
+    assert "--seeds must be comma-separated integers, got '4,x'" in capsys.readouterr().err

@@ -95,6 +95,8 @@ def distinct_buffers(tree: Any) -> Any:
     seen: set[int] = set()
 
     def owned(leaf: Any) -> Any:
+        if not isinstance(leaf, jax.Array):  # only device arrays are donated (and small ints share their id)
+            return leaf
         if id(leaf) in seen:
             return jnp.copy(leaf)
         seen.add(id(leaf))

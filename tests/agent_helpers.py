@@ -6,24 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from datasets.buffer import dataset_from_numpy
-from tests.test_fql import np_critic, np_mlp  # noqa: F401  (re-exported: float64 MLP and twin critic)
+# re-exported: the toy batch and its sizes, the float64 MLP and twin critic
+from tests.test_fql import ACTION_DIM, BATCH, OBS_DIM, np_critic, np_mlp, toy_batch  # noqa: F401
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.fused import (DatasetSampler, FusedUpdater, create_training_states, stacked_streams,
                             validation_losses)
-
-OBS_DIM, ACTION_DIM, BATCH = 3, 2, 5
-
-
-def toy_batch(seed: int = 0, batch_size: int = BATCH) -> dict:
-    keys = jax.random.split(jax.random.PRNGKey(seed), 6)
-    return dict(
-        observations=jax.random.normal(keys[0], (batch_size, OBS_DIM)),
-        actions=jnp.clip(0.5 * jax.random.normal(keys[1], (batch_size, ACTION_DIM)), -1.0, 1.0),
-        rewards=-jax.random.bernoulli(keys[2], 0.7, (batch_size,)).astype(jnp.float32),
-        masks=jax.random.bernoulli(keys[3], 0.8, (batch_size,)).astype(jnp.float32),
-        next_observations=jax.random.normal(keys[4], (batch_size, OBS_DIM)),
-        terminals=jnp.zeros((batch_size,)),
-    )
 
 
 def as_np(tree):

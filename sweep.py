@@ -417,7 +417,7 @@ def last_checkpoint_step(job: Job, sweep_dir: str) -> int | None:
     for directory in job.seed_dirs(sweep_dir):
         folder = os.path.join(directory, 'checkpoints')
         steps = {int(m.group(1)) for name in (os.listdir(folder) if os.path.isdir(folder) else [])
-                 for m in [re.search(r'(\d+)', name)] if m}
+                 for m in [re.fullmatch(r'step_(\d+)\.msgpack', name)] if m}  # complete files, not `.tmp` ones
         common = steps if common is None else common & steps
     return max(common) if common else None
 

@@ -13,7 +13,7 @@ from datasets.buffer import Dataset, ReplayBuffer
 from tests.test_training import toy_data, toy_inputs, toy_options, toy_states
 from training import checkpoint
 from training.logger import read_csv
-from training.resume import ConfigMismatchError, buffer_payload, restore_buffer
+from training.resume import ConfigMismatchError, buffer_payload, restore_buffer, resume_step
 from training.runner import train_task
 from training.summary import TaskResult
 
@@ -39,6 +39,48 @@ def test_resume_after_a_kill_is_bitwise_identical_and_csv_has_no_duplicates(tmp_
         assert [row['step'] for row in rows] == [5, 10, 15, 20]
         assert 'validation/critic/loss' in rows[0] and 'time/updates_per_sec' in rows[0]
     assert checkpoint.checkpoint_steps(os.path.join(resumed_dir, 'seed0')) == [10, 20]  # keep=2
+
+
+def test_a_kill_during_the_first_checkpoints_restarts_the_seeds_from_step_0(tmp_path, capsys):
+    data = toy_data()
+    reference_dir, killed_dir = str(tmp_path / 'reference'), str(tmp_path / 'killed')
+    train_task(toy_inputs(reference_dir, data, seeds=(0, 1)), toy_options())
+    shutil.copytree(reference_dir, killed_dir)
+    for seed in (0, 1):  # as if killed while seed 1's first checkpoint (step 10) was being written
+        seed_dir = os.path.join(killed_dir, f'seed{seed}')
+        os.remove(checkpoint.checkpoint_path(seed_dir, 20))
+        os.remove(os.path.join(seed_dir, 'final.json'))
+    seed1_first = checkpoint.checkpoint_path(os.path.join(killed_dir, 'seed1'), 10)
+    os.replace(seed1_first, seed1_first + '.tmp')
+    capsys.readouterr()
+    result = train_task(toy_inputs(killed_dir, data, seeds=(0, 1)), toy_options(resume=True))
+    assert result.step == 20
+    assert 'killed while writing its first checkpoints' in capsys.readouterr().out
+    for seed in (0, 1):
+        reference_seed, killed_seed = os.path.join(reference_dir, f'seed{seed}'), os.path.join(killed_dir, f'seed{seed}')
+        assert checkpoint.checkpoint_steps(killed_seed) == [10, 20]
+        for step in (10, 20):
+            with open(checkpoint.checkpoint_path(reference_seed, step), 'rb') as f:
+                expected = f.read()
+            with open(checkpoint.checkpoint_path(killed_seed, step), 'rb') as f:
+                assert f.read() == expected
+        assert [row['step'] for row in read_csv(os.path.join(killed_seed, 'train.csv'))] == [5, 10, 15, 20]
+
+
+def test_seeds_of_different_launches_without_a_common_step_are_not_restarted(tmp_path):
+    seed_dirs = [str(tmp_path / 'seed0'), str(tmp_path / 'seed1')]
+    checkpoint.save_checkpoint(seed_dirs[0], 10, {'x': np.arange(3.0)})
+    os.makedirs(seed_dirs[1])
+    for directory, seeds in zip(seed_dirs, ([0], [0, 1])):  # seed 0 trained alone, then seed 1 added
+        with open(os.path.join(directory, 'flags.json'), 'w') as f:
+            json.dump({'seeds': seeds}, f)
+    with pytest.raises(checkpoint.ResumeError, match=r'no checkpoint step in common'):
+        resume_step(seed_dirs, [0, 1])
+    assert checkpoint.checkpoint_steps(seed_dirs[0]) == [10]  # nothing removed
+    with open(os.path.join(seed_dirs[0], 'flags.json'), 'w') as f:
+        json.dump({'seeds': [0, 1]}, f)  # one launch of both seeds: its first save was interrupted
+    assert resume_step(seed_dirs, [0, 1]) is None
+    assert checkpoint.checkpoint_steps(seed_dirs[0]) == []
 
 
 def test_checkpoint_template_mismatch_names_the_leaf(tmp_path):

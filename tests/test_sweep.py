@@ -25,6 +25,7 @@ import configs
 import sweep
 from tests.test_generate import cube_single_play_files  # noqa: F401  (session fixture: the shared dataset)
 from tests.test_main import plan as plan_main
+from training import checkpoint
 from training.logger import read_csv
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -138,8 +139,8 @@ def test_a_killed_job_resumes_to_the_uninterrupted_result(finished_sweep, tmp_pa
     process = run_sweep(mfql_only, environment, background=True)
     job_dir = tmp_path / 'runs' / 'mfql,alpha=3' / TASKS[1] / TASKS[1]
     deadline = time.time() + 300
-    while not all((job_dir / f'seed{s}' / 'checkpoints').is_dir() and os.listdir(job_dir / f'seed{s}' / 'checkpoints')
-                  for s in (0, 1)) and time.time() < deadline and process.poll() is None:
+    while not all(checkpoint.checkpoint_steps(str(job_dir / f'seed{s}')) for s in (0, 1)) \
+            and time.time() < deadline and process.poll() is None:  # complete checkpoints, not a `.tmp` being written
         time.sleep(0.05)
     assert process.poll() is None, process.stdout.read()
     os.killpg(process.pid, signal.SIGKILL)  # sweep.py, submitit's controller and main.py: a lost machine
@@ -349,3 +350,17 @@ def test_cli_errors_have_no_traceback(tmp_path, environment):
                          '--sweep=agent.alpha=10', '--offline_steps=20', '--dry_run'], environment, timeout=60)
     assert changed.returncode == 1 and 'the flags differ, so use another --save_dir' in changed.stderr
     assert 'Traceback' not in changed.stderr
+
+
+def test_status_counts_only_complete_checkpoints(tmp_path):
+    job = sweep.Job(name='fql/task', setting='fql', agent='fql', task='task', seeds=(0, 1), overrides=(), flags=(),
+                    run_dir='runs/fql/task')
+    seed0, seed1 = job.seed_dirs(str(tmp_path))
+    for directory, names in ((seed0, ['step_000000010.msgpack', 'step_000000020.msgpack']),
+                             (seed1, ['step_000000010.msgpack', 'step_000000020.msgpack.tmp'])):
+        os.makedirs(os.path.join(directory, 'checkpoints'))
+        for name in names:
+            open(os.path.join(directory, 'checkpoints', name), 'wb').close()
+    assert sweep.last_checkpoint_step(job, str(tmp_path)) == 10  # seed 1's step 20 was still being written
+    os.remove(os.path.join(seed0, 'checkpoints', 'step_000000010.msgpack'))
+    assert sweep.last_checkpoint_step(job, str(tmp_path)) is None

@@ -13,7 +13,7 @@ does not depend on orbax's fast-changing API. The newest `keep` checkpoints are 
 deleted only after a newer one is complete, so the last good checkpoint always survives.
 
 Resuming S seeds uses the newest step that every seed has (a kill between two seeds' writes
-leaves them at different steps).
+leaves them at different steps; `training.resume.resume_step` handles a kill during the first save).
 """
 
 import os

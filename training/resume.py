@@ -1,7 +1,7 @@
 """Resume and compatibility checks: what `--resume` may continue, and restoring the seeds' saved state.
 
-A task is resumed from the newest checkpoint step that every seed has (`checkpoint.latest_common_step`);
-the offline phase then continues bitwise identically. A larger --offline_steps extends a run with the schedules
+A task is resumed from the newest checkpoint step that every seed has (`resume_step`); the offline phase then
+continues bitwise identically. A larger --offline_steps extends a run with the schedules
 it started with (`extension_schedule_length`). Before that, `check_same_agent_config` refuses
 seeds trained with another agent config or another number of evaluation episodes, so that one run never
 mixes two settings. The online replay buffer is checkpointed with each seed's state (its filled rows).
@@ -92,6 +92,45 @@ def extension_schedule_length(run_dir: str, seeds: list[int], offline_steps: int
         raise checkpoint.ResumeError(f'{run_dir} has an online phase after its {saved_offline} offline steps, so its '
                                      f'offline phase cannot be extended: {new_run}')
     return saved.get('agent_config', {}).get('offline_steps', saved_offline)
+
+
+def resume_step(seed_dirs: list[str], seeds: list[int]) -> int | None:
+    """The step `--resume` continues `seeds` from: the newest checkpoint every seed has, or None to start at 0.
+
+    Seeds are checkpointed one after another, so a kill during a save can leave them at different steps. After the
+    first save that leaves no step in common; `first_save_interrupted` recognises it, and those seeds start over
+    (training is deterministic, so the restart recomputes what the lone checkpoints held) after their lone
+    checkpoints are removed, which the restarted run would otherwise find beside its own. Any other seed set
+    without a common step raises checkpoint.ResumeError (a seed added to a trained run, for example).
+    """
+    try:
+        return checkpoint.latest_common_step(seed_dirs)
+    except checkpoint.ResumeError:
+        if not first_save_interrupted(seed_dirs, seeds):
+            raise
+    for directory in seed_dirs:
+        for step in checkpoint.checkpoint_steps(directory):
+            os.remove(checkpoint.checkpoint_path(directory, step))
+    return None
+
+
+def first_save_interrupted(seed_dirs: list[str], seeds: list[int]) -> bool:
+    """Whether seeds without a common checkpoint step are one launch killed while its first checkpoints were
+    written: every seed's flags.json names exactly `seeds`, and the seeds that have checkpoints have one each,
+    all at the same step."""
+    steps: set[int] = set()
+    for directory in seed_dirs:
+        path = os.path.join(directory, 'flags.json')
+        if not os.path.exists(path):
+            return False
+        with open(path) as f:
+            if json.load(f).get('seeds') != list(seeds):
+                return False
+        found = checkpoint.checkpoint_steps(directory)
+        if len(found) > 1:
+            return False
+        steps.update(found)
+    return len(steps) == 1
 
 
 def slice_seed(tree: Any, index: int) -> Any:

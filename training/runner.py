@@ -112,7 +112,11 @@ class TaskRun:
     # ---------------------------------------------------------------------------------- setup
     def restore_or_start(self) -> None:
         """Resumes from the newest common checkpoint (with `resume`), opens the logs, writes flags.json."""
-        resume_step = checkpoint.latest_common_step(self.seed_dirs) if self.options.resume else None
+        had_checkpoints = any(checkpoint.checkpoint_steps(directory) for directory in self.seed_dirs)
+        resume_step = resume.resume_step(self.seed_dirs, self.seeds) if self.options.resume else None
+        if self.options.resume and resume_step is None and had_checkpoints:
+            print(f'{self.inputs.task}: the run was killed while writing its first checkpoints (not every seed has '
+                  'one); training starts again from step 0', flush=True)
         if resume_step is not None:
             state, buffer = resume.load_seeds(self.seed_dirs, resume_step, self.state, self.buffer)
             self.state = self.placement.place_seeds(state)
@@ -128,8 +132,9 @@ class TaskRun:
             self.train_logs.append(logger.CsvLogger(os.path.join(directory, 'train.csv'), keep_rows_until))
             self.eval_logs.append(logger.CsvLogger(os.path.join(directory, 'eval.csv'), keep_rows_until))
             flags_payload = dict(self.inputs.metadata, agent_config=resume.agent_config_dict(self.inputs.config),
-                                 eval_episodes=self.options.eval_episodes, seed=self.seeds[s], task=self.inputs.task,
-                                 num_devices=self.placement.num_devices, resumed_from_step=resume_step)
+                                 eval_episodes=self.options.eval_episodes, seed=self.seeds[s], seeds=list(self.seeds),
+                                 task=self.inputs.task, num_devices=self.placement.num_devices,
+                                 resumed_from_step=resume_step)
             logger.write_json(os.path.join(directory, 'flags.json'), flags_payload)
 
     # ----------------------------------------------------------------------------------- phases

@@ -1,8 +1,8 @@
 """Resume and compatibility checks: what `--resume` may continue, and restoring the seeds' saved state.
 
 A task is resumed from the newest checkpoint step that every seed has (`resume_step`); the offline phase then
-continues bitwise identically. A larger --offline_steps extends a run with the schedules
-it started with (`extension_schedule_length`). Before that, `check_same_agent_config` refuses
+continues bitwise identically. A larger --offline_steps extends a run with the schedules it started with
+(`extension_schedule_length`). Before that, `check_same_agent_config` refuses
 seeds trained with another agent config or another number of evaluation episodes, so that one run never
 mixes two settings. The online replay buffer is checkpointed with each seed's state (its filled rows).
 """
@@ -97,11 +97,11 @@ def extension_schedule_length(run_dir: str, seeds: list[int], offline_steps: int
 def resume_step(seed_dirs: list[str], seeds: list[int]) -> int | None:
     """The step `--resume` continues `seeds` from: the newest checkpoint every seed has, or None to start at 0.
 
-    Seeds are checkpointed one after another, so a kill during a save can leave them at different steps. After the
-    first save that leaves no step in common; `first_save_interrupted` recognises it, and those seeds start over
-    (training is deterministic, so the restart recomputes what the lone checkpoints held) after their lone
-    checkpoints are removed, which the restarted run would otherwise find beside its own. Any other seed set
-    without a common step raises checkpoint.ResumeError (a seed added to a trained run, for example).
+    Seeds are checkpointed one after another, so a kill during a save can leave them at different steps, and a kill
+    during the first save leaves them no step in common. `first_save_interrupted` recognises that case: the seeds
+    start over from step 0 (training is deterministic, so the restart recomputes what the lone checkpoints held),
+    and those checkpoints are removed first so that the restarted run never finds them beside its own. Any other
+    seed set without a common step raises checkpoint.ResumeError (a seed added to a trained run, for example).
     """
     try:
         return checkpoint.latest_common_step(seed_dirs)

@@ -112,11 +112,13 @@ class TaskRun:
     # ---------------------------------------------------------------------------------- setup
     def restore_or_start(self) -> None:
         """Resumes from the newest common checkpoint (with `resume`), opens the logs, writes flags.json."""
-        had_checkpoints = any(checkpoint.checkpoint_steps(directory) for directory in self.seed_dirs)
-        resume_step = resume.resume_step(self.seed_dirs, self.seeds) if self.options.resume else None
-        if self.options.resume and resume_step is None and had_checkpoints:
-            print(f'{self.inputs.task}: the run was killed while writing its first checkpoints (not every seed has '
-                  'one); training starts again from step 0', flush=True)
+        resume_step = None
+        if self.options.resume:
+            had_checkpoints = any(checkpoint.checkpoint_steps(directory) for directory in self.seed_dirs)
+            resume_step = resume.resume_step(self.seed_dirs, self.seeds)
+            if resume_step is None and had_checkpoints:
+                print(f'{self.inputs.task}: the run was killed while writing its first checkpoints (not every seed '
+                      'has one); training starts again from step 0', flush=True)
         if resume_step is not None:
             state, buffer = resume.load_seeds(self.seed_dirs, resume_step, self.state, self.buffer)
             self.state = self.placement.place_seeds(state)

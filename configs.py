@@ -378,7 +378,7 @@ def write_presets_file(path: str, presets: dict[str, dict[str, dict[str, Any]]],
     """Writes {agent: {environment: {config key: value}}} with the `source` every value will be recorded under."""
     import json
 
-    from training.logger import write_atomically
+    from runs import write_atomically
     payload = {'format': PRESETS_FILE_FORMAT, 'source': source, 'presets': presets}
     write_atomically(path, json.dumps(payload, indent=1, sort_keys=True) + '\n')
 

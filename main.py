@@ -458,7 +458,7 @@ def plan_run(argv: list[str] | None = None) -> RunPlan:
     _check_visual_settings(tasks, task_configs)
     options = _run_options()
     if FLAGS.wandb:
-        from training.logger import wandb_problem
+        from training.tracking import wandb_problem
         problem = wandb_problem()
         if problem:
             raise SystemExit(f'error: {problem}')
@@ -480,9 +480,9 @@ def main(_argv: list[str]) -> None:
     import configs
     from datasets import d4rl, ogbench_data
     from datasets.frames import DatasetTooLargeError
-    from training import logger
+    from training import tracking
     from training.checkpoint import ResumeError
-    from training.logger import WandbError
+    from training.tracking import WandbError
     from training.runner import NonFiniteLossError, TaskInputs, train_task
     from training.summary import write_summary
 
@@ -496,7 +496,7 @@ def main(_argv: list[str]) -> None:
     flag_values = {name: FLAGS[name].value for name in _OWN_FLAGS}
     flag_values['agent'] = plan.agent_file
     base_metadata = dict(flags=flag_values, explicit_agent_keys=plan.explicit_keys, seeds=plan.seeds,
-                         presets=configs.presets_origin(plan.agent_name), **logger.run_metadata(REPO_DIR))
+                         presets=configs.presets_origin(plan.agent_name), **tracking.run_metadata(REPO_DIR))
     if FLAGS.presets_file:  # the file's content, so that a later edit of it cannot pass for the values used
         with open(FLAGS.presets_file, 'rb') as f:
             base_metadata['presets_file'] = dict(path=os.path.abspath(FLAGS.presets_file),

@@ -29,7 +29,7 @@ import numpy as np
 
 import configs
 from datasets import names
-from training.logger import csv_text, write_atomically
+from runs import csv_text, read_final, seed_dir, write_atomically
 
 # metric -> (final.json key, scale to the reported unit, unit as the column headers name it)
 METRICS = {'success': ('evaluation/success_last3', 100.0, 'success %'),
@@ -49,8 +49,8 @@ def seed_scores(sweep_dir: str, entry: dict[str, Any]) -> dict[int, float]:
     key, scale, _ = METRICS[metric_of(entry['task'])]
     scores = {}
     for seed in entry['seeds']:
-        with open(os.path.join(sweep_dir, entry['run_dir'], f'seed{seed}', 'final.json')) as f:
-            scores[seed] = scale * float(json.load(f)[key])
+        final = read_final(seed_dir(os.path.join(sweep_dir, entry['run_dir']), seed))
+        scores[seed] = scale * float(final[key])
     return scores
 
 

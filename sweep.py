@@ -53,6 +53,8 @@ from typing import Any
 
 import submitit
 
+import runs
+
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 MANIFEST = 'manifest.json'
 MANIFEST_VERSION = 1
@@ -100,7 +102,7 @@ class Job:
         return config_hash(self.flags)
 
     def seed_dirs(self, sweep_dir: str) -> list[str]:
-        return [os.path.join(sweep_dir, self.run_dir, f'seed{seed}') for seed in self.seeds]
+        return runs.seed_dirs(os.path.join(sweep_dir, self.run_dir), self.seeds)
 
 
 def flag_name(token: str) -> str:
@@ -314,8 +316,7 @@ def read_manifest(sweep_dir: str) -> dict[str, Any]:
 
 
 def write_manifest(sweep_dir: str, manifest: dict[str, Any]) -> None:
-    from training.logger import write_atomically
-    write_atomically(manifest_path(sweep_dir), json.dumps(manifest, indent=1) + '\n')
+    runs.write_atomically(manifest_path(sweep_dir), json.dumps(manifest, indent=1) + '\n')
 
 
 def job_entry(job: Job) -> dict[str, Any]:
@@ -373,26 +374,13 @@ class SweepLock:
 
 
 # ---------------------------------------------------------------------------------------------------- states
-def read_json(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def recorded_flags(flags_json: dict[str, Any]) -> list[str]:
-    """main.py's flags as recorded in flags.json (`command` is ' '.join(sys.argv))."""
-    return flags_json.get('command', '').split(' ')[1:]
-
-
 def folder_conflict(job: Job, sweep_dir: str) -> str | None:
     """A one-line description if a seed folder of `job` holds a run made with other result-defining flags."""
     for directory in job.seed_dirs(sweep_dir):
-        recorded = read_json(os.path.join(directory, 'flags.json'))
-        if recorded is not None and config_hash(recorded_flags(recorded)) != job.config_hash:
-            return (f'{directory} was trained with `{" ".join(result_flags(recorded_flags(recorded)))}`, not '
-                    f'`{" ".join(result_flags(job.flags))}`')
+        recorded = runs.read_flags(directory)
+        if recorded is not None and config_hash(runs.recorded_arguments(recorded)) != job.config_hash:
+            return (f'{directory} was trained with `{shlex.join(result_flags(runs.recorded_arguments(recorded)))}`, '
+                    f'not `{shlex.join(result_flags(job.flags))}`')
     return None
 
 
@@ -400,26 +388,17 @@ def finished_step(job: Job, sweep_dir: str) -> int | None:
     """The final step if every seed reached its last step (final.json) with the job's flags, else None."""
     steps = set()
     for directory in job.seed_dirs(sweep_dir):
-        final = read_json(os.path.join(directory, 'final.json'))
-        recorded = read_json(os.path.join(directory, 'flags.json'))
-        if final is None or recorded is None or config_hash(recorded_flags(recorded)) != job.config_hash:
+        recorded = runs.read_flags(directory)
+        step = runs.finished_at(directory)
+        if step is None or config_hash(runs.recorded_arguments(recorded)) != job.config_hash:
             return None
-        flags = recorded.get('flags', {})
-        if final.get('step') != flags.get('offline_steps', 0) + flags.get('online_steps', 0):
-            return None
-        steps.add(final['step'])
+        steps.add(step)
     return steps.pop() if len(steps) == 1 else None
 
 
 def last_checkpoint_step(job: Job, sweep_dir: str) -> int | None:
     """The newest step every seed has a checkpoint for (main.py resumes from it), without importing training/."""
-    common = None
-    for directory in job.seed_dirs(sweep_dir):
-        folder = os.path.join(directory, 'checkpoints')
-        steps = {int(m.group(1)) for name in (os.listdir(folder) if os.path.isdir(folder) else [])
-                 for m in [re.fullmatch(r'step_(\d+)\.msgpack', name)] if m}  # complete files, not `.tmp` ones
-        common = steps if common is None else common & steps
-    return max(common) if common else None
+    return runs.common_checkpoint_step(job.seed_dirs(sweep_dir))
 
 
 def process_alive(pid: int) -> bool:

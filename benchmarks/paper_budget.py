@@ -24,13 +24,14 @@ Settings (the one deliberate reduction from the papers: 2×256 MLPs for every ac
 
 import argparse
 import csv
-import glob
 import json
 import os
 import shlex
 import subprocess
 import sys
 import time
+
+import runs
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASK = 'cube-single-play-singletask-task2-v0'
@@ -70,29 +71,18 @@ def main_command(agent: str, work_dir: str) -> list[str]:
             *SMALL_NETS[agent], *AGENT_FLAGS[agent]]
 
 
+def task_folder(work_dir: str, agent: str) -> str:
+    return runs.task_dir(runs.run_root(os.path.join(work_dir, 'exp'), run_name(agent)), TASK)
+
+
 def seed_dirs(work_dir: str, agent: str) -> list[str]:
-    """The seed folders of an agent's run, in seed order (empty before the run wrote them)."""
-    found = glob.glob(os.path.join(work_dir, 'exp', run_name(agent), '**', 'seed[0-9]*'), recursive=True)
-    return sorted((d for d in found if os.path.isdir(d)), key=lambda d: int(os.path.basename(d)[4:]))
-
-
-def checkpoint_files(seed_dir: str) -> list[str]:
-    directory = os.path.join(seed_dir, 'checkpoints')
-    if not os.path.isdir(directory):
-        return []
-    return sorted(os.path.join(directory, name) for name in os.listdir(directory)
-                  if name.startswith('step_') and name.endswith('.msgpack'))
-
-
-def checkpoint_step(path: str) -> int:
-    return int(os.path.basename(path)[len('step_'):-len('.msgpack')])
+    """The seed folders of an agent's run, in seed order."""
+    return runs.seed_dirs(task_folder(work_dir, agent), SEEDS)
 
 
 def common_checkpoint_step(work_dir: str, agent: str) -> int:
     """The newest step every seed has a checkpoint for (0 when none): where a relaunch resumes."""
-    steps = [set(map(checkpoint_step, checkpoint_files(d))) for d in seed_dirs(work_dir, agent)]
-    common = set.intersection(*steps) if len(steps) == len(SEEDS) else set()
-    return max(common, default=0)
+    return runs.common_checkpoint_step(seed_dirs(work_dir, agent)) or 0
 
 
 def last_logged_step(csv_path: str) -> int:
@@ -111,8 +101,7 @@ def last_logged_step(csv_path: str) -> int:
 
 
 def finished(work_dir: str, agent: str) -> bool:
-    dirs = seed_dirs(work_dir, agent)
-    return len(dirs) == len(SEEDS) and all(os.path.exists(os.path.join(d, 'final.json')) for d in dirs)
+    return all(runs.finished_at(directory) == UPDATES for directory in seed_dirs(work_dir, agent))
 
 
 def process_tree_memory(pid: int) -> tuple[float, float]:
@@ -148,16 +137,16 @@ HEALTH_COLUMNS = ('time', 'launch', 'step', 'rss_mib', 'peak_rss_mib', 'load1', 
 def sample_health(work_dir: str, agent: str, pid: int, launch: int) -> dict[str, float]:
     rss, peak = process_tree_memory(pid)
     dirs = seed_dirs(work_dir, agent)
-    files = [path for d in dirs for path in checkpoint_files(d)]
+    files = [runs.checkpoint_path(d, step) for d in dirs for step in runs.checkpoint_steps(d)]
     sizes = []
     for path in files:
         try:
             sizes.append(os.path.getsize(path))
-        except OSError:  # replaced while listed
+        except OSError:  # pruned while listed
             pass
     with open('/proc/loadavg') as f:
         load1 = float(f.read().split()[0])
-    step = last_logged_step(os.path.join(dirs[0], 'train.csv')) if dirs else 0
+    step = last_logged_step(runs.train_csv_path(dirs[0]))
     return dict(time=round(time.time(), 1), launch=launch, step=step, rss_mib=round(rss, 1),
                 peak_rss_mib=round(peak, 1), load1=load1, checkpoint_count=len(files),
                 checkpoint_mib=round(sum(sizes) / 2**20, 2))

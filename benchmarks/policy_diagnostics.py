@@ -23,7 +23,6 @@ does not learn.
 
 import argparse
 import glob
-import json
 import os
 import sys
 from typing import Any
@@ -33,6 +32,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+import runs
 from agents import get_agent_class
 from agents.train_state import normalize_observations
 from datasets import ogbench_data
@@ -60,7 +60,7 @@ def validation_sample(val: dict[str, np.ndarray], num_samples: int) -> np.ndarra
 
 def run_task_dirs(run_dir: str) -> list[str]:
     """The <task> folders (holding seed<k> folders) of a main.py run folder; exits with an error if none."""
-    task_dirs = sorted(d for d in glob.glob(os.path.join(run_dir, '*')) if glob.glob(os.path.join(d, 'seed*')))
+    task_dirs = sorted(d for d in glob.glob(os.path.join(run_dir, '*')) if runs.seeds_on_disk(d))
     if not task_dirs:
         raise SystemExit(f'error: {run_dir} has no <task>/seed<k> folders')
     return task_dirs
@@ -68,11 +68,11 @@ def run_task_dirs(run_dir: str) -> list[str]:
 
 def task_flags(task_dir: str) -> tuple[list[str], dict[str, Any]]:
     """(seed folders sorted by seed number, the first seed's main.py flags) of one task folder of a run."""
-    seed_dirs = sorted(glob.glob(os.path.join(task_dir, 'seed*')), key=lambda d: int(d.rsplit('seed', 1)[1]))
-    if not seed_dirs:
-        raise SystemExit(f'error: {task_dir} has no seed<k> folders')
-    with open(os.path.join(seed_dirs[0], 'flags.json')) as f:
-        return seed_dirs, json.load(f)['flags']
+    seed_dirs = runs.seed_dirs(task_dir, runs.seeds_on_disk(task_dir))
+    flags = runs.read_flags(seed_dirs[0]) if seed_dirs else None
+    if flags is None:
+        raise SystemExit(f'error: {task_dir} has no seed<k> folder with a readable flags.json')
+    return seed_dirs, flags['flags']
 
 
 def action_spread(agent, observations: jax.Array, noises: jax.Array) -> jax.Array:
@@ -130,14 +130,15 @@ def _measure(agent, observations: jax.Array, data_actions: jax.Array, rng: jax.A
 def load_agent(seed_dir: str, step: int | None, val: dict[str, np.ndarray]) -> tuple[Any, int]:
     """The agent saved in a main.py seed folder at checkpoint `step` (None: the newest), rebuilt from its
     flags.json; `val` gives the example batch. Returns (agent, step)."""
-    with open(os.path.join(seed_dir, 'flags.json')) as f:
-        flags = json.load(f)
+    flags = runs.read_flags(seed_dir)
+    if flags is None:
+        raise SystemExit(f'error: {seed_dir} has no readable flags.json')
     config = ml_collections.ConfigDict(flags['agent_config'])
     agent_class = get_agent_class(config.agent_name)
     example = {key: jnp.asarray(val[key][:1]) for key in BATCH_KEYS}
     template = TrainingState(agent=agent_class.create(jax.random.PRNGKey(0), example, config),
                              sample_key=jax.random.PRNGKey(0))
-    steps = checkpoint.checkpoint_steps(seed_dir)
+    steps = runs.checkpoint_steps(seed_dir)
     if not steps:
         raise SystemExit(f'error: no checkpoints in {seed_dir}')
     step = steps[-1] if step is None else step

@@ -38,7 +38,7 @@ from absl import app, flags
 
 from benchmarks import throughput
 from benchmarks.throughput import Case, agent_config, machine_description, prepare, small_overrides
-from training.logger import write_atomically
+from runs import write_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('calls', 3, 'Least number of traced calls per case (more if one call is under a second).')

@@ -50,7 +50,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -59,7 +58,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks.intervals import seed_t_interval, welch_interval, wilson_interval
-from training import logger
+from runs import (csv_text, eval_csv_path, read_csv_if_any, read_flags, recorded_arguments, save_figure, seed_dir,
+                  train_csv_path, write_atomically, write_json)
+from training import tracking
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -161,7 +162,7 @@ def generate_command(args: argparse.Namespace) -> list[str]:
 
 
 def seed_dirs(run: Run, args: argparse.Namespace) -> list[str]:
-    return [os.path.join(args.work_path, run.name, run.task, f'seed{seed}') for seed in seeds(args)]
+    return [seed_dir(os.path.join(args.work_path, run.name, run.task), seed) for seed in seeds(args)]
 
 
 def seeds(args: argparse.Namespace) -> range:
@@ -169,15 +170,12 @@ def seeds(args: argparse.Namespace) -> range:
     return range(args.seed, args.seed + args.num_seeds)
 
 
-def read_csv(path: str) -> list[dict[str, float]]:
-    """`training.logger.read_csv`, with no rows for a file that does not exist yet (a run not started)."""
-    return logger.read_csv(path) if os.path.exists(path) else []
 
 
 def is_trained(run: Run, args: argparse.Namespace) -> bool:
     """True when every seed has its final evaluation (main.py writes it after the last update)."""
     for directory in seed_dirs(run, args):
-        rows = read_csv(os.path.join(directory, 'eval.csv'))
+        rows = read_csv_if_any(eval_csv_path(directory))
         if not rows or int(rows[-1]['step']) != args.steps:
             return False
     return True
@@ -187,9 +185,8 @@ def alpha_never_moved(run: Run, args: argparse.Namespace) -> bool:
     """True if every logged α of every seed of a trained adaptive-α run equals its α₀ (each logged value is a
     mean over its logging window, so any change of α would show; one ×1.2 or ×0.8 step moves it by ≥ 1e-4·α₀)."""
     for directory in seed_dirs(run, args):
-        with open(os.path.join(directory, 'flags.json')) as f:
-            config = json.load(f)['agent_config']
-        rows = read_csv(os.path.join(directory, 'train.csv'))
+        config = read_flags(directory)['agent_config']
+        rows = read_csv_if_any(train_csv_path(directory))
         if config['alpha_mode'] != 'adaptive' or not rows:
             return False
         logged = np.array([row[key] for row in rows for key in ('training/alpha', 'validation/alpha') if key in row])
@@ -223,19 +220,19 @@ def stale_runs(runs: list[Run], args: argparse.Namespace) -> list[str]:
     problems = []
     sources = {source.name: source for source in (source_run(run, args) for run in runs) if is_trained(source, args)}
     for source in sources.values():  # a stand-in (`source_run`) is checked once, under its own command
-        expected = ' '.join(run_command(source, args)[1:])  # main.py records ' '.join(sys.argv)
+        expected = run_command(source, args)[2:]
         for directory in seed_dirs(source, args):
-            with open(os.path.join(directory, 'flags.json')) as f:
-                recorded = json.load(f).get('command')
+            recorded = recorded_arguments(read_flags(directory) or {})
             if recorded != expected:
-                problems.append(f'{directory}: trained with `{recorded}`; the study now runs `{expected}`')
+                problems.append(f'{directory}: trained with `{shlex.join(recorded)}`; the study now runs '
+                                f'`{shlex.join(expected)}`')
     return problems
 
 
 # ----------------------------------------------------------------------------------------------- running
 def run_minutes(run: Run, args: argparse.Namespace) -> float:
     """Minutes from main.py's start of training to its final evaluation (its own clock, all seeds together)."""
-    return read_csv(os.path.join(result_dirs(run, args)[0], 'eval.csv'))[-1]['time/total'] / 60
+    return read_csv_if_any(eval_csv_path(result_dirs(run, args)[0]))[-1]['time/total'] / 60
 
 
 def sweep_job(run: Run, args: argparse.Namespace):
@@ -279,7 +276,7 @@ def seed_scores(run: Run, args: argparse.Namespace) -> dict[str, list[float] | l
     the successful and total episodes of those last two evaluations ('successes', 'episodes')."""
     final, initial, successes, episodes = [], [], [], []
     for directory in result_dirs(run, args):
-        rows = read_csv(os.path.join(directory, 'eval.csv'))
+        rows = read_csv_if_any(eval_csv_path(directory))
         scored = rows[-2:]
         final.append(float(np.mean([row[SUCCESS] for row in scored])))
         initial.append(rows[0][SUCCESS])
@@ -313,20 +310,20 @@ def measure_random_policy(task: int, args: argparse.Namespace) -> dict[str, Any]
 
     successes = random_policy_successes(task_name(task), list(seeds(args)), args.eval_episodes, key=task)
     result = {'seeds': list(seeds(args)), 'episodes': args.eval_episodes, 'successes': successes}
-    logger.write_json(random_policy_path(task, args), result)
+    write_json(random_policy_path(task, args), result)
     return result
 
 
 def curves(run: Run, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     """(steps (E,), success (S, E)) from the seeds' eval.csv files."""
-    per_seed = [read_csv(os.path.join(d, 'eval.csv')) for d in result_dirs(run, args)]
+    per_seed = [read_csv_if_any(eval_csv_path(d)) for d in result_dirs(run, args)]
     steps = np.array([row['step'] for row in per_seed[0]])
     return steps, np.array([[row[SUCCESS] for row in rows] for rows in per_seed])
 
 
 def diagnostics(run: Run, args: argparse.Namespace) -> dict[str, float]:
     """Mean over seeds of the last logged training metrics (DIAGNOSTICS) and of the updates/s."""
-    last_rows = [read_csv(os.path.join(d, 'train.csv'))[-1] for d in result_dirs(run, args)]
+    last_rows = [read_csv_if_any(train_csv_path(d))[-1] for d in result_dirs(run, args)]
     values = {key: float(np.mean([row[f'training/{key}'] for row in last_rows])) for key in DIAGNOSTICS[run.agent]}
     values['updates/s'] = float(np.mean([row['time/updates_per_sec'] for row in last_rows]))
     return values
@@ -334,26 +331,6 @@ def diagnostics(run: Run, args: argparse.Namespace) -> dict[str, float]:
 
 def _mean_std(values: list[float]) -> str:
     return f'{np.mean(values):.2f} ± {np.std(values):.2f}'
-
-
-def versions() -> dict[str, str]:
-    import importlib.metadata
-    result = {'python': platform.python_version()}
-    for package in ('jax', 'jaxlib', 'flax', 'optax', 'ogbench', 'mujoco', 'numpy'):
-        try:
-            result[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            result[package] = 'not installed'
-    return result
-
-
-def cpu_description() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            model = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-    except (OSError, StopIteration):
-        model = platform.processor() or 'unknown CPU'
-    return f'{model}, {len(os.sched_getaffinity(0))} cores'
 
 
 def dataset_size(args: argparse.Namespace) -> str:
@@ -389,7 +366,7 @@ def plot(runs: list[Run], args: argparse.Namespace, path: str) -> None:
         axis.legend(fontsize=8)
     axes[0].set_ylabel(f'success (mean ± std over {args.num_seeds} seeds)')
     figure.tight_layout()
-    logger.save_figure(figure, path, dpi=110)
+    save_figure(figure, path, dpi=110)
     plt.close(figure)
 
 
@@ -413,14 +390,14 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
             rows.append(dict(run=run.name, results_from=source_run(run, args).name, agent=run.agent, task=run.task,
                              seed=seed, initial_success=initial, final_success=final,
                              minutes=round(run_minutes(run, args), 1)))
-    logger.write_atomically(stem + '.csv', logger.csv_text(list(rows[0]), rows))
+    write_atomically(stem + '.csv', csv_text(list(rows[0]), rows))
     plot(runs, args, stem + '.png')
 
     last_two = f'{args.steps - args.eval_interval} and {args.steps}'
     lines = [
         '# Reproduction study at CPU scale: MFQL vs FQL on cube-single-play',
         '',
-        f'Generated by `{study_command(args)}` ({cpu_description()}, no GPU).',
+        f'Generated by `{study_command(args)}` ({tracking.cpu_description()}, no GPU).',
         f'Dataset: `{DATASET}` generated locally with OGBench\'s oracles, {args.num_episodes} train episodes '
         f'({dataset_size(args)}), seed 0.',
         f'Budget per run: {args.steps:,} updates, batch 256, {args.num_seeds} seeds ({args.seed}–{seeds(args)[-1]}) '
@@ -538,12 +515,12 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
         *[shlex.join(run_command(run, args)) for run in runs + unfinished],
         '```',
         '',
-        'Versions: ' + ', '.join(f'{k} {v}' for k, v in versions().items()) + '.',
+        'Versions: ' + ', '.join(f'{k} {v}' for k, v in tracking.library_versions().items()) + '.',
     ]
     if args.notes and os.path.exists(args.notes_path):
         with open(args.notes_path) as f:
             lines += ['', f.read().strip()]
-    logger.write_atomically(stem + '.md', '\n'.join(lines) + '\n')
+    write_atomically(stem + '.md', '\n'.join(lines) + '\n')
     print('\n'.join(lines))
     print(f'\nwrote {stem}.md, {stem}.csv and {stem}.png')
 

@@ -30,7 +30,8 @@ import numpy as np
 from benchmarks.intervals import seed_t_interval, wilson_interval
 from benchmarks.policy_diagnostics import load_agent, run_task_dirs, task_flags
 from datasets import d4rl, ogbench_data
-from training import evaluation, logger
+import runs
+from training import evaluation
 from training.fused import stacked_streams
 from training.runner import fold_keys
 
@@ -71,7 +72,7 @@ def task_success(task_dir: str, steps: list[int | None], temperatures: list[floa
         raise SystemExit(f'error: {task} is a D4RL task; this diagnostic reads OGBench success only')
     seed_dirs, flags = task_flags(task_dir)
     _, val = ogbench_data.load_datasets(task, dataset_dir or flags['dataset_dir'], show_progress=False)
-    seeds = [int(d.rsplit('seed', 1)[1]) for d in seed_dirs]
+    seeds = [runs.seed_of(d) for d in seed_dirs]
     results = {}
     for requested in steps:
         first, step = load_agent(seed_dirs[0], requested, val)  # every seed at the first seed's step
@@ -82,7 +83,7 @@ def task_success(task_dir: str, steps: list[int | None], temperatures: list[floa
         success = {temperature: [r['success'] for r in per_seed] for temperature, per_seed in per_temperature.items()}
         logged = []
         for directory in seed_dirs:
-            rows = [row for row in logger.read_csv(os.path.join(directory, 'eval.csv')) if int(row['step']) == step]
+            rows = [row for row in runs.read_csv(runs.eval_csv_path(directory)) if int(row['step']) == step]
             logged.append(rows[-1]['evaluation/success'] if rows else None)
         results[step] = (success, None if None in logged else logged)
     return flags['eval_episodes'], results

@@ -40,7 +40,7 @@ from agents import get_agent_class
 from datasets.buffer import Dataset
 from datasets.frames import FrameDataset, frame_dataset_from_numpy
 from training.fused import DatasetSampler, FusedUpdater, create_training_states, stacked_streams
-from training.logger import write_atomically
+from runs import write_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool('quick', False, 'Fewer rounds and K/S values (~7 min on 2 idle CPU cores).')

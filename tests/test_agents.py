@@ -10,7 +10,7 @@ import pytest
 import agents
 import configs
 from tests.test_main import REPO_DIR, TASK, compile_cache, dataset_dir, in_repo_dir, plan, run_main  # noqa: F401
-from training.logger import read_csv
+from runs import read_csv
 
 REGISTERED = ['fql', 'ifql', 'iql', 'mfql', 'rebrac']
 

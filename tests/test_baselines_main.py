@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tests.test_main import TASK, compile_cache, dataset_dir, in_repo_dir, run_main  # noqa: F401  (fixtures)
-from training.logger import read_csv
+from runs import read_csv
 
 TINY = {'rebrac': ['--agent.actor_freq=2', '--agent.alpha_critic=0.1'], 'iql': ['--agent.const_std=False'],
         'ifql': ['--agent.flow_steps=2', '--agent.num_samples=4']}

@@ -12,7 +12,7 @@ import pytest
 from datasets.buffer import Dataset, ReplayBuffer
 from tests.test_training import toy_data, toy_inputs, toy_options, toy_states
 from training import checkpoint
-from training.logger import read_csv
+from runs import read_csv
 from training.resume import ConfigMismatchError, buffer_payload, restore_buffer, resume_step
 from training.runner import train_task
 from training.summary import TaskResult

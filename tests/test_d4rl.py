@@ -305,7 +305,7 @@ def test_main_trains_on_a_tiny_minari_dataset_and_reports_the_score(minari_store
             '--eval_episodes=1', '--save_interval=0', f'--save_dir={tmp_path}', '--run_name=d4rl', '--progress_bar=False']
     done = subprocess.run(args, cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    from training.logger import read_csv
+    from runs import read_csv
     rows = read_csv(os.path.join(tmp_path, 'd4rl', 'antmaze-umaze-v2', 'seed0', 'eval.csv'))
     assert [int(float(r['step'])) for r in rows] == [1, 4]
     for row in rows:  # one AntMaze eval episode: return 0 or 1, score = 100 x return

@@ -20,7 +20,7 @@ from absl import flags
 from datasets import ogbench_data
 from datasets.buffer import observation_statistics
 from training import checkpoint
-from training.logger import read_csv
+from runs import read_csv
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASK = 'cube-single-play-singletask-task2-v0'
@@ -90,7 +90,7 @@ def test_bad_flags_stop_before_any_compute(args, message, tmp_path):
 
 
 def test_wandb_without_login_stops_before_any_data_with_the_remedy(tmp_path, monkeypatch):
-    from training.logger import wandb_problem
+    from training.tracking import wandb_problem
     home = tmp_path / 'home'
     home.mkdir()
     message = wandb_problem({'HOME': str(home)}, installed=True)

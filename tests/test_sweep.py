@@ -26,7 +26,7 @@ import sweep
 from tests.test_generate import cube_single_play_files  # noqa: F401  (session fixture: the shared dataset)
 from tests.test_main import plan as plan_main
 from training import checkpoint
-from training.logger import read_csv
+from runs import read_csv
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS = ['cube-single-play-singletask-task1-v0', 'cube-single-play-singletask-task2-v0']

@@ -27,7 +27,7 @@ from datasets.buffer import Dataset
 from training import checkpoint, evaluation, schedule
 from training.fused import (FusedUpdater, SeedPlacement, TrainingState, create_training_states, fused_updates,
                             seed_streams, stacked_streams)
-from training.logger import CsvLogger, read_csv
+from runs import CsvLogger, read_csv
 from training.runner import NonFiniteLossError, TaskInputs, train_task, with_observation_statistics
 from training.schedule import RunOptions, next_call_size, offline_call_size
 from training.summary import (TaskResult, final_evaluation, mean_of_last_three_evaluations, summary_rows,
@@ -533,7 +533,7 @@ def test_progress_rate_and_eta_leave_out_the_compiling_call(monkeypatch):
 
 
 def test_curves_show_success_and_return_at_the_evaluations_then_alpha_and_q_with_labelled_axes():
-    from training.logger import curves_figure
+    from training.tracking import curves_figure
     evals = [[{'step': step, 'evaluation/success': 0.1 * i, 'evaluation/return': -50.0 + i}
               for i, step in enumerate((1, 100, 200))] for _ in range(2)]
     train = [[{'step': step, 'training/alpha': 10.0 * 1.2 ** i, 'training/critic/q_mean': -float(i),

@@ -22,7 +22,7 @@ from datasets.generate import generate_dataset
 from networks.encoders import make_encoder
 from tests.test_main import REPO_DIR, parse
 from training import checkpoint
-from training.logger import read_csv
+from runs import read_csv
 
 TASK = 'visual-cube-single-play-singletask-task1-v0'
 EPISODE_LENGTH = 12

@@ -17,36 +17,16 @@ leaves them at different steps; `training.resume.resume_step` handles a kill dur
 """
 
 import os
-import re
 from typing import Any
 
 import flax.serialization
 import jax
 import numpy as np
 
-from training.logger import write_atomically
-
-_NAME = re.compile(r'^step_(\d+)\.msgpack$')
-
+from runs import checkpoint_dir, checkpoint_path, checkpoint_steps, write_atomically
 
 class ResumeError(ValueError):
     """A run folder cannot be resumed as asked; the message says why and what to do instead."""
-
-
-def checkpoint_dir(seed_dir: str) -> str:
-    return os.path.join(seed_dir, 'checkpoints')
-
-
-def checkpoint_path(seed_dir: str, step: int) -> str:
-    return os.path.join(checkpoint_dir(seed_dir), f'step_{step:09d}.msgpack')
-
-
-def checkpoint_steps(seed_dir: str) -> list[int]:
-    """Steps of the complete checkpoints of one seed, ascending (temp files ignored)."""
-    directory = checkpoint_dir(seed_dir)
-    if not os.path.isdir(directory):
-        return []
-    return sorted(int(m.group(1)) for m in map(_NAME.match, os.listdir(directory)) if m)
 
 
 def latest_common_step(seed_dirs: list[str]) -> int | None:

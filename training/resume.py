@@ -16,7 +16,7 @@ import numpy as np
 
 from datasets.buffer import ReplayBuffer
 from training import checkpoint
-from training.logger import seed_dir
+from runs import flags_path, read_flags, seed_dir
 
 
 class ConfigMismatchError(checkpoint.ResumeError):
@@ -37,11 +37,10 @@ def check_same_agent_config(run_dir: str, seeds: list[int], config: Any, eval_ep
     key with its saved and requested value."""
     current = agent_config_dict(config)
     for seed in seeds:
-        path = os.path.join(seed_dir(run_dir, seed), 'flags.json')
-        if not os.path.exists(path):
+        path = flags_path(seed_dir(run_dir, seed))
+        saved_flags = read_flags(seed_dir(run_dir, seed))
+        if saved_flags is None:
             continue
-        with open(path) as f:
-            saved_flags = json.load(f)
         saved = saved_flags.get('agent_config')
         if saved is None:
             continue
@@ -58,10 +57,9 @@ def check_same_agent_config(run_dir: str, seeds: list[int], config: Any, eval_ep
 def saved_flags(run_dir: str, seeds: list[int]) -> dict[str, Any] | None:
     """The flags.json of the first of `seeds` that has one in `run_dir` (None for a run not started yet)."""
     for seed in seeds:
-        path = os.path.join(seed_dir(run_dir, seed), 'flags.json')
-        if os.path.exists(path):
-            with open(path) as f:
-                return json.load(f)
+        saved = read_flags(seed_dir(run_dir, seed))
+        if saved is not None:
+            return saved
     return None
 
 
@@ -120,12 +118,9 @@ def first_save_interrupted(seed_dirs: list[str], seeds: list[int]) -> bool:
     all at the same step."""
     steps: set[int] = set()
     for directory in seed_dirs:
-        path = os.path.join(directory, 'flags.json')
-        if not os.path.exists(path):
+        saved = read_flags(directory)
+        if saved is None or saved.get('seeds') != list(seeds):
             return False
-        with open(path) as f:
-            if json.load(f).get('seeds') != list(seeds):
-                return False
         found = checkpoint.checkpoint_steps(directory)
         if len(found) > 1:
             return False

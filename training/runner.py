@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from datasets.buffer import ReplayBuffer, dataset_from_numpy, observation_statistics
 from datasets.frames import FrameDataset, check_fits, frame_dataset_from_numpy
-from training import checkpoint, evaluation, logger, online, resume, schedule
+import runs
+from training import checkpoint, evaluation, online, resume, schedule, tracking
 from training.fused import (DatasetSampler, FusedUpdater, SeedPlacement, create_training_states, first_nonfinite_key,
                             stacked_streams, validation_losses)
 from training.schedule import RunOptions
@@ -78,7 +79,7 @@ class TaskRun:
         self.inputs, self.options = inputs, options
         self.seeds = list(inputs.seeds)
         self.batch_size = schedule.batch_size_of(inputs.config)
-        self.seed_dirs = [logger.seed_dir(inputs.run_dir, s) for s in self.seeds]
+        self.seed_dirs = [runs.seed_dir(inputs.run_dir, s) for s in self.seeds]
         self.placement = SeedPlacement(len(self.seeds))
         if self.placement.note:
             print(self.placement.note, flush=True)
@@ -106,7 +107,7 @@ class TaskRun:
         self.last_checkpoint: str | None = None
         self.online_episode_stats: list[dict[str, float]] = [{} for _ in self.seeds]
         self._eval_pool = None
-        self.wandb = (logger.WandbLogger(inputs.wandb_project, os.path.basename(inputs.run_dir.rstrip('/')),
+        self.wandb = (tracking.WandbLogger(inputs.wandb_project, os.path.basename(inputs.run_dir.rstrip('/')),
                                          inputs.metadata) if inputs.wandb_project else None)
 
     # ---------------------------------------------------------------------------------- setup
@@ -131,13 +132,13 @@ class TaskRun:
         self.train_logs, self.eval_logs = [], []
         for s, directory in enumerate(self.seed_dirs):
             os.makedirs(directory, exist_ok=True)
-            self.train_logs.append(logger.CsvLogger(os.path.join(directory, 'train.csv'), keep_rows_until))
-            self.eval_logs.append(logger.CsvLogger(os.path.join(directory, 'eval.csv'), keep_rows_until))
+            self.train_logs.append(runs.CsvLogger(runs.train_csv_path(directory), keep_rows_until))
+            self.eval_logs.append(runs.CsvLogger(runs.eval_csv_path(directory), keep_rows_until))
             flags_payload = dict(self.inputs.metadata, agent_config=resume.agent_config_dict(self.inputs.config),
                                  eval_episodes=self.options.eval_episodes, seed=self.seeds[s], seeds=list(self.seeds),
                                  task=self.inputs.task, num_devices=self.placement.num_devices,
                                  resumed_from_step=resume_step)
-            logger.write_json(os.path.join(directory, 'flags.json'), flags_payload)
+            runs.write_json(runs.flags_path(directory), flags_payload)
 
     # ----------------------------------------------------------------------------------- phases
     def run_offline(self) -> None:
@@ -184,7 +185,7 @@ class TaskRun:
             rows = [r for r in self.eval_logs[s].rows if 'evaluation/success' in r and r['evaluation/success'] != '']
             finals.append(dict(task=self.inputs.task, seed=self.seeds[s], step=self.step,
                                **final_evaluation(rows, self.options, self.inputs.return_to_score is not None)))
-            logger.write_json(os.path.join(directory, 'final.json'), finals[-1])
+            runs.write_json(runs.final_path(directory), finals[-1])
         if self.options.eval_episodes > 0:
             self.plot()
         if self._eval_pool is not None:
@@ -272,7 +273,7 @@ class TaskRun:
         eval_rows = [log.rows for log in self.eval_logs]
         train_rows = [log.rows for log in self.train_logs]
         as_floats = lambda rows: [{k: float(v) for k, v in r.items() if v not in ('', None)} for r in rows]
-        logger.plot_curves(os.path.join(self.inputs.run_dir, 'curves.png'), [as_floats(r) for r in eval_rows],
+        tracking.plot_curves(runs.curves_path(self.inputs.run_dir), [as_floats(r) for r in eval_rows],
                            [as_floats(r) for r in train_rows], f'{self.inputs.task} ({self.inputs.config.agent_name})',
                            self.seeds)
 

@@ -24,14 +24,13 @@ Offline-to-online runs add the evaluation at the end of the offline phase (`offl
 """
 
 import dataclasses
-import json
 import os
 from typing import Any
 
 import numpy as np
 
 from datasets import names
-from training.logger import csv_text, seed_dir, write_atomically
+from runs import csv_text, read_final, seed_dir, summary_paths, write_atomically
 from training.schedule import RunOptions
 
 
@@ -94,12 +93,8 @@ def completed_result(run_dir: str, task: str, seeds: list[int], total_steps: int
     """The result of a task already trained to `total_steps` (every seed has final.json), else None."""
     finals = []
     for seed in seeds:
-        path = os.path.join(seed_dir(run_dir, seed), 'final.json')
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            final = json.load(f)
-        if final['step'] != total_steps:
+        final = read_final(seed_dir(run_dir, seed))
+        if final is None or final['step'] != total_steps:
             return None
         finals.append(final)
     return task_result(task, seeds, total_steps, finals)
@@ -161,9 +156,8 @@ def write_summary(directory: str, results: list[TaskResult], agent_name: str) ->
     rows = summary_rows(results)
     metrics = _metrics_present(results)
     os.makedirs(directory, exist_ok=True)
-    csv_path = os.path.join(directory, 'summary.csv')
+    csv_path, md_path = summary_paths(directory)
     write_atomically(csv_path, csv_text(list(rows[0]), rows))
-    md_path = os.path.join(directory, 'summary.md')
     lines = [f'# {agent_name}: final evaluation', '',
              'Success is a fraction (0–1); mean ± std over seeds; environment rows average each seed over its tasks '
              'first.', '',

@@ -1,75 +1,15 @@
-"""Run outputs: resumable CSV logs, flags.json, learning-curve PNG, optional wandb, progress bar.
-
-Every CSV row has a `step` column (number of updates done, 1 … N). Keys are namespaced as in FQL:
-`training/<agent info key>`, `validation/<key>`, `evaluation/<key>`, `time/<key>`.
+"""What a run records beside its CSV logs: provenance for flags.json (commit, library versions, devices, the
+command as an argument list), the learning-curve figure, and optional Weights & Biases logging. The run folder's
+layout and its files' readers and writers live in `runs`.
 """
 
-import csv
-import io
-import json
 import os
 import platform
 import subprocess
 import sys
 from typing import Any
 
-import numpy as np
-
-
-class CsvLogger:
-    """A CSV file of rows keyed by `step`, which tolerates new columns and resumes cleanly.
-
-    New keys: when a row brings a column the header lacks, the file is rewritten with the union of
-    the columns (earlier rows get empty cells). Resume: `CsvLogger(path, resume_step=k)` keeps the
-    rows with step <= k and drops later ones (they came from updates after the last checkpoint,
-    which will be redone), and a last row without its line end (a kill in the middle of an append);
-    `resume_step=None` starts a fresh file. Rows are appended; rewrites are atomic.
-    """
-
-    def __init__(self, path: str, resume_step: int | None = None):
-        self.path = path
-        self.columns: list[str] = ['step']
-        self.rows: list[dict[str, Any]] = []
-        if resume_step is not None and os.path.exists(path):
-            with open(path, newline='') as f:
-                text = f.read()
-            reader = csv.DictReader(io.StringIO(text[:text.rfind('\n') + 1]))  # complete lines only
-            self.columns = list(reader.fieldnames or ['step'])
-            self.rows = [row for row in reader if int(float(row['step'])) <= resume_step]
-        self._rewrite()
-
-    def _rewrite(self) -> None:
-        write_atomically(self.path, csv_text(self.columns, self.rows))
-
-    def log(self, step: int, values: dict[str, Any]) -> None:
-        row = {'step': int(step), **{k: _plain(v) for k, v in values.items()}}
-        self.rows.append(row)
-        new_columns = [k for k in row if k not in self.columns]
-        if new_columns:
-            self.columns += sorted(new_columns)
-            self._rewrite()
-        else:
-            with open(self.path, 'a', newline='') as f:
-                csv.DictWriter(f, fieldnames=self.columns, restval='').writerow(row)
-
-
-def seed_dir(run_dir: str, seed: int) -> str:
-    """The folder of one seed inside a task's run folder."""
-    return os.path.join(run_dir, f'seed{seed}')
-
-
-def _plain(value: Any) -> Any:
-    """A Python scalar for CSV/JSON from a numpy/jax scalar."""
-    if hasattr(value, 'item'):
-        return value.item()
-    return value
-
-
-def read_csv(path: str) -> list[dict[str, float]]:
-    """Rows of a `CsvLogger` file as floats (empty cells dropped)."""
-    with open(path, newline='') as f:
-        return [{k: float(v) for k, v in row.items() if v not in ('', None)} for row in csv.DictReader(f)]
-
+from runs import save_figure
 
 def git_hash(repo_dir: str) -> str:
     """The current commit of `repo_dir` (with '+dirty' when there are uncommitted changes), or 'unknown'."""
@@ -95,49 +35,21 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def write_atomically(path: str, data: str | bytes) -> None:
-    """Writes `data` (str: UTF-8) to `path` so that readers only ever see the old file or the whole new one,
-    even after a kill or a power cut: a temp file beside it, fsynced, `os.replace`d over `path`, and the
-    folder fsynced so that the rename itself is durable. A kill can leave only a stray `<path>.tmp`."""
-    tmp_path = path + '.tmp'
-    with open(tmp_path, 'wb') as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp_path, path)
-    directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+def cpu_description() -> str:
+    """The CPU model and the cores this process may use, e.g. 'AMD EPYC 7B13, 2 cores'."""
     try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def csv_text(columns: list[str], rows: list[dict[str, Any]]) -> str:
-    """A CSV file's text: the header `columns`, then one line per row (missing cells empty)."""
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, restval='')
-    writer.writeheader()
-    writer.writerows(rows)
-    return text.getvalue()
-
-
-def save_figure(figure: Any, path: str, dpi: int) -> None:
-    """A matplotlib figure as a PNG at `path`, written atomically."""
-    png = io.BytesIO()
-    figure.savefig(png, format='png', dpi=dpi)
-    write_atomically(path, png.getvalue())
-
-
-def write_json(path: str, payload: dict[str, Any]) -> None:
-    """Writes JSON atomically (`write_atomically`)."""
-    write_atomically(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
+        with open('/proc/cpuinfo') as f:
+            model = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        model = platform.processor() or 'unknown CPU'
+    return f'{model}, {len(os.sched_getaffinity(0))} cores'
 
 
 def run_metadata(repo_dir: str) -> dict[str, Any]:
-    """Git hash, library versions, devices and the command line, for flags.json."""
+    """Git hash, library versions, devices and the command line (a list of arguments), for flags.json."""
     import jax
     return {'git_hash': git_hash(repo_dir), 'versions': library_versions(),
-            'devices': [str(d) for d in jax.devices()], 'command': ' '.join(sys.argv)}
+            'devices': [str(d) for d in jax.devices()], 'command': list(sys.argv)}
 
 
 # Panels of curves.png: (key, rows ('evaluation' or 'training'), y-axis label, y scale). Success and return are
@@ -250,16 +162,8 @@ class WandbLogger:
             raise WandbError(f'wandb.init failed ({message}): {WANDB_REMEDY}') from error
 
     def log(self, step: int, seed_index: int, values: dict[str, Any]) -> None:
-        self._run.log({f'seed{seed_index}/{k}': _plain(v) for k, v in values.items()}, step=step)
+        plain = {key: value.item() if hasattr(value, 'item') else value for key, value in values.items()}
+        self._run.log({f'seed{seed_index}/{key}': value for key, value in plain.items()}, step=step)
 
     def close(self) -> None:
         self._run.finish()
-
-
-def summarize_metrics(values: dict[str, np.ndarray], keys: tuple[str, ...]) -> str:
-    """Short 'key=mean' text for the progress bar (means over seeds)."""
-    parts = []
-    for key in keys:
-        if key in values:
-            parts.append(f'{key.split("/")[-1]}={float(np.mean(values[key])):.3g}')
-    return ' '.join(parts)

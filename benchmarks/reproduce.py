@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.intervals import seed_t_interval, welch_interval, wilson_interval
+from results import mean_std, plus_minus
 from runs import (csv_text, eval_csv_path, read_csv_if_any, read_flags, recorded_arguments, save_figure, seed_dir,
                   train_csv_path, write_atomically, write_json)
 from training import tracking
@@ -329,8 +330,9 @@ def diagnostics(run: Run, args: argparse.Namespace) -> dict[str, float]:
     return values
 
 
-def _mean_std(values: list[float]) -> str:
-    return f'{np.mean(values):.2f} ± {np.std(values):.2f}'
+def _cell(values: list[float]) -> str:
+    """Mean ± std over seeds (success fraction, two digits) by the rule every table of the project uses."""
+    return plus_minus(*mean_std(values), 2)
 
 
 def dataset_size(args: argparse.Namespace) -> str:
@@ -429,13 +431,13 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
             for task in {run.task for run in main_runs}}
     for run in main_runs:
         final = scores[run.name]['final']
-        score = _mean_std(final)
+        score = _cell(final)
         if np.mean(final) == best[run.task]:  # the task's leader in bold
             score = f'**{score}**'
         won, episodes = sum(scores[run.name]['successes']), sum(scores[run.name]['episodes'])
         low, high = wilson_interval(won, episodes)
         seed_interval = '–'.join(f'{x:.2f}' for x in seed_t_interval(final)) if args.num_seeds > 1 else 'n/a (1 seed)'
-        lines.append(f'| {run.task} | {run.label} | {_mean_std(scores[run.name]["initial"])} | {score} | '
+        lines.append(f'| {run.task} | {run.label} | {_cell(scores[run.name]["initial"])} | {score} | '
                      f'{", ".join(f"{x:.2f}" for x in final)} | {seed_interval} | '
                      f'{won} / {episodes} ({low:.2f}–{high:.2f}) | {run_minutes(run, args):.0f} min |')
     lines += ['', f'Two intervals for each score. Over seeds (t): mean ± t · sd / √S over the {args.num_seeds} '
@@ -480,12 +482,12 @@ def write_report(runs: list[Run], args: argparse.Namespace) -> None:
             final = scores[run.name]['final']
             source = source_run(run, args)
             if source == run:
-                lines.append(f'| {run.label} | {_mean_std(final)} | {", ".join(f"{x:.2f}" for x in final)} | '
+                lines.append(f'| {run.label} | {_cell(final)} | {", ".join(f"{x:.2f}" for x in final)} | '
                              f'{run_minutes(run, args):.0f} min |')
             else:
                 lines.append(f'| {run.label}: the adaptive rule never changed α in `{source.name}` (every logged α '
                              f'of every seed = α₀), so a fixed α is the same computation; its results stand in | '
-                             f'{_mean_std(final)} | {", ".join(f"{x:.2f}" for x in final)} | not retrained |')
+                             f'{_cell(final)} | {", ".join(f"{x:.2f}" for x in final)} | not retrained |')
     keys = sorted({k for r in runs for k in (*DIAGNOSTICS[r.agent], 'updates/s')})
     lines += [
         '',

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from datasets import names
+from results import METRICS, Metric, last_three, mean_std, plus_minus, seed_averages, task_info
 from runs import csv_text, read_final, seed_dir, summary_paths, write_atomically
 from training.schedule import RunOptions
 
@@ -54,8 +54,8 @@ def mean_of_last_three_evaluations(rows: list[dict[str, Any]]) -> float:
     """OGBench's reported number: mean `evaluation/success` of the last three evaluations (rows in step order).
     The evaluation of the initial policy (step 1) is never one of them; with fewer than three later
     evaluations, those there are are averaged (a 1-step run: its only evaluation)."""
-    later = [row for row in rows if int(float(row['step'])) > 1] or rows[-1:]
-    return float(np.mean([float(row['evaluation/success']) for row in later[-3:]]))
+    steps = last_three([int(float(row['step'])) for row in rows])
+    return float(np.mean([float(row['evaluation/success']) for row in rows if int(float(row['step'])) in steps]))
 
 
 def final_evaluation(rows: list[dict[str, Any]], options: RunOptions, with_score: bool) -> dict[str, float]:
@@ -100,22 +100,10 @@ def completed_result(run_dir: str, task: str, seeds: list[int], total_steps: int
     return task_result(task, seeds, total_steps, finals)
 
 
-# (CSV column prefix, TaskResult field, Markdown header, Markdown decimals); both headers name the unit. The first
-# two are always there, the others only when some task has them.
-METRICS = (('success_fraction', 'success', 'success, fraction (final)', 2),
-           ('success_last3_fraction', 'success_last3', 'success, fraction (mean of last 3 evals)', 2),
-           ('score_x100', 'score', 'D4RL normalised score, ×100 (final)', 1),
-           ('offline_success_fraction', 'offline_success', 'success, fraction (end of offline training)', 2),
-           ('offline_score_x100', 'offline_score', 'D4RL normalised score, ×100 (end of offline training)', 1))
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    array = np.asarray(values, dtype=float)
-    return float(np.mean(array)), float(np.std(array))
-
-
-def _metrics_present(results: list[TaskResult]) -> list[tuple[str, str, str, int]]:
-    return [metric for metric in METRICS if any(getattr(r, metric[1]) is not None for r in results)]
+def _metrics_present(results: list[TaskResult]) -> list[Metric]:
+    """The metrics of `results.METRICS` some task has (success and its last-three mean always; scores and the
+    offline phase's numbers where the runs have them)."""
+    return [metric for metric in METRICS if any(getattr(r, metric.field) is not None for r in results)]
 
 
 def summary_rows(results: list[TaskResult]) -> list[dict[str, object]]:
@@ -125,15 +113,16 @@ def summary_rows(results: list[TaskResult]) -> list[dict[str, object]]:
     metrics = _metrics_present(results)
     rows = []
     for result in results:
-        row = {'environment': names.environment_of(result.task), 'task': result.task,
+        row = {'environment': task_info(result.task).environment, 'task': result.task,
                'num_tasks': 1, 'num_seeds': len(result.seeds), 'step': result.step}
-        for prefix, field, *_ in metrics:
-            values = getattr(result, field)
-            row[f'{prefix}_mean'], row[f'{prefix}_std'] = _mean_std(values) if values is not None else ('', '')
+        for metric in metrics:
+            values = getattr(result, metric.field)
+            row[f'{metric.column}_mean'], row[f'{metric.column}_std'] = (
+                mean_std(values) if values is not None else ('', ''))
         rows.append(row)
-    environments = sorted({names.environment_of(r.task) for r in results})
+    environments = sorted({task_info(r.task).environment for r in results})
     for environment in environments:
-        group = [r for r in results if names.environment_of(r.task) == environment]
+        group = [r for r in results if task_info(r.task).environment == environment]
         if len(group) < 2:
             continue
         seeds = group[0].seeds
@@ -141,12 +130,12 @@ def summary_rows(results: list[TaskResult]) -> list[dict[str, object]]:
             continue  # averaging per seed needs the same seeds on every task
         row = {'environment': environment, 'task': f'{environment} (average)', 'num_tasks': len(group),
                'num_seeds': len(seeds), 'step': min(r.step for r in group)}
-        for prefix, field, *_ in metrics:
-            per_task = [getattr(r, field) for r in group]
-            if any(values is None for values in per_task):
-                row[f'{prefix}_mean'], row[f'{prefix}_std'] = '', ''
-            else:  # each seed's mean over the tasks, then mean ± std over seeds
-                row[f'{prefix}_mean'], row[f'{prefix}_std'] = _mean_std(list(np.mean(per_task, axis=0)))
+        for metric in metrics:
+            per_task = [getattr(r, metric.field) for r in group]
+            averages = None if any(values is None for values in per_task) else seed_averages(
+                [dict(zip(seeds, values)) for values in per_task])
+            row[f'{metric.column}_mean'], row[f'{metric.column}_std'] = (
+                mean_std(list(averages.values())) if averages is not None else ('', ''))
         rows.append(row)
     return rows
 
@@ -161,12 +150,12 @@ def write_summary(directory: str, results: list[TaskResult], agent_name: str) ->
     lines = [f'# {agent_name}: final evaluation', '',
              'Success is a fraction (0–1); mean ± std over seeds; environment rows average each seed over its tasks '
              'first.', '',
-             '| task | seeds | step | ' + ' | '.join(header for _, _, header, _ in metrics) + ' |',
+             '| task | seeds | step | ' + ' | '.join(metric.header for metric in metrics) + ' |',
              '|---|---|---|' + '---|' * len(metrics)]
     for row in rows:
         name = f"**{row['task']}**" if row['num_tasks'] > 1 else row['task']
-        cells = [f"{row[f'{prefix}_mean']:.{decimals}f} ± {row[f'{prefix}_std']:.{decimals}f}"
-                 if row[f'{prefix}_mean'] != '' else '' for prefix, _, _, decimals in metrics]
+        cells = [plus_minus(row[f'{m.column}_mean'], row[f'{m.column}_std'], m.decimals)
+                 if row[f'{m.column}_mean'] != '' else '' for m in metrics]
         lines.append(f"| {name} | {row['num_seeds']} | {row['step']} | " + ' | '.join(cells) + ' |')
     write_atomically(md_path, '\n'.join(lines) + '\n')
     return csv_path, md_path

@@ -352,14 +352,19 @@ def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, num_seeds: int =
     return commands
 
 
-PAPER_GRIDS = ('paper', 'paper-d4rl')  # sweep.py --grid names
+PAPER_GRIDS = ('paper', 'paper-visual', 'paper-ogbench', 'paper-d4rl')  # sweep.py --grid names
 
 
 def paper_tasks(grid: str = 'paper') -> list[str]:
     """The task names of one of the papers' grids: 'paper' = the 50 state-based OGBench tasks (10 envs x task1..5),
+    'paper-visual' = the 5 visual OGBench tasks, 'paper-ogbench' = both (the papers' 55 OGBench tasks),
     'paper-d4rl' = the 18 D4RL tasks (AntMaze v2, Adroit v1). ValueError for another name."""
     if grid == 'paper':
         return [task for family in PAPER_OGBENCH_FAMILIES for task in names.expand_env_names(family)]
+    if grid == 'paper-visual':
+        return list(PAPER_VISUAL_TASKS)
+    if grid == 'paper-ogbench':
+        return paper_tasks('paper') + paper_tasks('paper-visual')
     if grid == 'paper-d4rl':
         from datasets import d4rl
         return list(d4rl.D4RL_TASKS)

@@ -33,6 +33,8 @@ from typing import Any
 from absl import app, flags
 from ml_collections import config_flags
 
+import run_flags
+
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_AGENT_FILE = 'agents/mfql.py'
 
@@ -179,36 +181,7 @@ if __name__ == '__main__':
 FLAGS = flags.FLAGS
 flags.DEFINE_boolean('helpagent', False, 'Print every key of the --agent config file (e.g. --agent=agents/fql.py) '
                      'with its default and its meaning, then exit.')
-flags.DEFINE_string('env_name', 'cube-double-play-singletask-v0',
-                    'One task, a comma-separated list, or a family (e.g. cube-double-play-singletask = its 5 tasks).')
-flags.DEFINE_integer('seed', 0, 'Seed of the first run; with --num_seeds=S the seeds are seed, ..., seed+S-1.')
-flags.DEFINE_integer('num_seeds', 1, 'Number of seeds trained together in one process (vmapped).')
-flags.DEFINE_list('seeds', [], 'Explicit comma-separated seeds (overrides --seed/--num_seeds), e.g. 0,1,2.')
-flags.DEFINE_integer('offline_steps', 1_000_000, 'Offline updates (default 1M; 500K when every task is a D4RL '
-                     'task or every task is visual, the papers\' budgets for them).')
-flags.DEFINE_integer('online_steps', 0, 'Online updates after the offline phase (one env step each).')
-flags.DEFINE_integer('eval_interval', 100_000, 'Evaluate every this many updates (also at step 1 and at the end).')
-flags.DEFINE_integer('eval_episodes', 50, 'Evaluation episodes per seed (0 = no evaluation).')
-flags.DEFINE_integer('eval_parallel_envs', 8, 'Env instances stepped in lock-step during evaluation, over all '
-                     'seeds (each OGBench manipulation env costs ~100-230 MB of RAM and ~1 s to build).')
-flags.DEFINE_integer('log_interval', 5_000, 'Log training metrics every this many updates.')
-flags.DEFINE_integer('save_interval', 1_000_000, 'Checkpoint every this many updates (always at the end; 0 = only '
-                     'at the end).')
-flags.DEFINE_integer('steps_per_call', 100, 'K: offline updates fused into one jitted call (lax.scan).')
-flags.DEFINE_string('save_dir', 'exp/', 'Root folder of the run folders.')
-flags.DEFINE_string('run_name', '', 'Run folder name under save_dir (default: <agent_name>_<env_name>).')
-flags.DEFINE_string('dataset_dir', '~/.ogbench/data', "Folder of OGBench's dataset files (OGBench's default). D4RL "
-                    'tasks read Minari\'s store instead ($MINARI_DATASETS_PATH, default ~/.minari/datasets).')
-flags.DEFINE_integer('generate_missing_data', 0, 'If a manipulation dataset is missing and cannot be downloaded, '
-                     'generate this many episodes locally (0 = do not generate).')
-flags.DEFINE_string('presets_file', '', 'JSON file of per-environment agent settings (written by sweep.py --report '
-                    '--write_presets), applied after the built-in presets; explicit --agent.KEY flags still win.')
-flags.DEFINE_integer('generate_workers', 0, 'Processes generating a missing dataset (0 = one per available core); '
-                     'the files do not depend on it.')
-flags.DEFINE_boolean('resume', False, 'Continue from the newest checkpoints in the run folder.')
-flags.DEFINE_boolean('wandb', False, 'Also log to Weights & Biases (needs the wandb package).')
-flags.DEFINE_string('wandb_project', 'mfql', 'wandb project name (with --wandb).')
-flags.DEFINE_boolean('progress_bar', True, 'Show a tqdm progress bar.')
+run_flags.define(flags)
 config_flags.DEFINE_config_file('agent', DEFAULT_AGENT_FILE, lock_config=False,
                                 help_string=f'Agent file (its get_config() is the agent config; --agent.KEY=VALUE sets '
                                             f'a key). Registered agents: {available_agents_text()}; any file following '
@@ -493,7 +466,7 @@ def main(_argv: list[str]) -> None:
     except ValueError as error:  # DatasetError is a ValueError
         raise SystemExit(f'error: {error}')
 
-    flag_values = {name: FLAGS[name].value for name in _OWN_FLAGS}
+    flag_values = {name: FLAGS[name].value for name in run_flags.FLAG_NAMES}
     flag_values['agent'] = plan.agent_file
     base_metadata = dict(flags=flag_values, explicit_agent_keys=plan.explicit_keys, seeds=plan.seeds,
                          presets=configs.presets_origin(plan.agent_name), **tracking.run_metadata(REPO_DIR))
@@ -534,12 +507,6 @@ def main(_argv: list[str]) -> None:
         print(f.read())
     print(f'summary written to {csv_path} and {md_path}')
 
-
-_OWN_FLAGS = ('env_name', 'seed', 'num_seeds', 'seeds', 'offline_steps', 'online_steps', 'eval_interval',
-              'generate_workers',
-              'eval_episodes', 'eval_parallel_envs', 'log_interval', 'save_interval', 'steps_per_call', 'save_dir',
-              'run_name', 'dataset_dir', 'generate_missing_data', 'presets_file', 'resume', 'wandb', 'wandb_project',
-              'progress_bar')
 
 if __name__ == '__main__':
     app.run(main)

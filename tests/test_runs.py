@@ -119,10 +119,11 @@ def test_no_module_but_runs_spells_the_run_folder_layout():
     assert not offenders, 'build run-folder paths through runs.py:\n' + '\n'.join(offenders)
 
 
-def test_runs_imports_the_standard_library_only():
+@pytest.mark.parametrize('module', ['runs.py', 'run_flags.py'])
+def test_module_imports_the_standard_library_only(module):
     import ast
     import sys
-    tree = ast.parse(open(os.path.join(REPO_DIR, 'runs.py')).read())
+    tree = ast.parse(open(os.path.join(REPO_DIR, module)).read())
     imported = {alias.name.split('.')[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split('.')[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}

@@ -1,0 +1,65 @@
+"""main.py's own flags, declared once: names, kinds, defaults and help. Standard library only, so that sweep.py and
+the tests read the flag names without defining absl flags or importing JAX; main.py defines them from this table
+(`define`). The agent's config (`--agent=FILE`, `--agent.KEY=VALUE`) is not in the table: it is ml_collections'.
+"""
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    name: str
+    kind: str  # 'string' | 'integer' | 'boolean' | 'list' | 'float'
+    default: Any
+    help: str
+
+
+FLAGS: tuple[Flag, ...] = (
+    Flag('env_name', 'string', 'cube-double-play-singletask-v0',
+         'One task, a comma-separated list, or a family (e.g. cube-double-play-singletask = its 5 tasks).'),
+    Flag('seed', 'integer', 0, 'Seed of the first run; with --num_seeds=S the seeds are seed, ..., seed+S-1.'),
+    Flag('num_seeds', 'integer', 1, 'Number of seeds trained together in one process (vmapped).'),
+    Flag('seeds', 'list', [], 'Explicit comma-separated seeds (overrides --seed/--num_seeds), e.g. 0,1,2.'),
+    Flag('offline_steps', 'integer', 1_000_000, "Offline updates (default 1M; 500K when every task is a D4RL task or "
+         "every task is visual, the papers' budgets for them)."),
+    Flag('online_steps', 'integer', 0, 'Online updates after the offline phase (one env step each).'),
+    Flag('eval_interval', 'integer', 100_000, 'Evaluate every this many updates (also at step 1 and at the end).'),
+    Flag('eval_episodes', 'integer', 50, 'Evaluation episodes per seed (0 = no evaluation).'),
+    Flag('eval_parallel_envs', 'integer', 8, 'Env instances stepped in lock-step during evaluation, over all seeds '
+         '(each OGBench manipulation env costs ~100-230 MB of RAM and ~1 s to build).'),
+    Flag('log_interval', 'integer', 5_000, 'Log training metrics every this many updates.'),
+    Flag('save_interval', 'integer', 1_000_000, 'Checkpoint every this many updates (always at the end; 0 = only at '
+         'the end).'),
+    Flag('steps_per_call', 'integer', 100, 'K: offline updates fused into one jitted call (lax.scan).'),
+    Flag('save_dir', 'string', 'exp/', 'Root folder of the run folders.'),
+    Flag('run_name', 'string', '', 'Run folder name under save_dir (default: <agent_name>_<env_name>).'),
+    Flag('dataset_dir', 'string', '~/.ogbench/data', "Folder of OGBench's dataset files (OGBench's default). D4RL "
+         "tasks read Minari's store instead ($MINARI_DATASETS_PATH, default ~/.minari/datasets)."),
+    Flag('generate_missing_data', 'integer', 0, 'If a manipulation dataset is missing and cannot be downloaded, '
+         'generate this many episodes locally (0 = do not generate).'),
+    Flag('presets_file', 'string', '', 'JSON file of per-environment agent settings (written by sweep.py --report '
+         '--write_presets), applied after the built-in presets; explicit --agent.KEY flags still win.'),
+    Flag('generate_workers', 'integer', 0, 'Processes generating a missing dataset (0 = one per available core); the '
+         'files do not depend on it.'),
+    Flag('resume', 'boolean', False, 'Continue from the newest checkpoints in the run folder.'),
+    Flag('wandb', 'boolean', False, 'Also log to Weights & Biases (needs the wandb package).'),
+    Flag('wandb_project', 'string', 'mfql', 'wandb project name (with --wandb).'),
+    Flag('progress_bar', 'boolean', True, 'Show a tqdm progress bar.'),
+)
+FLAG_NAMES: tuple[str, ...] = tuple(flag.name for flag in FLAGS)
+# Flags whose values are paths: a launcher resolves them against the directory the user typed the command in.
+PATH_FLAGS = ('save_dir', 'dataset_dir', 'presets_file')
+# Flags that name places or switch logging, not what is computed: a sweep leaves them out of a job's config hash, so
+# that a sweep folder moved to another machine (or its data to another path) still recognises its finished runs.
+NOT_RESULT_DEFINING = ('save_dir', 'run_name', 'dataset_dir', 'resume', 'progress_bar', 'wandb', 'wandb_project',
+                       'eval_parallel_envs', 'generate_missing_data')
+
+
+def define(flags_module: Any) -> None:
+    """Defines every flag of `FLAGS` with absl (`flags_module` is `absl.flags`)."""
+    definers = {'string': flags_module.DEFINE_string, 'integer': flags_module.DEFINE_integer,
+                'boolean': flags_module.DEFINE_boolean, 'list': flags_module.DEFINE_list,
+                'float': flags_module.DEFINE_float}
+    for flag in FLAGS:
+        definers[flag.kind](flag.name, flag.default, flag.help)

@@ -237,10 +237,11 @@ def run_minutes(run: Run, args: argparse.Namespace) -> float:
 
 
 def sweep_job(run: Run, args: argparse.Namespace):
-    """The run as a job of the sweep machinery (`sweep.Job`): its exact command, its folder under --work_dir."""
-    import sweep
-    return sweep.Job(name=run.name, setting=run.name, agent=run.agent, task=run.task, seeds=tuple(seeds(args)),
-                     overrides=(), flags=tuple(run_command(run, args)[2:]), run_dir=os.path.join(run.name, run.task))
+    """The run as a job of the sweep machinery (`sweeps.grid.Job`): its exact command, its folder under --work_dir."""
+    from sweeps import grid
+    flags = tuple(run_command(run, args)[2:])
+    return grid.Job(name=run.name, setting=run.name, agent=run.agent, task=run.task, seeds=tuple(seeds(args)),
+                    overrides=(), flags=flags, run_dir=os.path.join(run.name, run.task), config_hash=grid.config_hash(flags))
 
 
 def train_all(runs: list[Run], args: argparse.Namespace) -> None:
@@ -248,6 +249,7 @@ def train_all(runs: list[Run], args: argparse.Namespace) -> None:
     work folder as the sweep folder (manifest, logs); resumable. Runs with a stand-in (`source_run`) go in a second
     round, after their reference, which usually makes their training unnecessary."""
     import sweep
+    from sweeps import SweepError
     first_round = [run for run in runs if run.reference is None]
     for round_runs in (first_round, [run for run in runs if run not in first_round]):
         pending = []
@@ -264,7 +266,7 @@ def train_all(runs: list[Run], args: argparse.Namespace) -> None:
                                        f'--max_parallel={args.workers}', f'--poll_seconds={args.poll_seconds}'])
         try:
             failed = sweep.launch([sweep_job(run, args) for run in pending], options, args.work_path)
-        except sweep.SweepError as error:
+        except SweepError as error:
             raise SystemExit(f'error: {error}')
         if failed:
             raise SystemExit(f'error: a run failed; python sweep.py --save_dir={args.work_path} --status shows its log '

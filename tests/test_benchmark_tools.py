@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 import sweep
+from sweeps import manifest
 from agents import fql, mfql
 from benchmarks import policy_diagnostics, reproduce, temperature
 from benchmarks.intervals import seed_t_interval, welch_interval, wilson_interval
@@ -494,7 +495,7 @@ def test_the_study_jobs_are_recognised_as_finished_by_the_sweep(tmp_path):
     args = reproduce.parse_args([f'--work_dir={tmp_path}', '--num_seeds=2', '--steps=30', '--eval_interval=10'])
     run = reproduce.study_runs(args)[0]
     job = reproduce.sweep_job(run, args)
-    assert sweep.finished_step(job, args.work_path) is None
+    assert manifest.finished_step(job, args.work_path) is None
     for directory in reproduce.seed_dirs(run, args):
         os.makedirs(directory)
         with open(os.path.join(directory, 'flags.json'), 'w') as f:
@@ -502,7 +503,7 @@ def test_the_study_jobs_are_recognised_as_finished_by_the_sweep(tmp_path):
                        'flags': {'offline_steps': 30, 'online_steps': 0}}, f)
         with open(os.path.join(directory, 'final.json'), 'w') as f:
             json.dump({'step': 30}, f)
-    assert sweep.finished_step(job, args.work_path) == 30
+    assert manifest.finished_step(job, args.work_path) == 30
 
 
 def test_random_policy_command_prints_the_episodes_won(capsys, monkeypatch):

@@ -23,6 +23,7 @@ from scipy import stats
 
 import configs
 import sweep
+from sweeps import SweepError, grid, manifest
 from tests.test_generate import cube_single_play_files  # noqa: F401  (session fixture: the shared dataset)
 from tests.test_main import plan as plan_main
 from training import checkpoint
@@ -221,17 +222,17 @@ def test_slurm_array_has_the_requested_sbatch_parameters(tmp_path, monkeypatch, 
     assert sweep.run(args) == 0
     assert 'nothing to launch' in capsys.readouterr().out and not (sweep_dir / 'logs' / '4243_submission.sh').exists()
     assert sweep.run([f'--save_dir={sweep_dir}', '--status']) == 0
-    assert 'pending  queued on SLURM as 4242_0' in capsys.readouterr().out
+    assert 'queued       SLURM job 4242_0 (state UNKNOWN' in capsys.readouterr().out
 
 
-def write_fake_sweep(sweep_dir: str, scores: dict[tuple[str, str], list[float]]) -> list[sweep.Job]:
+def write_fake_sweep(sweep_dir: str, scores: dict[tuple[str, str], list[float]]) -> list[grid.Job]:
     """A launched sweep whose runs finished with the given success_last3 per (alpha, task) and seed (2 tasks of
     cube-single-play and 1 of cube-double-play; MFQL; seeds 0-2)."""
     tasks = [*TASKS, 'cube-double-play-singletask-task2-v0']
     args, extra = sweep.parse_args([f'--save_dir={sweep_dir}', f'--env_name={",".join(tasks)}', '--agents=mfql',
                                     '--num_seeds=3', '--sweep=agent.alpha=10,(30)', '--offline_steps=10'])
-    jobs = sweep.build_jobs(args, extra, sweep_dir)
-    manifest = {'version': sweep.MANIFEST_VERSION, 'jobs': {job.name: sweep.job_entry(job) for job in jobs}}
+    jobs = grid.build_jobs(args, extra, sweep_dir)
+    recorded = {'version': manifest.MANIFEST_VERSION, 'jobs': {job.name: manifest.job_entry(job) for job in jobs}}
     for job in jobs:
         for seed, directory in zip(job.seeds, job.seed_dirs(sweep_dir)):
             os.makedirs(directory)
@@ -239,7 +240,7 @@ def write_fake_sweep(sweep_dir: str, scores: dict[tuple[str, str], list[float]])
                       open(os.path.join(directory, 'flags.json'), 'w'))
             success = scores[(dict(job.overrides)['alpha'], job.task)][seed]
             json.dump({'step': 10, 'evaluation/success_last3': success}, open(os.path.join(directory, 'final.json'), 'w'))
-    sweep.write_manifest(sweep_dir, manifest)
+    manifest.write_manifest(sweep_dir, recorded)
     return jobs
 
 
@@ -312,7 +313,7 @@ def test_paper_grid_dry_run_lists_100_jobs_with_their_commands(tmp_path, capsys)
     assert sweep.run([f'--save_dir={tmp_path}/paper', '--grid=paper', '--num_seeds=8', '--launcher=slurm',
                       '--dry_run']) == 0
     out = capsys.readouterr().out
-    assert '100 jobs: 0 done, 0 running, 0 failed, 100 pending; 100 to launch' in out
+    assert '100 jobs: 0 done, 0 running, 0 queued, 0 failed, 0 to relaunch, 100 pending; 100 to launch' in out
     assert out.count('[launch] ') == 100 and not os.path.exists(f'{tmp_path}/paper')  # a dry run writes nothing
     assert (f'python main.py --agent=agents/fql.py --env_name=puzzle-4x4-play-singletask-task5-v0 --num_seeds=8 '
             f'--save_dir={tmp_path}/paper/runs/fql --run_name=puzzle-4x4-play-singletask-task5-v0 --resume '
@@ -335,7 +336,7 @@ def test_paper_grid_dry_run_lists_100_jobs_with_their_commands(tmp_path, capsys)
     (['--slurm_option=constraint', '--launcher=slurm'], 'expected KEY=VALUE'),
 ])
 def test_bad_input_is_one_clear_error(argv, message, tmp_path):
-    with pytest.raises(sweep.SweepError) as error:
+    with pytest.raises(SweepError) as error:
         sweep.run([f'--save_dir={tmp_path}', f'--env_name={TASKS[0]}', '--agents=mfql', '--dry_run', *argv])
     assert message in str(error.value) and '\n' not in str(error.value)
 
@@ -353,14 +354,14 @@ def test_cli_errors_have_no_traceback(tmp_path, environment):
 
 
 def test_status_counts_only_complete_checkpoints(tmp_path):
-    job = sweep.Job(name='fql/task', setting='fql', agent='fql', task='task', seeds=(0, 1), overrides=(), flags=(),
-                    run_dir='runs/fql/task')
+    job = grid.Job(name='fql/task', setting='fql', agent='fql', task='task', seeds=(0, 1), overrides=(), flags=(),
+                   run_dir='runs/fql/task')
     seed0, seed1 = job.seed_dirs(str(tmp_path))
     for directory, names in ((seed0, ['step_000000010.msgpack', 'step_000000020.msgpack']),
                              (seed1, ['step_000000010.msgpack', 'step_000000020.msgpack.tmp'])):
         os.makedirs(os.path.join(directory, 'checkpoints'))
         for name in names:
             open(os.path.join(directory, 'checkpoints', name), 'wb').close()
-    assert sweep.last_checkpoint_step(job, str(tmp_path)) == 10  # seed 1's step 20 was still being written
+    assert manifest.last_checkpoint_step(job, str(tmp_path)) == 10  # seed 1's step 20 was still being written
     os.remove(os.path.join(seed0, 'checkpoints', 'step_000000010.msgpack'))
-    assert sweep.last_checkpoint_step(job, str(tmp_path)) is None
+    assert manifest.last_checkpoint_step(job, str(tmp_path)) is None

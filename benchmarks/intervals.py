@@ -46,3 +46,17 @@ def welch_interval(first: list[float], second: list[float], level: float = 0.95)
     dof = sum(variances) ** 2 / (variances[0] ** 2 / (first.size - 1) + variances[1] ** 2 / (second.size - 1))
     half_width = stats.t.ppf(0.5 + level / 2, dof) * np.sqrt(sum(variances))
     return float(difference - half_width), float(difference + half_width)
+
+
+def newcombe_interval(first: tuple[int, int], second: tuple[int, int], z: float = 1.96) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (his method 10) of p1 − p2 from (successes, trials) of two independent
+    groups of episodes, built from the two Wilson intervals; 95% for z = 1.96. It stays inside [−1, 1] and behaves at
+    rates near 0 or 1, where the normal approximation of a difference does not."""
+    (s1, n1), (s2, n2) = first, second
+    p1, p2 = s1 / n1, s2 / n2
+    low1, high1 = wilson_interval(s1, n1, z)
+    low2, high2 = wilson_interval(s2, n2, z)
+    difference = p1 - p2
+    below = np.sqrt((p1 - low1) ** 2 + (high2 - p2) ** 2)
+    above = np.sqrt((high1 - p1) ** 2 + (p2 - low2) ** 2)
+    return float(difference - below), float(difference + above)

@@ -30,31 +30,32 @@ class Metric:
     decimals: int
 
 
-_SUCCESS, _SCORE = 'success (fraction)', 'D4RL normalised score (×100)'
+_SUCCESS, _SCORE = 'success rate, fraction', 'D4RL normalised score, ×100'
 METRICS: tuple[Metric, ...] = (
     Metric('evaluation/success', 'evaluation/success', 'success_fraction', 'success',
-           'success, fraction (final)', _SUCCESS, 'success rate (fraction) at the final evaluation', 1.0, 2),
+           'success, fraction (final)', _SUCCESS, 'success rate (a fraction) at the final evaluation', 1.0, 2),
     Metric('evaluation/success_last3', 'evaluation/success', 'success_last3_fraction', 'success_last3',
            'success, fraction (mean of last 3 evals)', _SUCCESS,
-           'OGBench success rate (fraction), mean of the last three evaluations', 1.0, 2),
+           'success rate (a fraction), mean of the last three evaluations', 1.0, 2),
     Metric('evaluation/score', 'evaluation/score', 'score_x100', 'score',
-           'D4RL normalised score, ×100 (final)', _SCORE, 'D4RL normalised score (×100) at the final evaluation',
+           'D4RL normalised score, ×100 (final)', _SCORE, 'normalised score (×100) at the final evaluation',
            100.0, 1),
     Metric('evaluation/success_offline', 'evaluation/success', 'offline_success_fraction', 'offline_success',
            'success, fraction (end of offline training)', _SUCCESS,
-           'success rate (fraction) at the end of offline training', 1.0, 2),
+           'success rate (a fraction) at the end of offline training', 1.0, 2),
     Metric('evaluation/score_offline', 'evaluation/score', 'offline_score_x100', 'offline_score',
            'D4RL normalised score, ×100 (end of offline training)', _SCORE,
-           'D4RL normalised score (×100) at the end of offline training', 100.0, 1),
+           'normalised score (×100) at the end of offline training', 100.0, 1),
 )
 METRIC_BY_KEY = {metric.key: metric for metric in METRICS}
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskInfo:
-    """How a task is reported: the environment it is averaged in, the papers' metric for it, its name under its
-    environment's heading ('task2'; a D4RL task is its own environment and keeps its name)."""
+    """How a task is reported: its benchmark's table, the environment it is averaged in, the papers' metric for it,
+    its name under its environment's heading ('task2'; a D4RL task is its own environment and keeps its name)."""
 
+    benchmark: str  # the table a task goes in: 'OGBench' or 'D4RL'
     environment: str
     reported: Metric
     short_name: str
@@ -64,9 +65,9 @@ def task_info(task: str) -> TaskInfo:
     """The one place that decides how a task is reported (from the task-name grammar; an environment-family seam can
     take its place here alone). OGBench: success, mean of the last three evaluations; D4RL: the final score."""
     if names.is_d4rl_name(task):
-        return TaskInfo(task, METRIC_BY_KEY['evaluation/score'], task)
+        return TaskInfo('D4RL', task, METRIC_BY_KEY['evaluation/score'], task)
     spec = names.parse_env_name(task)
-    return TaskInfo(names.environment_of(task), METRIC_BY_KEY['evaluation/success_last3'],
+    return TaskInfo('OGBench', names.environment_of(task), METRIC_BY_KEY['evaluation/success_last3'],
                     f'task{spec.effective_task}')
 
 

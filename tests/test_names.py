@@ -88,7 +88,7 @@ def test_environment_of_groups_the_tasks_of_an_environment_and_keeps_d4rl_names(
 
 def test_a_presets_file_applies_to_d4rl_and_ogbench_tasks_by_environment(tmp_path):
     import configs
-    import report
+    import results
     path = str(tmp_path / 'presets.json')
     configs.write_presets_file(path, {'mfql': {'pen-human-v1': {'alpha': 9.0}, 'cube-single-play': {'alpha': 30.0}}},
                                'a test')
@@ -96,7 +96,8 @@ def test_a_presets_file_applies_to_d4rl_and_ogbench_tasks_by_environment(tmp_pat
     assert configs.presets_from_file(payload, path, 'mfql', 'pen-human-v1')['alpha'][0] == 9.0
     assert configs.presets_from_file(payload, path, 'mfql', 'cube-single-play-singletask-task3-v0')['alpha'][0] == 30.0
     assert configs.presets_from_file(payload, path, 'fql', 'pen-human-v1') == {}
-    assert report.metric_of('pen-human-v1') == 'score' and report.metric_of('cube-single-play-singletask-v0') == 'success'
+    assert results.task_info('pen-human-v1').reported.key == 'evaluation/score'
+    assert results.task_info('cube-single-play-singletask-v0').reported.key == 'evaluation/success_last3'
 
 
 @pytest.mark.parametrize('name, message', [

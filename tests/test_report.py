@@ -62,7 +62,8 @@ def make_sweep(sweep_dir: str, success: dict[tuple[str, str], list[float]], unfi
                     logger.log(step, {'evaluation/success': value, 'evaluation/return': 100 * value - 50})
                 if name not in unfinished:
                     runs.write_json(runs.final_path(folder), {'step': 300, 'evaluation/success_last3': final,
-                                                              'evaluation/success': final + 0.01})
+                                                              'evaluation/success': final + 0.01,
+                                                              'evaluation/score': 100 * final})
     return manifest, states
 
 
@@ -246,6 +247,23 @@ def test_aggregates_name_the_tasks_they_dropped(tmp_path):
     assert rows[('fql', 'average')]['mean'] == ''
     assert f'{DOUBLE[1]}' not in {row['task'] for row in read_rows(tmp_path / 'report' / 'per_seed.csv')
                                   if row['setting'] == 'fql'}
+
+
+def test_d4rl_tasks_are_their_own_environments_in_a_table_of_their_own(tmp_path):
+    d4rl = ['pen-human-v1', 'antmaze-umaze-v2']
+    manifest, states = make_sweep(str(tmp_path), scores_for(SINGLE + d4rl), tasks=SINGLE + d4rl)
+    report.write_report(str(tmp_path), manifest, states, 500)
+    markdown = open(tmp_path / 'report' / 'report.md').read()
+    d4rl_part = markdown.split('## D4RL: normalised score (×100) at the final evaluation')[1]
+    assert '| environment (D4RL normalised score, ×100) | MeanFlowQL (α=10) |' in d4rl_part
+    assert '### Per task (appendix)' not in d4rl_part  # each task is its own environment: the main table has them
+    assert '(step 300)' in d4rl_part and 'the mean shortfall below 100' in d4rl_part
+    rows = {(row['setting'], row['task']): row for row in read_rows(tmp_path / 'report' / 'per_task.csv')}
+    assert float(rows[('fql', 'pen-human-v1')]['mean']) == pytest.approx(100 * np.mean(scores_for(SINGLE + d4rl)[
+        ('fql', 'pen-human-v1')]))
+    assert rows[('fql', 'pen-human-v1')]['unit'] == 'D4RL normalised score, ×100'
+    for image in ('intervals.png', 'profile.png', 'intervals_score.png', 'profile_score.png'):
+        assert (tmp_path / 'report' / image).stat().st_size > 10_000
 
 
 def test_performance_profile_bands_are_seeded():

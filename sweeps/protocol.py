@@ -51,14 +51,16 @@ def _count(number: int) -> str:
 
 def evaluation_steps(flags: dict[str, Any], eval_episodes: int) -> list[int]:
     """The steps at which a run evaluated, by the training schedule's rule (`training.schedule.is_eval_step`)."""
-    options = RunOptions(offline_steps=int(flags.get('offline_steps', 0)), online_steps=int(flags.get('online_steps', 0)),
-                         eval_interval=int(flags['eval_interval']), eval_episodes=eval_episodes)
+    options = RunOptions(offline_steps=int(flags.get('offline_steps', 0)),
+                         online_steps=int(flags.get('online_steps', 0)), eval_interval=int(flags['eval_interval']),
+                         eval_episodes=eval_episodes)
     total, interval = options.total_steps, options.eval_interval
     candidates = {1, options.offline_steps, total, *range(interval, total + 1, interval)}
     return sorted(step for step in candidates if 1 <= step <= total and is_eval_step(step, options))
 
 
 def _eval_episodes(recorded: dict[str, Any]) -> int | None:
+    """Evaluation episodes per seed as the run recorded them (top level, or among its flags), else None."""
     value = recorded.get('eval_episodes', recorded.get('flags', {}).get('eval_episodes'))
     return None if value is None else int(value)
 
@@ -77,6 +79,7 @@ def scored_steps(group: Group, recorded: dict[str, Any]) -> str:
 
 
 def _updates(flags: dict[str, Any]) -> str:
+    """'1,000,000 offline updates' (+ online ones), from the run's flags."""
     offline, online = int(flags.get('offline_steps', 0)), int(flags.get('online_steps', 0))
     return (f'{_count(offline)} offline updates' + (f' + {_count(online)} online' if online else '')
             if 'offline_steps' in flags else 'updates not recorded')
@@ -105,6 +108,7 @@ def _dims(value: Any) -> str:
 
 
 def _networks(entry: dict[str, Any], recorded: dict[str, Any]) -> str:
+    """'FQL: actor_hidden_dims 4×512, value_hidden_dims 4×512': the network-size keys of the run's agent config."""
     config = recorded.get('agent_config', {})
     sizes = ', '.join(f'{key} {_dims(value)}' for key, value in sorted(config.items()) if NETWORK_KEYS.search(key))
     return f'{agent_label(entry["agent"])}: {sizes or "not recorded"}'

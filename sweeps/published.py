@@ -2,10 +2,11 @@
 and checked, each with its source.
 
 It is empty: the result tables of the FQL paper (Park et al., 2025, arXiv:2502.02538; its Table 3 holds the per-task
-OGBench results that later work copies) and of the MeanFlowQL paper (arXiv:2511.13035, Table 1) could not be read
+OGBench results that later work copies) and of the MeanFlowQL paper (arXiv:2511.13035) could not be read
 when the report was written (see the project's research notes on published numbers), and no number is filled in from
-memory. The column therefore says "not verified" for an agent with a paper (`PAPERS`), "not published" otherwise. To add a number: one `PUBLISHED` entry with the table it comes from, in the report's unit (success as a
-fraction, D4RL score ×100).
+memory. The column therefore says "not verified" for an agent with a paper (`PAPERS`), "not published" otherwise.
+To add a number: one `PUBLISHED` entry with the table it comes from, in the report's unit (success as a fraction,
+D4RL score ×100).
 """
 
 import dataclasses

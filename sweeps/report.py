@@ -68,6 +68,7 @@ class GroupReport:
 
 
 def compute(results: SweepResults, group: Group, reps: int) -> GroupReport:
+    """Every number of one benchmark's tables, bootstraps seeded (`sweeps.statistics`)."""
     settings = results.settings
     environments = mark_best(environment_rows(group.scores, settings, group.tasks))
     overall = mark_best([overall_row(environments, settings)])[0] if len(environments) > 1 else None
@@ -85,36 +86,39 @@ def compute(results: SweepResults, group: Group, reps: int) -> GroupReport:
 def _tables(report: GroupReport, results: SweepResults, labels: dict[str, str], reps: int
             ) -> list[tuple[str, Table, str]]:
     """The group's tables as (Markdown title, Table, kind), kind 'float' or 'long' for LaTeX."""
-    group, metric, label = report.group, report.group.metric, report.protocol.label()
+    group, metric, protocol_label = report.group, report.group.metric, report.protocol.label()
+    name = group.benchmark.lower()
     agents = list(dict.fromkeys(results.entries[s]['agent'] for s in results.settings))
+    cells = f'{metric.definition}; mean ± std over seeds (ddof 0).'
     bold = ('Bold: the best entry of each row and those whose mean lies within its 95% stratified-bootstrap interval '
             '(rliable, over seeds).')
-    tables = [('Main table: environments', main_table(report.environments, report.overall, results.settings, labels, agents, metric,
-                          f"{group.benchmark}: {metric.definition}; mean ± std over seeds (ddof 0). Rows: environments "
-                          "(each seed's mean over the environment's tasks), then their average (environments weighted "
-                          f'equally). {bold} Paper: published numbers where verified ("not verified": the paper\'s '
-                          f'number has not been checked in; "not published": no paper). {label}',
-                          f'tab:{group.benchmark.lower()}-main'), 'float')]
+    main_caption = (f"{group.benchmark}: {cells} Rows: environments (each seed's mean over the environment's tasks), "
+                    f'then their average (environments weighted equally). {bold} Paper: published numbers where '
+                    'verified ("not verified": the paper\'s number has not been checked in; "not published": no '
+                    f'paper). {protocol_label}')
+    tables = [('Main table: environments', main_table(report.environments, report.overall, results.settings, labels,
+                                                      agents, metric, main_caption, f'tab:{name}-main'), 'float')]
     if any(row.label != row.environment for row in report.tasks):  # D4RL tasks are their own environments
-        tables.append(('Per task (appendix)', appendix_table(report.tasks, results.settings, labels, metric,
-                                      f'{group.benchmark} per task: {metric.definition}; mean ± std over seeds '
-                                      f'(ddof 0). {bold} {label}', f'tab:{group.benchmark.lower()}-tasks'), 'long'))
+        caption = f'{group.benchmark} per task: {cells} {bold} {protocol_label}'
+        tables.append(('Per task (appendix)', appendix_table(report.tasks, results.settings, labels, metric, caption,
+                                                             f'tab:{name}-tasks'), 'long'))
     if report.aggregates is not None:
         aggregates = report.aggregates
         runs = ', '.join(f'{labels[s]} {m.shape[0]}' for s, m in aggregates.matrices.items())
         dropped = (f' Dropped (not finished by every setting): {", ".join(aggregates.dropped)}.'
                    if aggregates.dropped else '')
+        caption = (f'{group.benchmark}: aggregates over {len(aggregates.tasks)} task(s) (rliable) of the '
+                   f'{metric.definition}, with 95% stratified-bootstrap intervals ({reps:,} replications, resampling '
+                   f'the runs of each task); runs per task: {runs}. IQM: mean of the middle 50% of all runs; median: '
+                   f'of the per-task means; optimality gap: the mean shortfall below {metric.best:g} (lower is '
+                   f'better).{dropped} {protocol_label}')
         tables.append(('Aggregates (rliable)', aggregate_table(aggregates.points, aggregates.intervals, labels, metric,
-                                       f'{group.benchmark}: aggregates over {len(aggregates.tasks)} task(s) (rliable) '
-                                       f'of the {metric.definition}, with 95% stratified-bootstrap intervals ({reps:,} '
-                                       f'replications, resampling the runs of each task); runs per task: {runs}. '
-                                       'IQM: mean of the middle 50% of all runs; median: of the per-task means; '
-                                       f'optimality gap: the mean shortfall below {metric.best:g} (lower is better).'
-                                       f'{dropped} {label}', f'tab:{group.benchmark.lower()}-aggregates'), 'float'))
+                                                               caption, f'tab:{name}-aggregates'), 'float'))
     return tables
 
 
 def _markdown(report: GroupReport, tables: list[tuple[str, Table, str]], results: SweepResults) -> list[str]:
+    """The benchmark's section of report.md: its tables with their captions, then the figures."""
     md = [f'## {report.group.benchmark}: {report.group.metric.definition}', '']
     for title, table, _ in tables:
         md += [f'### {title}', '', *to_markdown(table)]
@@ -122,13 +126,15 @@ def _markdown(report: GroupReport, tables: list[tuple[str, Table, str]], results
         md += ['No task was finished by every setting: no aggregates.', '']
     else:
         left_out = [s for s in results.settings if s not in report.aggregates.matrices]
-        md += ['Not in the aggregates (no finished task in common): ' + ', '.join(left_out) + '.', ''] if left_out else []
+        if left_out:
+            md += ['Not in the aggregates (no finished task in common): ' + ', '.join(left_out) + '.', '']
         md += [f'![interval estimates](intervals{report.suffix}.png)', '',
                f'![performance profile](profile{report.suffix}.png)', '']
     return md
 
 
 def _latex(all_tables: list[list[tuple[str, Table, str]]]) -> str:
+    """tables.tex: every benchmark's tables, each its own float (the appendix a longtable)."""
     parts = [to_latex_float(table) if kind == 'float' else to_longtable(table)
              for tables in all_tables for _, table, kind in tables]
     return LATEX_PREAMBLE + '\n'.join(parts)
@@ -156,6 +162,7 @@ def _task_csv_rows(report: GroupReport, results: SweepResults) -> list[dict[str,
 
 
 def _aggregate_csv_rows(report: GroupReport) -> list[dict[str, Any]]:
+    """aggregates.csv: one row per setting and aggregate, with its interval and the tasks it dropped."""
     aggregates, metric = report.aggregates, report.group.metric
     if aggregates is None:
         return []
@@ -169,12 +176,14 @@ def _aggregate_csv_rows(report: GroupReport) -> list[dict[str, Any]]:
 
 
 def _write_csv(path: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    """Writes the rows (columns: the first row's keys unless given) atomically; nothing when there are none."""
     if rows:
         write_atomically(path, csv_text(columns or list(rows[0]), rows))
 
 
 # --------------------------------------------------------------------------------------------------------- plots
 def _plots(report: GroupReport, labels: dict[str, str], reps: int, out: str) -> None:
+    """The benchmark's interval-estimate and performance-profile figures (none without aggregates)."""
     if report.aggregates is None:
         return
     metric, aggregates = report.group.metric, report.aggregates
@@ -219,6 +228,7 @@ def _value(text: str) -> Any:
 
 
 def _write_presets(reports: list[GroupReport], sweep_dir: str, presets_path: str) -> list[str]:
+    """The selected values as a main.py presets file; its Markdown note. ValueError if nothing was swept."""
     presets: dict[str, dict[str, dict[str, Any]]] = {}
     for row in (row for report in reports for row in report.selections):
         presets.setdefault(row['agent'], {})[row['environment']] = {
@@ -245,8 +255,8 @@ def write_report(sweep_dir: str, manifest: dict[str, Any], states: dict[str, tup
     tables = [_tables(report, results, labels, reps) for report in reports]
     md = [f'# Sweep results: {sweep_dir}', '',
           'Per run (one seed): OGBench, success rate (a fraction) as the mean of the last three evaluations; D4RL, the '
-          'final normalised score (×100). Cells: mean ± std over seeds (ddof 0). Columns are settings (agent and swept '
-          'values). The raw results, every seed at every evaluation, are in per_seed.csv.', '']
+          'final normalised score (×100). Cells: mean ± std over seeds (ddof 0). Columns are settings (agent and '
+          'swept values). The raw results, every seed at every evaluation, are in per_seed.csv.', '']
     for report, group_tables in zip(reports, tables):
         md += _markdown(report, group_tables, results)
         _plots(report, labels, reps, out)

@@ -67,6 +67,7 @@ def _cell(per_task: list[dict[int, float] | None]) -> Cell | None:
 
 
 def task_rows(scores: Scores, settings: list[str], tasks: list[str]) -> list[Row]:
+    """One row per task (mean ± std over its seeds), labelled with its short name."""
     return [Row('task', task_info(task).environment, task, task_info(task).short_name,
                 {setting: _cell([scores.get(setting, {}).get(task)]) for setting in settings}) for task in tasks]
 

@@ -24,6 +24,7 @@ Entry = tuple[str, bool]  # a cell's text and whether it is bold
 
 
 def agent_label(agent: str) -> str:
+    """'mfql' -> 'MeanFlowQL'; an agent without a paper name keeps its registry name."""
     return AGENT_LABELS.get(agent, agent)
 
 
@@ -52,7 +53,8 @@ def main_table(rows: list[Row], overall: Row | None, settings: list[str], labels
                agents: list[str], metric: Metric, caption: str, label: str) -> Table:
     """Environment rows, then the average over environments, one column per setting and one "paper" column per
     agent."""
-    header = [f'environment ({metric.unit})', *(labels[s] for s in settings), *(f'{agent_label(a)} (paper)' for a in agents)]
+    header = [f'environment ({metric.unit})', *(labels[s] for s in settings),
+              *(f'{agent_label(agent)} (paper)' for agent in agents)]
 
     def body(row: Row) -> list[Entry]:
         papers = [(paper_cell(agent, row.environment or row.name, metric.decimals), False) for agent in agents]
@@ -76,6 +78,7 @@ def appendix_table(rows: list[Row], settings: list[str], labels: dict[str, str],
 
 def aggregate_table(points: dict[str, np.ndarray], intervals: dict[str, np.ndarray], labels: dict[str, str],
                     metric: Metric, caption: str, label: str) -> Table:
+    """One row per setting: each aggregate's point estimate and 95% interval."""
     digits = metric.decimals + 1  # aggregates over many runs resolve one digit more than a cell's mean ± std
     body = [[(labels[setting], False), *((f'{points[setting][i]:.{digits}f} [{intervals[setting][0, i]:.{digits}f}, '
                                           f'{intervals[setting][1, i]:.{digits}f}]', False)
@@ -86,6 +89,7 @@ def aggregate_table(points: dict[str, np.ndarray], intervals: dict[str, np.ndarr
 
 # ------------------------------------------------------------------------------------------------------ Markdown
 def markdown_rows(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table's lines."""
     return ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header),
             *('| ' + ' | '.join(row) + ' |' for row in rows)]
 
@@ -107,6 +111,7 @@ _LATEX = str.maketrans({'\\': r'\textbackslash{}', '_': r'\_', '%': r'\%', '&': 
 
 
 def latex_escape(text: str) -> str:
+    """Text for LaTeX: its special characters escaped, ±, ×, α, γ, τ and dashes as LaTeX writes them."""
     return text.translate(_LATEX)
 
 

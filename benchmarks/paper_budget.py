@@ -2,7 +2,7 @@
 
     python -m benchmarks.paper_budget run --agent=fql --work_dir=DIR     # one agent's run; resumes itself
     python -m benchmarks.paper_budget run --agent=mfql --work_dir=DIR
-    python -m benchmarks.paper_budget report --work_dir=DIR           # benchmarks/results/paper-budget-cpu.md
+    python -m benchmarks.paper_budget report --work_dir=DIR --results_dir=benchmarks/results
 
 `run` launches (or resumes) one agent's `main.py` job on `cube-single-play-singletask-task2-v0` with 2 vmapped seeds,
 1M updates, and relaunches it with `--resume` until its `final.json` files exist. While the job runs it samples,
@@ -207,7 +207,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     report_parser = commands.add_parser('report', help='write the report from the runs so far',
                                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     report_parser.add_argument('--work_dir', default='exp/paper_budget')
-    report_parser.add_argument('--results_dir', default=os.path.join('benchmarks', 'results'))
+    report_parser.add_argument('--results_dir', default=os.path.join('exp', 'benchmarks'),
+                               help='where the report goes (the committed one: --results_dir=benchmarks/results)')
     return parser.parse_args(argv)
 
 

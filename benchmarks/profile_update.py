@@ -42,7 +42,8 @@ from runs import write_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('calls', 3, 'Least number of traced calls per case (more if one call is under a second).')
-flags.DEFINE_string('profile_out', None, 'Markdown output (default benchmarks/results/profile-<backend>.md).')
+flags.DEFINE_string('profile_out', None, 'Markdown output (default exp/benchmarks/profile-<backend>.md; the committed '
+                    'results are in benchmarks/results/).')
 
 BUCKETS = ('matmul kernels', 'other ops', 'not computing')
 
@@ -241,7 +242,7 @@ def main(_: Any) -> None:
                      f'{split} |')
         print(lines[-1], flush=True)
     lines += ['', f'Total time {time.perf_counter() - start:.0f} s.']
-    out = FLAGS.profile_out or os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results',
+    out = FLAGS.profile_out or os.path.join('exp', 'benchmarks',
                                             f'profile-{jax.default_backend()}.md')
     os.makedirs(os.path.dirname(out), exist_ok=True)
     write_atomically(out, '\n'.join(lines) + '\n')

@@ -1,6 +1,7 @@
 """CPU-scale reproduction study: MeanFlowQL against FQL on two OGBench cube-single-play tasks.
 
-    python -m benchmarks.reproduce                     # the whole study, resumable
+    python -m benchmarks.reproduce                     # the whole study, resumable; report in exp/benchmarks/
+    python -m benchmarks.reproduce --results_dir=benchmarks/results   # the committed report
     python -m benchmarks.reproduce --only=fql_task2    # just some runs (names as in the report)
     python -m benchmarks.reproduce --report_only       # rebuild the tables and figure from finished runs
     python sweep.py --save_dir=exp/reproduce --status  # where the runs stand (the work folder is a sweep folder)
@@ -546,7 +547,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument('--workers', type=int, default=2, help='runs trained side by side')
     parser.add_argument('--data_dir', default='exp/reproduce/data', help='dataset folder')
     parser.add_argument('--work_dir', default='exp/reproduce', help='run folders, logs and the study state')
-    parser.add_argument('--results_dir', default='benchmarks/results', help='where the report is written')
+    parser.add_argument('--results_dir', default='exp/benchmarks',
+                        help='where the report is written (the committed one: --results_dir=benchmarks/results)')
     parser.add_argument('--notes', default='benchmarks/results/reproduce-notes.md',
                         help="hand-written analysis appended to the report when the file exists ('': none)")
     parser.add_argument('--poll_seconds', type=float, default=5, help='seconds between checks of the running runs')

@@ -194,8 +194,8 @@ def main() -> None:
     parser.add_argument('--num_eval', type=int, default=4096, help='samples for modes and SW')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument('--out', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results',
-                                                      'toy_multimodal'), help='output path without extension')
+    parser.add_argument('--out', default=os.path.join('exp', 'benchmarks', 'toy_multimodal'),
+                        help='output path without extension (the committed results: benchmarks/results/toy_multimodal)')
     args = parser.parse_args()
     start = time.time()
     floor, floor_std = sw_floor(args.num_eval, args.seed)

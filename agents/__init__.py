@@ -1,7 +1,8 @@
 """Agent registry: an agent is one file, found by its name.
 
 Convention. An agent file `NAME.py` defines
-  get_config() -> ml_collections.ConfigDict   with `agent_name='NAME'` (the file's stem) and a comment on every key;
+  get_config() -> ml_collections.ConfigDict   with `agent_name='NAME'` (the file's stem, the one place its name is
+                                              written) and a comment on every key;
   AGENT_CLASS = <its agent class>             a module-level name for the class the training loop builds.
 Every `agents/NAME.py` whose source defines a top-level `get_config` is registered under NAME (helper modules such
 as train_state.py define none); `main.py --agent=PATH/TO/NAME.py` trains the agent of any such file, inside
@@ -30,11 +31,14 @@ Presets (configs.py) are optional: an agent without any trains with its get_conf
 "no presets" in flags.json.
 """
 
+import ast
 import importlib
 import importlib.util
+import io
 import os
 import re
 import sys
+import tokenize
 from types import ModuleType
 
 AGENTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -47,6 +51,47 @@ def is_agent_file(path: str) -> bool:
         return False
     with open(path, encoding='utf-8') as f:
         return bool(_DEFINES_GET_CONFIG.search(f.read()))
+
+
+def config_key_comments(source: str) -> dict[str, str]:
+    """The keys of the `get_config()` in an agent file's source with their comments, in source order (read as text:
+    nothing is imported). `main.py --helpagent` prints them; `configs.visual_agents` looks for an `encoder` key.
+
+    A key is a keyword argument (`dict(key=value,  # comment)`), a dict-literal key or an attribute assignment
+    (`config.key = value  # comment`) inside get_config; its comment is the one at the end of the line where
+    its value ends, else the comment lines right above it.
+    """
+    comments = {token.start[0]: token.string.lstrip('#').strip()
+                for token in tokenize.generate_tokens(io.StringIO(source).readline) if token.type == tokenize.COMMENT}
+    lines = source.splitlines()
+
+    def comment(first_line: int, last_line: int) -> str:
+        if last_line in comments and lines[last_line - 1].lstrip()[:1] != '#':
+            return comments[last_line]
+        above, line = [], first_line - 1
+        while line in comments and lines[line - 1].lstrip().startswith('#'):
+            above.insert(0, comments[line])
+            line -= 1
+        return ' '.join(above)
+
+    result = {}
+    for function in ast.walk(ast.parse(source)):
+        if not (isinstance(function, ast.FunctionDef) and function.name == 'get_config'):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Call):
+                for keyword in node.keywords:
+                    if keyword.arg is not None:
+                        result.setdefault(keyword.arg, comment(keyword.value.lineno, keyword.value.end_lineno))
+            elif isinstance(node, ast.Dict):
+                for key, value in zip(node.keys, node.values):
+                    if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                        result.setdefault(key.value, comment(key.lineno, value.end_lineno))
+            elif isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Attribute):
+                        result.setdefault(target.attr, comment(node.lineno, node.end_lineno))
+    return result
 
 
 def registered_agents() -> list[str]:

@@ -251,7 +251,7 @@ AGENT_CLASS = FQLAgent  # the class the training loop builds (agents/__init__.py
 
 def _frozen_config(config: ml_collections.ConfigDict | dict, example_batch: Batch) -> flax.core.FrozenDict:
     """Validate the config and batch, add `action_dim`, and freeze it (hashable, so jit can key on it)."""
-    frozen = freeze_config(config, get_config(), 'fql', example_batch, BATCH_KEYS)
+    frozen = freeze_config(config, get_config(), example_batch, BATCH_KEYS)
     check_encoder_config(frozen)
     if frozen['q_agg'] not in Q_AGGREGATIONS:
         raise ValueError(f"q_agg must be one of {Q_AGGREGATIONS}, got {frozen['q_agg']!r}")

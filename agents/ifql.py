@@ -128,7 +128,7 @@ class IFQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
 
         `example_batch` fixes the shapes: observations (B, obs_dim), actions (B, action_dim).
         """
-        config = freeze_config(config, get_config(), 'ifql', example_batch)
+        config = freeze_config(config, get_config(), example_batch)
         if not (isinstance(config['flow_steps'], int) and config['flow_steps'] >= 1):
             raise ValueError(f"flow_steps must be a positive int, got {config['flow_steps']!r}")
         if not (isinstance(config['num_samples'], int) and config['num_samples'] >= 1):

@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from agents.train_state import (TrainState, check_encoder_config, check_observation_statistics, nonpytree_field,
-                                normalize_batch, normalize_observations, polyak_update)
+from agents.train_state import (TrainState, check_encoder_config, freeze_config, nonpytree_field, normalize_batch,
+                                normalize_observations, polyak_update)
 from networks.encoders import make_encoder
 from networks.mlp import CriticEnsemble
 from networks.module_dict import ModuleDict
@@ -194,6 +194,10 @@ class MFQLAgent(flax.struct.PyTreeNode):
         conditioning runs once, not per row."""
         return lambda s, z, t: self.network.select('actor')(s, z, t, params=params)
 
+    def one_step_actions(self, features: Array, noise: Array, params: Any = None) -> Array:
+        """The single-sample action g_θ(s, e, 1), unclipped: features (B, o) (`encode`), noise (B, d) -> (B, d)."""
+        return self.actor_fn(params)(features, noise, jnp.ones((1, 1)))
+
     def critic_loss(self, batch: dict, grad_params: Any, candidate_noise: Array) -> tuple[Array, dict]:
         """y = r + γ · mask · agg_m Q̄_m(s', a'),  a' = `best_of_n`(s', candidate_noise (N, B, d)) (current
         actor, target critic);  L = mean_{m,B} (Q_m(s, a) − stop_gradient(y))², agg = mean or min over the
@@ -323,7 +327,7 @@ class MFQLAgent(flax.struct.PyTreeNode):
         num = self.config['num_candidates_eval']
         noises = temperature * jax.random.normal(rng, (num, observations.shape[0], self.config['action_dim']))
         if num == 1:
-            actions = jnp.clip(self.actor_fn()(self.encode(observations), noises[0], jnp.ones((1, 1))), -1.0, 1.0)
+            actions = jnp.clip(self.one_step_actions(self.encode(observations), noises[0]), -1.0, 1.0)
         else:
             actions, _ = self.best_of_n(observations, noises)
         return actions[0] if single else actions
@@ -331,7 +335,7 @@ class MFQLAgent(flax.struct.PyTreeNode):
     @classmethod
     def create(cls, rng: Array, example_batch: dict, config: ml_collections.ConfigDict | dict) -> 'MFQLAgent':
         """Build networks, optimiser and state from an example batch (pure; `jax.vmap`-able over rng)."""
-        config = _checked_config(config, example_batch['observations'], example_batch['actions'].shape[-1])
+        config = _frozen_config(config, example_batch)
         init_rng, rng = jax.random.split(rng)
         observations, actions = example_batch['observations'], example_batch['actions']
         if config['actor_arch'] == 'dit':
@@ -354,8 +358,7 @@ class MFQLAgent(flax.struct.PyTreeNode):
         return cls(rng=rng, network=network, target_critic_params={'modules_critic': params['modules_critic']},
                    alpha=jnp.asarray(config['alpha'], jnp.float32),
                    mfi_loss_window=jnp.zeros((config['alpha_window'],), jnp.float32),
-                   mfi_loss_window_count=jnp.zeros((), jnp.int32), step=jnp.zeros((), jnp.int32),
-                   config=flax.core.FrozenDict(config))
+                   mfi_loss_window_count=jnp.zeros((), jnp.int32), step=jnp.zeros((), jnp.int32), config=config)
 
 
 AGENT_CLASS = MFQLAgent  # the class the training loop builds (agents/__init__.py)
@@ -375,14 +378,10 @@ def _optimizer(config: dict) -> optax.GradientTransformation:
                                   'actor': partition(actor_lr_schedule(config))}, labels)
 
 
-def _checked_config(config: ml_collections.ConfigDict | dict, observations: Array, action_dim: int) -> dict:
-    """A plain dict of hashable values (lists → tuples) plus `action_dim`; clear errors on bad values.
-    `observations`: the example batch's, (B, o) states or (B, H, W, C) frames with an `encoder`."""
-    config = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
-    missing = sorted(set(get_config()) - set(config))
-    if missing:
-        raise ValueError(f'MFQL config is missing keys: {missing}')
-    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+def _frozen_config(config: ml_collections.ConfigDict | dict, example_batch: dict) -> flax.core.FrozenDict:
+    """The shared checks and freezing (`freeze_config`: keys, batch shapes, observation statistics, `action_dim`),
+    then MFQL's own: choices, positive counts, the warm-up length, the encoder settings. ValueError naming the key."""
+    config = freeze_config(config, get_config(), example_batch)
     choices = {'actor_arch': ('dit', 'mlp'), 'q_agg': ('mean', 'min'), 'alpha_mode': ('adaptive', 'fixed')}
     for key, allowed in choices.items():
         if config[key] not in allowed:
@@ -393,11 +392,7 @@ def _checked_config(config: ml_collections.ConfigDict | dict, observations: Arra
             raise ValueError(f'{key} must be a positive integer, got {config[key]!r}')
     actor_lr_schedule(config)  # validates the warm-up length
     check_encoder_config(config)
-    if observations.ndim != (2 if config['encoder'] is None else 4):
-        raise ValueError(f"example observations must be {'(B, dim)' if config['encoder'] is None else '(B, H, W, C)'}"
-                         f" for encoder={config['encoder']!r}, got shape {observations.shape}")
-    check_observation_statistics(config, observations.shape[-1])
-    return config | {'action_dim': int(action_dim)}
+    return config
 
 
 def get_config() -> ml_collections.ConfigDict:

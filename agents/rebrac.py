@@ -173,7 +173,7 @@ class ReBRACAgent(flax.struct.PyTreeNode):
         `example_batch` fixes the shapes: observations (B, obs_dim), actions (B, action_dim); it must hold
         `next_actions` when α_critic ≠ 0.
         """
-        config = freeze_config(config, get_config(), 'rebrac', example_batch)
+        config = freeze_config(config, get_config(), example_batch)
         if config['alpha_critic'] != 0 and 'next_actions' not in example_batch:
             raise ValueError(f"ReBRAC with alpha_critic={config['alpha_critic']} needs batches with next_actions (the "
                              "dataset's next action), which these batches lack; keep next_actions=True (the training loop then adds them) or set "

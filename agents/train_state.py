@@ -113,17 +113,19 @@ def check_encoder_config(config: Mapping[str, Any]) -> None:
                          'scales them to [0, 1]); pass --agent.normalize_observations=False')
 
 
-def freeze_config(config: Mapping[str, Any], defaults: Mapping[str, Any], agent_name: str,
-                  example_batch: Mapping[str, jax.Array],
+def freeze_config(config: Mapping[str, Any], defaults: Mapping[str, Any], example_batch: Mapping[str, jax.Array],
                   batch_keys: tuple[str, ...] = ('observations', 'actions', 'rewards', 'masks', 'next_observations'),
                   ) -> flax.core.FrozenDict:
-    """The agent's config checked against its `get_config()` keys (`defaults`) and the example batch, with
-    `action_dim` added, lists made tuples, and frozen (hashable, so jit can key on it).
+    """The agent's config checked against its `get_config()` (`defaults`) and the example batch, with `action_dim`
+    added, lists made tuples, and frozen (hashable, so jit can key on it).
 
-    Raises ValueError naming the problem: a missing key, another agent's `agent_name`, a batch key the losses
-    read but `example_batch` lacks, observations/actions not (B, dim), or bad observation statistics.
+    The agent's name is read from `defaults['agent_name']`, so it is written once, in get_config (a copied agent file
+    with only its agent_name changed works). Raises ValueError naming the problem: a missing key, another agent's
+    `agent_name`, a batch key the losses read but `example_batch` lacks, observations not (B, dim) (states) or
+    (B, H, W, C) (frames, with an `encoder`), actions not (B, dim), or bad observation statistics.
     """
     config = dict(config.to_dict() if hasattr(config, 'to_dict') else config)
+    agent_name = defaults['agent_name']
     missing = sorted(set(defaults) - set(config))
     if missing:
         raise ValueError(f'{agent_name} config is missing keys {missing}')

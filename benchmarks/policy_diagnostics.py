@@ -35,7 +35,7 @@ import numpy as np
 import runs
 from agents import get_agent_class
 from agents.train_state import normalize_observations
-from datasets import ogbench_data
+from datasets.families import family_of
 from training import checkpoint
 from training.fused import TrainingState
 
@@ -44,13 +44,12 @@ SPREAD_DRAWS = 8  # noise draws per state for `action_spread`
 
 
 def one_step_actions(agent, observations: jax.Array, noise: jax.Array) -> jax.Array:
-    """The agent's single-sample action before clipping: (B, o) as the networks see them (z-scored if the
-    agent normalises), (B, d) -> (B, d)."""
-    if agent.config['agent_name'] == 'mfql':
-        return agent.actor_fn()(observations, noise, jnp.ones((1, 1)))
-    if agent.config['agent_name'] == 'fql':
-        return agent.one_step_actions(observations, noise)
-    raise ValueError(f"no one-step action rule for agent {agent.config['agent_name']!r}")
+    """The agent's single-sample action before clipping (its `one_step_actions`; MFQL: g(s, e, 1), FQL: μ(s, z)):
+    (B, o) as the networks see them (z-scored if the agent normalises), (B, d) -> (B, d)."""
+    if not hasattr(agent, 'one_step_actions'):
+        raise SystemExit(f"error: agent {agent.config['agent_name']!r} has no one_step_actions(features, noise) "
+                         'method, the single-sample action these diagnostics measure')
+    return agent.one_step_actions(observations, noise)
 
 
 def validation_sample(val: dict[str, np.ndarray], num_samples: int) -> np.ndarray:
@@ -168,7 +167,10 @@ def main(argv: list[str]) -> None:
     for task_dir in run_task_dirs(args.run_dir):
         seed_dirs, flags = task_flags(task_dir)
         dataset_dir = args.dataset_dir or flags['dataset_dir']
-        train, val = ogbench_data.load_datasets(os.path.basename(task_dir), dataset_dir, show_progress=False)
+        task = os.path.basename(task_dir)
+        train, val = family_of(task).load(task, dataset_dir)
+        if val is None:
+            raise SystemExit(f'error: {task} has no validation split, which these diagnostics measure on')
         per_seed = [seed_metrics(d, args.step, val, args.num_samples) for d in seed_dirs]
         print(f'{task_dir} (step {per_seed[0]["step"]}, {len(per_seed)} seeds, '
               f'{min(args.num_samples, len(val["actions"]))} val transitions)')

@@ -439,7 +439,7 @@ def test_config_errors_name_the_problem():
         MFQLAgent.create(jax.random.PRNGKey(0), batch, _config(offline_steps=1, lr_warmup_fraction=1.0))
     config = _config().to_dict()
     del config['tau']
-    with pytest.raises(ValueError, match="missing keys: \\['tau'\\]"):
+    with pytest.raises(ValueError, match=r"mfql config is missing keys \['tau'\]"):
         MFQLAgent.create(jax.random.PRNGKey(0), batch, config)
 
 

@@ -24,19 +24,23 @@ The [2nd] Table 7 rows quote one task per environment (task1, or task2 for cube-
 FQL tunes per environment, so those values are applied to all five tasks of the env, with a source string
 saying so. Env names without `-taskN` use OGBench's default task (`datasets.names.EnvSpec.effective_task`).
 
+The presets of a task depend on its environment family (`datasets.families`: OGBench states, OGBench frames, D4RL):
+`PRESET_RULES` holds one rule per (agent, family). Frame settings (`frame_stack`, `p_aug`) are main.py's run flags;
+the visual presets set them through the agent config keys of the same names, which alias the flags.
+
 This module imports no jax/ogbench (main.py imports it before building anything).
 """
 
 import argparse
-from typing import Any, Collection
+from typing import Any, Callable, Collection
 
 import ml_collections
 
 from datasets import names
+from datasets.families import FRAME_KEYS, expand_env_names, family_of
 
 Preset = dict[str, tuple[Any, str]]  # config key -> (value, source)
 
-PRESET_AGENTS = ('mfql', 'fql', 'rebrac', 'iql', 'ifql')  # the agents this file has presets for
 NO_PRESETS = 'no presets'  # flags.json's `presets` for an agent not in PRESET_AGENTS
 PAPER_GRID_AGENTS = ('mfql', 'fql')  # the default of `paper_commands` and the CLI: the agents with published flags
 FQL_SRC = '[FQL README]'
@@ -52,13 +56,11 @@ PAPER_OGBENCH_FAMILIES = (
     'cube-single-play-singletask', 'cube-double-play-singletask', 'scene-play-singletask',
     'puzzle-3x3-play-singletask', 'puzzle-4x4-play-singletask',
 )
-PAPER_OGBENCH_OFFLINE_STEPS = 1_000_000
-# The five visual OGBench tasks of the paper (task1 each), run with FQL's protocol: 500K offline steps.
+# The five visual OGBench tasks of the paper (task1 each), run with FQL's protocol (their family's budget, 500K).
 PAPER_VISUAL_TASKS = tuple(f'visual-{env}-singletask-task1-v0' for env in (
     'cube-single-play', 'cube-double-play', 'scene-play', 'puzzle-3x3-play', 'puzzle-4x4-play'))
-PAPER_VISUAL_OFFLINE_STEPS = 500_000
-VISUAL_AGENTS = ('mfql', 'fql')  # the agents with an `encoder` config key
-PAPER_D4RL_OFFLINE_STEPS = 500_000  # FQL and [2nd] MeanFlowQL Appendix D: D4RL runs 500K offline steps
+# Each task's offline budget is its family's `default_offline_steps` (1M OGBench states; 500K frames and D4RL, as
+# FQL and [2nd] MeanFlowQL Appendix D).
 
 # Fallbacks = the agents' get_config defaults (tests check they agree), used where nothing is published.
 FQL_DEFAULT_ALPHA = 10.0
@@ -174,21 +176,30 @@ def _with_source(values: dict[str, Any], source: str) -> Preset:
     return {key: (value, source) for key, value in values.items()}
 
 
-def _fql_presets(env_name: str, online: bool) -> Preset:
-    d4rl = names.d4rl_stem(env_name)
-    if d4rl is not None:
-        if online and d4rl in FQL_D4RL_O2O:
-            return _with_source(FQL_D4RL_O2O[d4rl], f'{FQL_SRC} O2O flags for {d4rl}')
-        note = ' (no O2O row; offline flags)' if online else ''
-        return _with_source(FQL_D4RL_OFFLINE[d4rl], f'{FQL_SRC} D4RL flags for {d4rl}{note}')
+def _ogbench_env(env_name: str) -> tuple[names.EnvSpec, str, tuple[str, str]]:
+    """(spec, environment name, (suite, dataset kind)) of an OGBench task, for the preset tables."""
     spec = names.parse_env_name(env_name)
-    env = f'{spec.prefix}{spec.suite}-{spec.dataset_kind}'
-    key = (spec.suite, spec.dataset_kind)
-    if spec.visual:
-        presets = _with_source(VISUAL_SETTINGS, f"{FQL_SRC} pixel-task flags (the same for every visual task)")
-        if key in FQL_VISUAL_OFFLINE:
-            return presets | _with_source(FQL_VISUAL_OFFLINE[key], f'{FQL_SRC} offline flags for {env}')
-        return presets | {'alpha': (FQL_DEFAULT_ALPHA, f'unknown: FQL published no flags for {env}; agent default α')}
+    return spec, spec.environment, (spec.suite, spec.dataset_kind)
+
+
+def _fql_d4rl(env_name: str, online: bool) -> Preset:
+    d4rl = names.d4rl_stem(env_name)
+    if online and d4rl in FQL_D4RL_O2O:
+        return _with_source(FQL_D4RL_O2O[d4rl], f'{FQL_SRC} O2O flags for {d4rl}')
+    note = ' (no O2O row; offline flags)' if online else ''
+    return _with_source(FQL_D4RL_OFFLINE[d4rl], f'{FQL_SRC} D4RL flags for {d4rl}{note}')
+
+
+def _fql_visual(env_name: str, online: bool) -> Preset:
+    _, env, key = _ogbench_env(env_name)
+    presets = _with_source(VISUAL_SETTINGS, f"{FQL_SRC} pixel-task flags (the same for every visual task)")
+    if key in FQL_VISUAL_OFFLINE:
+        return presets | _with_source(FQL_VISUAL_OFFLINE[key], f'{FQL_SRC} offline flags for {env}')
+    return presets | {'alpha': (FQL_DEFAULT_ALPHA, f'unknown: FQL published no flags for {env}; agent default α')}
+
+
+def _fql_ogbench(env_name: str, online: bool) -> Preset:
+    _, env, key = _ogbench_env(env_name)
     if online and key in FQL_OGBENCH_O2O:
         return _with_source(FQL_OGBENCH_O2O[key], f'{FQL_SRC} O2O flags for {env} (run on the default task)')
     if key in FQL_OGBENCH_OFFLINE:
@@ -197,27 +208,36 @@ def _fql_presets(env_name: str, online: bool) -> Preset:
     return {'alpha': (FQL_DEFAULT_ALPHA, f'unknown: FQL published no flags for {env}; agent default α')}
 
 
-def _mfql_presets(env_name: str, online: bool) -> Preset:
+def _mfql_unknown_alpha(env: str) -> tuple[float, str]:
+    return (MFQL_DEFAULT_ALPHA, f'unknown: no published MeanFlowQL α for {env}; agent default α₀ (FQL α weights a '
+                                'different loss, so it is not reused)')
+
+
+def _mfql_d4rl(env_name: str, online: bool) -> Preset:
     d4rl = names.d4rl_stem(env_name)
-    if d4rl is not None:
-        presets = {'discount': MFQL_D4RL_DISCOUNT}
-        if d4rl in MFQL_D4RL:
-            presets.update(_with_source(MFQL_D4RL[d4rl], T7_SRC))
-        else:
-            presets['alpha'] = (MFQL_DEFAULT_ALPHA, f'unknown: no published MeanFlowQL α for {d4rl}; agent default '
-                                                    'α₀ (FQL α weights a different loss, so it is not reused)')
-        return presets
-    spec = names.parse_env_name(env_name)
-    env, task = f'{spec.prefix}{spec.suite}-{spec.dataset_kind}', spec.effective_task
-    key = (spec.suite, spec.dataset_kind)
+    presets = {'discount': MFQL_D4RL_DISCOUNT}
+    if d4rl in MFQL_D4RL:
+        presets.update(_with_source(MFQL_D4RL[d4rl], T7_SRC))
+    else:
+        presets['alpha'] = _mfql_unknown_alpha(d4rl)
+    return presets
+
+
+def _mfql_visual(env_name: str, online: bool) -> Preset:
+    """No published MeanFlowQL pixel settings: FQL's protocol, which the paper says it follows."""
+    _, env, _ = _ogbench_env(env_name)
     presets: Preset = {'discount': MFQL_OGBENCH_DISCOUNT}
-    if spec.visual:  # no published MeanFlowQL pixel settings: FQL's protocol, which the paper says it follows
-        presets |= _with_source(VISUAL_SETTINGS, f"{FQL_SRC} pixel-task flags (MeanFlowQL publishes none; the paper "
-                                                 "runs visual tasks with FQL's protocol)")
-        presets['normalize_observations'] = (False, 'frames are not z-scored (the encoder scales them to [0, 1])')
-        presets['alpha'] = (MFQL_DEFAULT_ALPHA, f'unknown: no published MeanFlowQL α for {env}; agent default α₀ '
-                                                '(FQL α weights a different loss, so it is not reused)')
-        return presets
+    presets |= _with_source(VISUAL_SETTINGS, f"{FQL_SRC} pixel-task flags (MeanFlowQL publishes none; the paper "
+                                             "runs visual tasks with FQL's protocol)")
+    presets['normalize_observations'] = (False, 'frames are not z-scored (the encoder scales them to [0, 1])')
+    presets['alpha'] = _mfql_unknown_alpha(env)
+    return presets
+
+
+def _mfql_ogbench(env_name: str, online: bool) -> Preset:
+    spec, env, key = _ogbench_env(env_name)
+    task = spec.effective_task
+    presets: Preset = {'discount': MFQL_OGBENCH_DISCOUNT}
     rows = MFQL_OGBENCH_O2O.get(key) if online else None
     rows = rows or MFQL_OGBENCH_OFFLINE.get(key, [])
     for values, source, quoted_task in rows:
@@ -227,51 +247,62 @@ def _mfql_presets(env_name: str, online: bool) -> Preset:
             source += f' (quoted for task{quoted_task}; assumed the same for task{task}, as FQL tunes per env)'
         presets.update(_with_source(values, source))
     if 'alpha' not in presets:
-        presets['alpha'] = (MFQL_DEFAULT_ALPHA, f'unknown: no published MeanFlowQL α for {env}; agent default α₀ '
-                                                '(FQL α weights a different loss, so it is not reused)')
+        presets['alpha'] = _mfql_unknown_alpha(env)
     return presets
 
 
-def _baseline_presets(agent_name: str, env_name: str, online: bool) -> Preset:
-    d4rl = names.d4rl_stem(env_name)
-    if d4rl is not None:
-        return _with_source(BASELINE_DEFAULTS[agent_name],
-                            f"unknown: FQL's README gives no {agent_name} flags for {d4rl}; agent default")
-    spec = names.parse_env_name(env_name)
-    env, key = f'{spec.suite}-{spec.dataset_kind}', (spec.suite, spec.dataset_kind)
-    if key in BASELINE_README_FLAGS[agent_name]:
-        note = '; its offline-to-online example uses the same flags' if online else ''
-        return _with_source(BASELINE_README_FLAGS[agent_name][key],
-                            f'{FQL_SRC} {agent_name} example for {env} (run on the default task; applied to all '
-                            f'five, as FQL tunes per environment{note})')
-    presets = _with_source(BASELINE_DEFAULTS[agent_name],
-                           f"unknown: FQL's README gives no {agent_name} flags for {env} (its paper's appendix "
-                           "does; not transcribed); agent default")
-    discount = FQL_OGBENCH_OFFLINE.get(key, {}).get('discount')
-    if discount is not None:  # set by the task's horizon: FQL's README gives it per environment for FQL
-        presets['discount'] = (discount, f"unknown for {agent_name}: the discount of FQL's own {FQL_SRC} flags for "
-                                         f"{env} (the README's baseline examples use FQL's discount too)")
+def _baseline_d4rl(agent_name: str) -> Callable[[str, bool], Preset]:
+    def presets(env_name: str, online: bool) -> Preset:
+        return _with_source(BASELINE_DEFAULTS[agent_name], f"unknown: FQL's README gives no {agent_name} flags for "
+                                                           f"{names.d4rl_stem(env_name)}; agent default")
     return presets
+
+
+def _baseline_ogbench(agent_name: str) -> Callable[[str, bool], Preset]:
+    def presets(env_name: str, online: bool) -> Preset:
+        spec, _, key = _ogbench_env(env_name)
+        env = f'{spec.suite}-{spec.dataset_kind}'
+        if key in BASELINE_README_FLAGS[agent_name]:
+            note = '; its offline-to-online example uses the same flags' if online else ''
+            return _with_source(BASELINE_README_FLAGS[agent_name][key],
+                                f'{FQL_SRC} {agent_name} example for {env} (run on the default task; applied to all '
+                                f'five, as FQL tunes per environment{note})')
+        values = _with_source(BASELINE_DEFAULTS[agent_name],
+                              f"unknown: FQL's README gives no {agent_name} flags for {env} (its paper's appendix "
+                              "does; not transcribed); agent default")
+        discount = FQL_OGBENCH_OFFLINE.get(key, {}).get('discount')
+        if discount is not None:  # set by the task's horizon: FQL's README gives it per environment for FQL
+            values['discount'] = (discount, f"unknown for {agent_name}: the discount of FQL's own {FQL_SRC} flags "
+                                            f"for {env} (the README's baseline examples use FQL's discount too)")
+        return values
+    return presets
+
+
+# The preset rule of each agent on each environment family (`datasets.families`): (task name, online) -> presets.
+# A family without a rule for an agent gets no presets (the agent's get_config defaults).
+PRESET_RULES: dict[str, dict[str, Callable[[str, bool], Preset]]] = {
+    'mfql': {'ogbench': _mfql_ogbench, 'ogbench_visual': _mfql_visual, 'd4rl': _mfql_d4rl},
+    'fql': {'ogbench': _fql_ogbench, 'ogbench_visual': _fql_visual, 'd4rl': _fql_d4rl},
+    **{agent: {'ogbench': _baseline_ogbench(agent), 'ogbench_visual': _baseline_ogbench(agent),
+               'd4rl': _baseline_d4rl(agent)} for agent in ('rebrac', 'iql', 'ifql')},
+}
+PRESET_AGENTS = tuple(PRESET_RULES)  # the agents this file has presets for
 
 
 def get_presets(agent_name: str, env_name: str, online: bool = False) -> Preset:
     """{config key: (value, source)} for `agent_name` on one task; {} for an agent not in `PRESET_AGENTS`.
 
-    `env_name` is a state-based OGBench single-task name (see datasets/names.py) or a D4RL name
-    ('antmaze-large-play-v2', 'pen-cloned-v1'), checked for every agent (ValueError naming the problem);
-    `online` selects the offline-to-online values where published. For the agents of `PRESET_AGENTS` every
-    result sets the per-environment keys (`alpha` for mfql, fql and iql; `alpha_actor` and `alpha_critic` for
-    rebrac; `num_samples` for ifql), to a published value or the documented fallback.
+    `env_name` is one task name of any family (`datasets.families`: 'cube-single-play-singletask-task2-v0',
+    'visual-...', 'antmaze-large-play-v2'), checked for every agent (ValueError naming the problem); `online`
+    selects the offline-to-online values where published. For the agents of `PRESET_AGENTS` every result sets the
+    per-environment keys (`alpha` for mfql, fql and iql; `alpha_actor` and `alpha_critic` for rebrac; `num_samples`
+    for ifql), to a published value or the documented fallback.
     """
-    if agent_name == 'fql':
-        return _fql_presets(env_name, online)
-    if agent_name == 'mfql':
-        return _mfql_presets(env_name, online)
-    if agent_name in BASELINE_DEFAULTS:
-        return _baseline_presets(agent_name, env_name, online)
-    if names.d4rl_stem(env_name) is None:
-        names.parse_env_name(env_name)  # an unknown name is an error whatever the agent
-    return {}
+    family = family_of(env_name)
+    if family.expand(env_name) != [env_name]:  # an unknown name (or a family of tasks) is an error whatever the agent
+        raise ValueError(f'{env_name!r} is a family of tasks; presets are per task')
+    rule = PRESET_RULES.get(agent_name, {}).get(family.name)
+    return rule(env_name, online) if rule is not None else {}
 
 
 def presets_origin(agent_name: str) -> str:
@@ -318,11 +349,24 @@ def _flag_value(value: Any) -> str:
     return str(value)
 
 
+def visual_agents() -> tuple[str, ...]:
+    """The registered agents that train on tasks observed as frames: those whose get_config has an `encoder` key (read
+    from the agent files' source, so no agent module, and no JAX, is imported)."""
+    from agents import agent_file, config_key_comments, registered_agents
+    with_encoder = []
+    for name in registered_agents():
+        with open(agent_file(name), encoding='utf-8') as f:
+            if 'encoder' in config_key_comments(f.read()):
+                with_encoder.append(name)
+    return tuple(with_encoder)
+
+
 def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, num_seeds: int = 8,
                    seeds: Collection[int] | None = None) -> list[str]:
     """The exact commands of the paper's OGBench grid, presets written out: 10 state-based envs x task1..5
-    (1M offline steps) and, for the agents with a pixel encoder (`VISUAL_AGENTS`), the five visual tasks
-    (`PAPER_VISUAL_TASKS`, 500K), per agent.
+    (1M offline steps) and, for the agents with a pixel encoder (`visual_agents`), the five visual tasks
+    (`PAPER_VISUAL_TASKS`, 500K), per agent; each budget is the task family's default. Frame settings are written as
+    main.py's run flags (`--frame_stack`, `--p_aug`), as FQL writes them; other presets as `--agent.KEY`.
 
     One line per (agent, task); each line trains its seeds together: `num_seeds` of them (`--num_seeds`), or the
     explicit list `seeds` when given (`--seeds`), with main.py's meaning of both flags.
@@ -340,15 +384,14 @@ def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, num_seeds: int =
             raise ValueError(f'seeds must be distinct non-negative integers, got {seeds!r}')
     seed_flag = f'--seeds={",".join(map(str, seeds))}' if seeds is not None else f'--num_seeds={num_seeds}'
     commands = []
-    state_tasks = [task for family in PAPER_OGBENCH_FAMILIES for task in names.expand_env_names(family)]
-    budgets = [(task, PAPER_OGBENCH_OFFLINE_STEPS) for task in state_tasks]
-    visual_budgets = [(task, PAPER_VISUAL_OFFLINE_STEPS) for task in PAPER_VISUAL_TASKS]
+    with_encoder = visual_agents()
     for agent in agents:
-        for env_name, offline_steps in budgets + (visual_budgets if agent in VISUAL_AGENTS else []):
-            flags = ' '.join(f'--agent.{key}={_flag_value(value)}'
+        for env_name in paper_tasks('paper') + (paper_tasks('paper-visual') if agent in with_encoder else []):
+            flags = ' '.join(f'--{key}={_flag_value(value)}' if key in FRAME_KEYS
+                             else f'--agent.{key}={_flag_value(value)}'
                              for key, (value, _) in sorted(get_presets(agent, env_name).items()))
-            commands.append(f'python main.py --env_name={env_name} --agent=agents/{agent}.py '
-                            f'{seed_flag} --offline_steps={offline_steps} {flags}')
+            commands.append(f'python main.py --env_name={env_name} --agent=agents/{agent}.py {seed_flag} '
+                            f'--offline_steps={family_of(env_name).default_offline_steps} {flags}')
     return commands
 
 
@@ -360,14 +403,13 @@ def paper_tasks(grid: str = 'paper') -> list[str]:
     'paper-visual' = the 5 visual OGBench tasks, 'paper-ogbench' = both (the papers' 55 OGBench tasks),
     'paper-d4rl' = the 18 D4RL tasks (AntMaze v2, Adroit v1). ValueError for another name."""
     if grid == 'paper':
-        return [task for family in PAPER_OGBENCH_FAMILIES for task in names.expand_env_names(family)]
+        return expand_env_names(','.join(PAPER_OGBENCH_FAMILIES))
     if grid == 'paper-visual':
         return list(PAPER_VISUAL_TASKS)
     if grid == 'paper-ogbench':
         return paper_tasks('paper') + paper_tasks('paper-visual')
     if grid == 'paper-d4rl':
-        from datasets import d4rl
-        return list(d4rl.D4RL_TASKS)
+        return names.d4rl_env_names()
     raise ValueError(f"unknown grid {grid!r}; known grids: {', '.join(PAPER_GRIDS)}")
 
 
@@ -409,7 +451,7 @@ def read_presets_file(path: str) -> dict[str, Any]:
 
 def presets_from_file(payload: dict[str, Any], path: str, agent_name: str, env_name: str) -> Preset:
     """{config key: (value, source)} that a presets file (`read_presets_file`) sets for one agent on one task."""
-    values = payload['presets'].get(agent_name, {}).get(names.environment_of(env_name), {})
+    values = payload['presets'].get(agent_name, {}).get(family_of(env_name).environment_of(env_name), {})
     return {key: (value, f'presets file {path} ({payload.get("source", "no source given")})')
             for key, value in values.items()}
 

@@ -21,8 +21,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag('seed', 'integer', 0, 'Seed of the first run; with --num_seeds=S the seeds are seed, ..., seed+S-1.'),
     Flag('num_seeds', 'integer', 1, 'Number of seeds trained together in one process (vmapped).'),
     Flag('seeds', 'list', [], 'Explicit comma-separated seeds (overrides --seed/--num_seeds), e.g. 0,1,2.'),
-    Flag('offline_steps', 'integer', 1_000_000, "Offline updates (default 1M; 500K when every task is a D4RL task or "
-         "every task is visual, the papers' budgets for them)."),
+    Flag('offline_steps', 'integer', 1_000_000, "Offline updates. Default: the task family's, the papers' budget (1M "
+         'for OGBench state tasks, 500K for visual and D4RL tasks); tasks whose defaults differ need this flag.'),
     Flag('online_steps', 'integer', 0, 'Online updates after the offline phase (one env step each).'),
     Flag('eval_interval', 'integer', 100_000, 'Evaluate every this many updates (also at step 1 and at the end).'),
     Flag('eval_episodes', 'integer', 50, 'Evaluation episodes per seed (0 = no evaluation).'),
@@ -32,6 +32,12 @@ FLAGS: tuple[Flag, ...] = (
     Flag('save_interval', 'integer', 1_000_000, 'Checkpoint every this many updates (always at the end; 0 = only at '
          'the end).'),
     Flag('steps_per_call', 'integer', 100, 'K: offline updates fused into one jitted call (lax.scan).'),
+    Flag('frame_stack', 'integer', None, "Visual tasks: frames stacked per observation (FQL's flag). Default: the "
+         "task's preset (FQL's 3 for mfql and fql), else the agent's default (1). The agent config key "
+         '--agent.frame_stack is the same setting.'),
+    Flag('p_aug', 'float', None, "Visual tasks: probability of FQL's random-shift augmentation of a training batch "
+         "(FQL's flag). Default: the task's preset (FQL's 0.5 for mfql and fql), else the agent's default (0). The "
+         'agent config key --agent.p_aug is the same setting.'),
     Flag('save_dir', 'string', 'exp/', 'Root folder of the run folders.'),
     Flag('run_name', 'string', '', 'Run folder name under save_dir (default: <agent_name>_<env_name>).'),
     Flag('dataset_dir', 'string', '~/.ogbench/data', "Folder of OGBench's dataset files (OGBench's default). D4RL "

@@ -29,7 +29,7 @@ import numpy as np
 
 from benchmarks.intervals import seed_t_interval, wilson_interval
 from benchmarks.policy_diagnostics import load_agent, run_task_dirs, task_flags
-from datasets import d4rl, ogbench_data
+from datasets.families import family_of
 import runs
 from training import evaluation
 from training.fused import stacked_streams
@@ -68,17 +68,20 @@ def task_success(task_dir: str, steps: list[int | None], temperatures: list[floa
     checkpoint). Returns (eval_episodes, {step: ({τ: per-seed success}, the run's own logged per-seed success at
     that step, or None if it did not evaluate there)})."""
     task = os.path.basename(task_dir)
-    if d4rl.is_d4rl_name(task):
-        raise SystemExit(f'error: {task} is a D4RL task; this diagnostic reads OGBench success only')
+    family = family_of(task)
+    if family.metric != 'success':
+        raise SystemExit(f'error: {task} is a {family.name} task, scored by {family.metric}; this diagnostic reads '
+                         'success only')
     seed_dirs, flags = task_flags(task_dir)
-    _, val = ogbench_data.load_datasets(task, dataset_dir or flags['dataset_dir'], show_progress=False)
+    _, val = family.load(task, dataset_dir or flags['dataset_dir'])
     seeds = [runs.seed_of(d) for d in seed_dirs]
     results = {}
     for requested in steps:
         first, step = load_agent(seed_dirs[0], requested, val)  # every seed at the first seed's step
         agents = stack_agents([first, *[load_agent(directory, step, val)[0] for directory in seed_dirs[1:]]])
         per_temperature = evaluate_at_temperatures(agents, seeds, step, flags['eval_episodes'],
-                                                   flags['eval_parallel_envs'], lambda: ogbench_data.make_env(task),
+                                                   flags['eval_parallel_envs'],
+                                                   lambda: family.make_env(task),
                                                    temperatures)
         success = {temperature: [r['success'] for r in per_seed] for temperature, per_seed in per_temperature.items()}
         logged = []

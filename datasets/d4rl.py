@@ -37,9 +37,7 @@ import warnings
 
 import numpy as np
 
-# The name grammar lives in `names`; `is_d4rl_name` is imported here too so that `d4rl.is_d4rl_name` keeps working.
-from datasets.names import (D4RL_ADROIT_DATASETS, D4RL_ADROIT_TASKS, D4RL_ANTMAZE_DATASETS,  # noqa: F401
-                            check_d4rl_name, is_d4rl_name)
+from datasets.names import D4RL_ADROIT_DATASETS, D4RL_ADROIT_TASKS, D4RL_ANTMAZE_DATASETS, check_d4rl_name
 from datasets.ogbench_data import ACTION_CLIP, OUTPUT_KEYS, DatasetError
 
 EXTRA_INSTALL = 'pip install -r requirements-d4rl.txt'

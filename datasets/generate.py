@@ -59,6 +59,8 @@ import zipfile
 import numpy as np
 
 from datasets import names
+# ogbench_data also ignores gymnasium's Box precision warning about OGBench's envs (see there), for the collectors too.
+from datasets.ogbench_data import dataset_file_paths
 
 EPISODE_LENGTH = 1001  # stored steps per episode (1000 transitions after OGBench's loader)
 PLAN_NOISE = 0.1  # plan oracles: scale of the temporally correlated plan noise
@@ -119,12 +121,6 @@ def num_val_episodes(num_episodes: int) -> int:
     return max(1, num_episodes // 10)
 
 
-def dataset_paths(dataset_name: str, dataset_dir: str) -> tuple[str, str]:
-    """OGBench's file names: (<dir>/<name>.npz, <dir>/<name>-val.npz)."""
-    dataset_dir = os.path.expanduser(dataset_dir)
-    return (os.path.join(dataset_dir, f'{dataset_name}.npz'), os.path.join(dataset_dir, f'{dataset_name}-val.npz'))
-
-
 class EpisodeCollector:
     """One data-collection env and its oracles; collects seeded episodes of `episode_length` steps (OGBench: 1001),
     from OGBench's visual env (frames as observations) if `visual`."""
@@ -132,8 +128,6 @@ class EpisodeCollector:
     def __init__(self, suite: str, dataset_kind: str, visual: bool = False, episode_length: int = EPISODE_LENGTH):
         import gymnasium
         import ogbench.manipspace  # noqa: F401  (registers the manipspace envs)
-
-        import datasets.ogbench_data  # noqa: F401  (ignores gymnasium's Box precision warning, see there)
 
         self.suite = suite
         self.episode_length = episode_length
@@ -327,7 +321,7 @@ def generate_dataset(env_name: str, num_episodes: int, seed: int, dataset_dir: s
         raise ValueError(f'workers must be >= 1, got {workers}.')
     if episode_length < 2:
         raise ValueError(f'episode_length must be >= 2 (one transition), got {episode_length}.')
-    paths = dataset_paths(target.dataset_name, dataset_dir)
+    paths = dataset_file_paths(target.dataset_name, dataset_dir)
     existing = [path for path in paths if os.path.exists(path)]
     if existing and not overwrite:
         raise FileExistsError(f'Refusing to overwrite existing dataset file(s): {", ".join(existing)} '
@@ -411,8 +405,9 @@ def _define_flags() -> None:
 if __name__ == '__main__':
     from absl import app
 
-    # State datasets never render (main.py explains); visual ones render every step, in software unless a GPU
-    # is used (MUJOCO_GL=egl).
-    os.environ.setdefault('MUJOCO_GL', 'egl' if any(names.VISUAL_PREFIX in arg for arg in sys.argv) else 'disable')
+    from datasets.families import mujoco_gl
+
+    # State datasets never render; visual ones render every step, in software unless a GPU is used (`mujoco_gl`).
+    os.environ.setdefault('MUJOCO_GL', mujoco_gl(sys.argv[1:]))
     _define_flags()
     app.run(main)

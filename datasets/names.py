@@ -14,7 +14,8 @@ as 64x64x3 uint8 frames. mfql supports them for the manipulation suites (`VISUAL
 
 A *family* is a name without the task and version, e.g. `cube-double-play-singletask`,
 and stands for its five tasks. This module is pure Python (no jax/ogbench import), so
-`configs.py` and the command line can use it cheaply.
+`configs.py` and the command line can use it cheaply. It is the grammar only: which kind of task a name is
+(OGBench states, OGBench frames, D4RL) and what that kind needs is `datasets.families`' decision.
 
 The paper's 18 D4RL names are `antmaze-<dataset>-v2` (AntMaze) and `<hand task>-<dataset>-v1`
 (Adroit), e.g. `antmaze-umaze-v2`, `pen-cloned-v1`; `datasets.d4rl` maps each to its Minari dataset
@@ -110,6 +111,11 @@ class EnvSpec:
     def family(self) -> str:
         """The family name, e.g. 'cube-single-play-singletask' (or 'visual-cube-single-play-singletask')."""
         return f'{self.prefix}{self.suite}-{self.dataset_kind}-singletask'
+
+    @property
+    def environment(self) -> str:
+        """The environment the task's score is averaged in: `cube-double-play` (`visual-cube-double-play`)."""
+        return f'{self.prefix}{self.suite}-{self.dataset_kind}'
 
     @property
     def prefix(self) -> str:
@@ -244,12 +250,10 @@ def is_d4rl_name(name: str) -> bool:
 
 
 def environment_of(task: str) -> str:
-    """The environment a task's score is averaged in: `cube-double-play-singletask-task2-v0` -> `cube-double-play`
-    (`visual-cube-double-play` for the visual task); a D4RL name is its own environment."""
-    if is_d4rl_name(task):
-        return task
-    spec = parse_env_name(task)
-    return f'{spec.prefix}{spec.suite}-{spec.dataset_kind}'
+    """The environment a task's score is averaged in; `datasets.families` owns the rule (each family's
+    `environment_of`). Kept here for the callers that import it from `names` (training/summary.py, report.py)."""
+    from datasets.families import family_of
+    return family_of(task).environment_of(task)
 
 
 def looks_like_d4rl_name(name: str) -> bool:
@@ -269,26 +273,23 @@ def check_d4rl_name(name: str) -> str:
     raise ValueError(f'Unknown D4RL task name {name!r}.{hint}')
 
 
-def expand_env_names(spec: str) -> list[str]:
-    """Expands a task spec into single-task names, in order, without duplicates.
+def is_family_spec(name: str) -> bool:
+    """True for names of the form of a task family, `<suite>-<dataset kind>-singletask` (valid or not)."""
+    return _FAMILY_PATTERN.match(name) is not None
 
-    `spec` is one name, a comma-separated list, or a family such as `cube-double-play-singletask`
-    (its five tasks, task1..task5). Every entry is validated. D4RL names (`antmaze-umaze-v2`) are
-    single tasks and pass through unchanged.
-    """
-    names: list[str] = []
-    entries = [entry.strip() for entry in spec.split(',')]
-    if not spec.strip() or any(not entry for entry in entries):
-        raise ValueError(f'Empty entry in env_name {spec!r}; expected a name, a family, or a comma-separated list.')
-    for entry in entries:
-        family = _FAMILY_PATTERN.match(entry)
-        if family is not None:
-            if entry not in singletask_families():
-                raise _unknown(entry, 'task family', singletask_families())
-            expanded = [f'{entry}-task{k}-v0' for k in range(1, NUM_TASKS + 1)]
-        elif looks_like_d4rl_name(entry):
-            expanded = [check_d4rl_name(entry)]
-        else:
-            expanded = [parse_env_name(entry).name]
-        names += [name for name in expanded if name not in names]
-    return names
+
+def expand_singletask_entry(entry: str) -> list[str]:
+    """One OGBench entry of --env_name as single-task names: a family (e.g. `cube-double-play-singletask`) gives its
+    five tasks, task1..task5; a single-task name gives itself. Both are validated (ValueError with close names)."""
+    if is_family_spec(entry):
+        if entry not in singletask_families():
+            raise _unknown(entry, 'task family', singletask_families())
+        return [f'{entry}-task{k}-v0' for k in range(1, NUM_TASKS + 1)]
+    return [parse_env_name(entry).name]
+
+
+def expand_env_names(spec: str) -> list[str]:
+    """The tasks of an --env_name value; `datasets.families.expand_env_names` owns the rule (each family expands its
+    own entries). Kept here for the callers that import it from `names` (sweep.py)."""
+    from datasets.families import expand_env_names
+    return expand_env_names(spec)

@@ -8,10 +8,10 @@ OGBench downloaded are used as they are), checks them, and hands them to
 `terminals` at the last transition of each episode, and relabels `rewards` and `masks` for the
 single task from `qpos` / `button_states` (we do not reimplement that relabelling).
 
-Missing files: OGBench's download is tried first. If it fails (e.g. no network), manipulation
-datasets can be generated locally (`generate_missing_episodes=N`, main.py's `--generate_missing_data=N`,
-via `datasets.generate`);
-locomotion datasets need OGBench's pretrained experts and must be downloaded elsewhere and copied in.
+Missing files are the OGBench families' job (`datasets.families.ogbench`): OGBench's download (`download`) first;
+if it fails (e.g. no network), manipulation datasets can be generated locally (main.py's
+`--generate_missing_data=N`, via `datasets.generate`); locomotion datasets need OGBench's pretrained experts and
+must be downloaded elsewhere and copied in.
 """
 
 import contextlib
@@ -199,8 +199,8 @@ def validate_dataset_file(path: str, spec: names.EnvSpec, env) -> None:
                            f'previous episode ended); it would give no transition.')
 
 
-def _try_download(dataset_name: str, dataset_dir: str) -> str | None:
-    """Runs OGBench's download; returns None on success, else a one-line reason."""
+def download(dataset_name: str, dataset_dir: str) -> str | None:
+    """Runs OGBench's download of both files of a dataset; returns None on success, else a one-line reason."""
     import ogbench
 
     try:
@@ -211,39 +211,11 @@ def _try_download(dataset_name: str, dataset_dir: str) -> str | None:
     return None
 
 
-def _ensure_files(spec: names.EnvSpec, dataset_dir: str, generate_missing_episodes: int | None,
-                  generate_seed: int, generate_workers: int, show_progress: bool) -> None:
-    """Makes sure both files exist: download, else (manipulation, if allowed) generate, else raise."""
-    paths = dataset_file_paths(spec.dataset_name, dataset_dir)
-    if all(os.path.exists(path) for path in paths):
-        return
-    reason = _try_download(spec.dataset_name, dataset_dir)
-    missing = [path for path in paths if not os.path.exists(path)]
-    if not missing:
-        return
-    failure = f'OGBench dataset file(s) {", ".join(missing)} not found and the download failed ({reason})'
-    download_hint = (f"on a machine with internet run `python -c \"import ogbench; ogbench.download_datasets("
-                     f"['{spec.dataset_name}'], '{dataset_dir}')\"` (or fetch {OGBENCH_DATASET_URL}/"
-                     f"{spec.dataset_name}.npz and {OGBENCH_DATASET_URL}/{spec.dataset_name}-val.npz) and copy both "
-                     f"files into {dataset_dir}")
-    if not spec.is_manipulation:
-        raise DatasetError(f'{failure}. {spec.suite} datasets were collected with OGBench\'s pretrained expert '
-                           f'policies, which the ogbench package does not include, so they cannot be generated '
-                           f'here: {download_hint}.')
-    if len(missing) < len(paths):
-        raise DatasetError(f'{failure}. The other split exists; not generating over it: restore the missing file, '
-                           f'or delete both and generate them together.')
-    from datasets import generate
-
-    if generate_missing_episodes is None:
-        raise DatasetError(f'{failure}. Generate it locally: rerun main.py with --generate_missing_data=N (N train '
-                           f'episodes; OGBench\'s file has {generate.PUBLISHED_NUM_EPISODES[spec.suite]}), or run '
-                           f'`python -m datasets.generate --env_name={spec.dataset_name} --dataset_dir={dataset_dir}`; '
-                           f'or {download_hint}.')
-    print(f'{spec.dataset_name}: not in {dataset_dir} and the download failed ({reason}); generating '
-          f'{generate_missing_episodes} episodes locally (seed {generate_seed}).', flush=True)
-    generate.generate_dataset(spec.dataset_name, generate_missing_episodes, generate_seed, dataset_dir,
-                              workers=generate_workers, show_progress=show_progress)
+def download_hint(dataset_name: str, dataset_dir: str) -> str:
+    """How to fetch a dataset's files on another machine and where to copy them."""
+    return (f"on a machine with internet run `python -c \"import ogbench; ogbench.download_datasets("
+            f"['{dataset_name}'], '{dataset_dir}')\"` (or fetch {OGBENCH_DATASET_URL}/{dataset_name}.npz and "
+            f"{OGBENCH_DATASET_URL}/{dataset_name}-val.npz) and copy both files into {dataset_dir}")
 
 
 def _bad_file_remedy(spec: names.EnvSpec, train_path: str, val_path: str) -> str:
@@ -287,18 +259,13 @@ def _to_frame_output(dataset: dict[str, np.ndarray], path: str) -> dict[str, np.
     }
 
 
-def load_datasets(env_name: str, dataset_dir: str | None = None, generate_missing_episodes: int | None = None,
-                  generate_seed: int = 0, generate_workers: int = 1,
-                  show_progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Loads the train and val splits of an OGBench single-task env name (state-based or visual).
+def load_datasets(env_name: str, dataset_dir: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Loads the train and val splits of an OGBench single-task env name (state-based or visual) from files on disk
+    (`datasets.families` fetches or generates missing ones first).
 
     Args:
       env_name: e.g. 'cube-single-play-singletask-task2-v0' (ValueError with close names if unknown).
       dataset_dir: where OGBench's files live (default '~/.ogbench/data').
-      generate_missing_episodes: if the manipulation dataset is missing and cannot be downloaded,
-        generate this many train episodes locally (None: raise DatasetError instead).
-      generate_seed, generate_workers: seed and processes for that generation.
-      show_progress: progress bar while generating.
 
     Returns:
       (train, val): dicts of float32 numpy arrays, N rows each: observations (N, obs_dim),
@@ -312,9 +279,13 @@ def load_datasets(env_name: str, dataset_dir: str | None = None, generate_missin
 
     spec = names.parse_env_name(env_name)
     dataset_dir = os.path.expanduser(dataset_dir if dataset_dir is not None else DEFAULT_DATASET_DIR)
-    _ensure_files(spec, dataset_dir, generate_missing_episodes, generate_seed, generate_workers, show_progress)
-    env = make_env(spec.name)
     train_path, val_path = dataset_file_paths(spec.dataset_name, dataset_dir)
+    missing = [path for path in (train_path, val_path) if not os.path.exists(path)]
+    if missing:
+        raise DatasetError(f'OGBench dataset file(s) {", ".join(missing)} not found; main.py downloads them, or '
+                           f'generates manipulation datasets with --generate_missing_data=N; or '
+                           f'{download_hint(spec.dataset_name, dataset_dir)}.')
+    env = make_env(spec.name)
     try:
         for path in (train_path, val_path):
             try:

@@ -1,4 +1,5 @@
-"""Shared test settings: CPU, float32 by default, quiet MuJoCo."""
+"""Shared test settings: JAX on the CPU, and MuJoCo rendering with EGL (the visual tests render frames; on a machine
+without a GPU EGL renders in software). Both are defaults that the environment may override."""
 
 import os
 

@@ -141,8 +141,10 @@ def test_bad_names_raise():
         configs.get_presets('myagent', 'cube-singel-play-singletask-task1-v0')  # checked for any agent
     with pytest.raises(ValueError, match='Unknown OGBench'):
         configs.get_presets('fql', 'cube-singel-play-singletask-task1-v0')
-    with pytest.raises(ValueError, match='Unknown OGBench'):
-        configs.get_presets('fql', 'antmaze-umaze-v3')
+    with pytest.raises(ValueError, match="Unknown D4RL task name 'antmaze-umaze-v3'. Close valid names: antmaze-umaze-v2"):
+        configs.get_presets('fql', 'antmaze-umaze-v3')  # the D4RL family's name, checked by the D4RL family
+    with pytest.raises(ValueError, match="'cube-single-play-singletask' is a family of tasks; presets are per task"):
+        configs.get_presets('fql', 'cube-single-play-singletask')
 
 
 @pytest.mark.parametrize('agent', configs.PRESET_AGENTS)
@@ -183,8 +185,9 @@ def test_paper_commands_grid():
         assert match, command
         assert int(re.search(r'--agent\.alpha=(\d+)( |$)', command).group(1)) == \
             visual_alpha[match['agent']].get(match['suite'], 10), command
-        assert all(flag in command for flag in ('--agent.encoder=impala_small', '--agent.p_aug=0.5',
-                                                '--agent.frame_stack=3')), command
+        # FQL's pixel settings: the encoder as an agent key, frames as main.py's run flags (FQL's names)
+        assert all(flag in command.split() for flag in ('--agent.encoder=impala_small', '--p_aug=0.5',
+                                                        '--frame_stack=3')), command
     assert len(visual) == 10 and sum('--agent.normalize_observations=False' in c for c in visual) == 5  # mfql
     fql_lines = [c for c in commands if 'agents/fql.py' in c]
     assert sum('--agent.q_agg=min' in c for c in fql_lines) == 10  # antmaze-large and antmaze-giant
@@ -224,3 +227,10 @@ def test_cli_seed_flags_mean_what_they_mean_in_main(capsys):
         with pytest.raises(SystemExit):
             configs.main(argv)
         assert message in capsys.readouterr().err
+
+
+def test_visual_agents_are_the_agents_whose_config_has_an_encoder_key():
+    """Read from the agent files' source (no JAX), and equal to what their get_config returns."""
+    from agents import get_agent_config, registered_agents
+    assert configs.visual_agents() == tuple(name for name in registered_agents()
+                                            if 'encoder' in get_agent_config(name)) == ('fql', 'mfql')

@@ -291,8 +291,13 @@ def test_plan_uses_500k_steps_and_d4rl_presets(tmp_path):
     assert run.task_configs[0][0].alpha == 3  # FQL README flags for D4RL antmaze large
     explicit = plan(f'--save_dir={tmp_path}', '--env_name=pen-cloned-v1', '--offline_steps=1234')
     assert explicit.options.offline_steps == 1234 and explicit.task_configs[0][0].offline_steps == 1234  # MFQL's
-    with pytest.raises(SystemExit, match='mixes D4RL and OGBench tasks'):
+    with pytest.raises(SystemExit, match=r'mixes tasks whose default budgets differ \(d4rl 500,000, ogbench 1,000,000 '
+                                         r'offline steps\); pass --offline_steps'):
         plan(f'--save_dir={tmp_path}', '--env_name=pen-cloned-v1,cube-single-play-singletask-task2-v0')
+    # Families whose default budgets agree mix without --offline_steps.
+    mixed = plan(f'--save_dir={tmp_path}', '--env_name=pen-cloned-v1,visual-cube-single-play-singletask-task1-v0',
+                 '--agent=agents/fql.py')
+    assert mixed.options.offline_steps == 500_000
 
 
 @needs_extra

@@ -1,4 +1,5 @@
-"""Tests for datasets/ogbench_data.py: loading generated files through OGBench, validation errors, fallbacks."""
+"""Tests for datasets/ogbench_data.py and the OGBench family's data (datasets/families/ogbench.py): loading generated
+files through OGBench, validation errors, and the fallbacks for missing files (download, generation, remedies)."""
 
 import os
 import shutil
@@ -8,6 +9,7 @@ import pytest
 
 from datasets import names
 from datasets.buffer import dataset_from_numpy
+from datasets.families.ogbench import FAMILY as OGBENCH
 from datasets.generate import EPISODE_LENGTH
 from datasets.ogbench_data import ACTION_CLIP, DatasetError, load_datasets, make_env, validate_dataset_file
 from tests.test_generate import NUM_TRAIN_EPISODES, cube_single_play_files, load_npz  # noqa: F401  (fixture)
@@ -193,7 +195,7 @@ def test_load_validates_before_ogbench_reads_the_files(cube_single_play_files, t
 def test_missing_val_file_with_train_present_is_not_generated_over(cube_single_play_files, tmp_path):
     shutil.copy(cube_single_play_files[0], tmp_path)
     with pytest.raises(DatasetError) as error:
-        load_datasets(TASK2, dataset_dir=str(tmp_path), generate_missing_episodes=1)
+        OGBENCH.ensure_data(TASK2, str(tmp_path), generate_missing_episodes=1)
     message = str(error.value)
     assert f'{tmp_path}/cube-single-play-v0-val.npz not found and the download failed' in message
     assert 'The other split exists; not generating over it' in message
@@ -202,7 +204,7 @@ def test_missing_val_file_with_train_present_is_not_generated_over(cube_single_p
 
 def test_missing_manipulation_dataset_says_how_to_get_it(tmp_path):
     with pytest.raises(DatasetError) as error:
-        load_datasets(TASK2, dataset_dir=str(tmp_path))
+        OGBENCH.ensure_data(TASK2, str(tmp_path))
     message = str(error.value)
     assert '\n' not in message
     assert 'cube-single-play-v0.npz' in message and 'cube-single-play-v0-val.npz' in message
@@ -213,7 +215,7 @@ def test_missing_manipulation_dataset_says_how_to_get_it(tmp_path):
 
 def test_missing_locomotion_dataset_explains_download(tmp_path):
     with pytest.raises(DatasetError) as error:
-        load_datasets('antmaze-large-navigate-singletask-task1-v0', dataset_dir=str(tmp_path))
+        OGBENCH.ensure_data('antmaze-large-navigate-singletask-task1-v0', str(tmp_path))
     message = str(error.value)
     assert '\n' not in message
     assert "pretrained expert policies, which the ogbench package does not include" in message
@@ -222,7 +224,8 @@ def test_missing_locomotion_dataset_explains_download(tmp_path):
 
 
 def test_missing_dataset_is_generated_when_allowed(cube_single_play_files, task2_datasets, tmp_path, capsys):
-    train, val = load_datasets(TASK2, dataset_dir=str(tmp_path), generate_missing_episodes=1, show_progress=False)
+    OGBENCH.ensure_data(TASK2, str(tmp_path), generate_missing_episodes=1, show_progress=False)
+    train, val = load_datasets(TASK2, dataset_dir=str(tmp_path))
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(printed) == 1
     assert 'cube-single-play-v0: not in' in printed[0] and 'the download failed' in printed[0]
@@ -234,6 +237,13 @@ def test_missing_dataset_is_generated_when_allowed(cube_single_play_files, task2
     for key in train:
         np.testing.assert_array_equal(train[key], reference_train[key][:EPISODE_LENGTH - 1], err_msg=key)
         np.testing.assert_array_equal(val[key], reference_val[key], err_msg=key)
+
+
+def test_loading_missing_files_names_them_and_the_ways_to_get_them(tmp_path):
+    with pytest.raises(DatasetError, match=f'{tmp_path}/cube-single-play-v0.npz, {tmp_path}/cube-single-play-v0-val.npz '
+                                           'not found; main.py downloads them, or generates manipulation datasets with '
+                                           '--generate_missing_data=N; or on a machine with internet run'):
+        load_datasets(TASK2, dataset_dir=str(tmp_path))
 
 
 def test_unknown_env_name_lists_close_names():

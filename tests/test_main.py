@@ -17,6 +17,8 @@ import time
 import pytest
 from absl import flags
 
+from agents import config_key_comments
+from cli.plan import plan_run
 from datasets import ogbench_data
 from datasets.buffer import observation_statistics
 from training import checkpoint
@@ -62,7 +64,7 @@ def parse(*args: str) -> None:
 
 def plan(*args: str):
     parse(*args)
-    return main.plan_run(list(args))
+    return plan_run(flags.FLAGS, list(args))
 
 
 # ----------------------------------------------------------------------------------- bad input
@@ -219,7 +221,7 @@ def test_helpagent_lists_every_key_with_its_default_and_comment(agent, compile_c
     config = importlib.import_module(f'agents.{agent}').get_config()
     assert len(lines) == 1 + len(config)
     with open(f'{REPO_DIR}/agents/{agent}.py') as f:
-        comments = main.config_key_comments(f.read())
+        comments = config_key_comments(f.read())
     for key in config:
         line = next(line for line in lines if line.startswith(f'  --agent.{key}='))
         assert line.split('  # ')[0].strip() == f'--agent.{key}={config[key]!r}'
@@ -243,7 +245,7 @@ def test_config_key_comments_reads_any_get_config_style():
         '    return config\n'
         'def other(lr=5):  # not a config key\n'
         '    pass\n')
-    assert main.config_key_comments(source) == {
+    assert config_key_comments(source) == {
         'lr': 'learning rate of the only network', 'dims': 'hidden sizes', 'extra': '', 'depth': 'blocks',
         'width': '', 'bare': ''}
 
@@ -350,9 +352,57 @@ def test_mfql_smoke_with_eval_and_online(dataset_dir, compile_cache, tmp_path):
     info = json.load(open(f'{seed_dir}/flags.json'))
     assert info['agent_config']['offline_steps'] == 20 and info['agent_config']['agent_name'] == 'mfql'
     # MFQL z-scores observations by default, with the training set's statistics recorded in flags.json.
-    train, _ = ogbench_data.load_datasets(TASK, dataset_dir, show_progress=False)
+    train, _ = ogbench_data.load_datasets(TASK, dataset_dir)
     expected_mean, expected_std = observation_statistics(train['observations'])
     assert info['agent_config']['normalize_observations'] is True
     assert info['agent_config']['observation_mean'] == list(expected_mean)
     assert info['agent_config']['observation_std'] == list(expected_std)
     assert checkpoint.checkpoint_steps(seed_dir) == [22]  # save_interval=0: only at the end
+
+
+def test_usr2_checkpoints_at_the_next_call_boundary_exits_3_and_resume_ends_like_an_uninterrupted_run(
+        dataset_dir, compile_cache, tmp_path):
+    """SLURM's warning before a time limit (--signal=USR2@90): main.py checkpoints at the next call boundary, writes
+    no final result, exits with status 3 (training.preemption.EXIT_STATUS); the requeued command with --resume ends
+    with the uninterrupted run's checkpoint and logs."""
+    from training.preemption import EXIT_STATUS
+    def args(save_dir: str) -> list[str]:
+        return [f'--env_name={TASK}', f'--dataset_dir={dataset_dir}', f'--save_dir={save_dir}', '--run_name=r',
+                '--num_seeds=2', '--offline_steps=3000', '--eval_interval=3000', '--eval_episodes=1',
+                '--log_interval=50', '--save_interval=0', '--steps_per_call=5', '--progress_bar=false', *FQL_TINY]
+
+    reference = run_main(args(f'{tmp_path}/reference'), compile_cache)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    stopped_dir = f'{tmp_path}/stopped/r/{TASK}'
+    process = run_main(args(f'{tmp_path}/stopped'), compile_cache, background=True)
+    deadline = time.time() + 240
+    while not (os.path.exists(f'{stopped_dir}/seed1/train.csv') and read_csv(f'{stopped_dir}/seed1/train.csv')) \
+            and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGUSR2)
+    stderr = process.communicate(timeout=240)[1]
+    assert process.returncode == EXIT_STATUS == 3, stderr[-3000:]
+    match = re.search(rf'{TASK}: stopped at step (\d+) on SIGUSR2, checkpoint \S+; rerun the same command with '
+                      r'--resume to continue', stderr)
+    assert match, stderr[-3000:]
+    step = int(match.group(1))
+    assert 50 <= step < 3000, 'the run finished before it could be stopped'
+    for seed in (0, 1):
+        assert checkpoint.checkpoint_steps(f'{stopped_dir}/seed{seed}') == [step]  # only that boundary's
+        assert not os.path.exists(f'{stopped_dir}/seed{seed}/final.json')
+    assert not os.path.exists(f'{tmp_path}/stopped/r/summary.csv') and 'Traceback' not in stderr
+
+    resumed = run_main(args(f'{tmp_path}/stopped') + ['--resume'], compile_cache)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f'resumed 2 seed(s) from step {step}' in resumed.stdout
+    untimed = lambda path: [{k: v for k, v in row.items() if not k.startswith('time/')} for row in read_csv(path)]
+    reference_dir = f'{tmp_path}/reference/r/{TASK}'
+    for seed in (0, 1):
+        with open(checkpoint.checkpoint_path(f'{reference_dir}/seed{seed}', 3000), 'rb') as f:
+            expected = f.read()
+        with open(checkpoint.checkpoint_path(f'{stopped_dir}/seed{seed}', 3000), 'rb') as f:
+            assert f.read() == expected
+        for name in ('train.csv', 'eval.csv'):
+            assert untimed(f'{stopped_dir}/seed{seed}/{name}') == untimed(f'{reference_dir}/seed{seed}/{name}')
+        final = json.load(open(f'{stopped_dir}/seed{seed}/final.json'))
+        assert final == json.load(open(f'{reference_dir}/seed{seed}/final.json'))

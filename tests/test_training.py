@@ -24,7 +24,8 @@ import pytest
 from agents import fql, mfql
 from agents.train_state import TrainState, nonpytree_field
 from datasets.buffer import Dataset
-from training import checkpoint, evaluation, schedule
+from datasets.families import Family
+from training import checkpoint, evaluation, preemption, schedule
 from training.fused import (FusedUpdater, SeedPlacement, TrainingState, create_training_states, fused_updates,
                             seed_streams, stacked_streams)
 from runs import CsvLogger, read_csv
@@ -277,6 +278,32 @@ class FakeEnv:
         pass
 
 
+class FakeFamily(Family):
+    """A stand-in environment family whose every env is a `FakeEnv` (the runner asks the family for envs and its
+    metric; it never looks at the task's name)."""
+
+    name, benchmark, metric, metric_key, unit = 'fake', 'Fake', 'success', 'evaluation/success_last3', 'fraction'
+    default_offline_steps = 20
+
+    def claims(self, name):
+        return name.startswith('fake-')
+
+    def expand(self, entry):
+        return [entry]
+
+    def environment_of(self, task):
+        return task
+
+    def ensure_data(self, task, dataset_dir, generate_missing_episodes=None, generate_workers=1, show_progress=True):
+        pass
+
+    def load(self, task, dataset_dir):
+        return toy_data(), toy_data(16, seed=1)
+
+    def make_env(self, task, frame_stack=1, online=False):
+        return FakeEnv()
+
+
 def test_batched_evaluation_matches_per_episode_bookkeeping():
     data = Dataset(data={k: jnp.asarray(v) for k, v in toy_data().items()})
     state = toy_states([0, 1], data)
@@ -335,10 +362,9 @@ def test_temperature_one_reproduces_the_runs_own_evaluation_of_a_checkpoint(tmp_
 
 # ---------------------------------------------------------------------------- runner + outputs
 def toy_inputs(run_dir: str, data: dict, seeds=(0,), lr: float = 1e-2, batch_size: int = 8) -> TaskInputs:
-    return TaskInputs(task='cube-single-play-singletask-task2-v0', agent_class=ToyAgent,
-                      config=toy_config(lr, batch_size),
-                      train_data=data, val_data=toy_data(16, seed=1), env_factory=FakeEnv, seeds=list(seeds),
-                      run_dir=run_dir, metadata={'test': True})
+    return TaskInputs(task='fake-task', family=FakeFamily(), agent_class=ToyAgent, config=toy_config(lr, batch_size),
+                      train_data=data, val_data=toy_data(16, seed=1), seeds=list(seeds), run_dir=run_dir,
+                      metadata={'test': True})
 
 
 def toy_options(**overrides) -> RunOptions:
@@ -395,6 +421,43 @@ def test_extending_a_finished_run_trains_on_from_its_last_checkpoint_like_the_lo
     with open(checkpoint.checkpoint_path(f'{short_dir}/seed0', 40), 'rb') as extended_file, \
             open(checkpoint.checkpoint_path(f'{tmp_path}/longer/seed0', 40), 'rb') as longer_file:
         assert extended_file.read() == longer_file.read()
+
+
+def test_a_stop_request_checkpoints_at_the_next_boundary_and_resume_finishes_bitwise(tmp_path):
+    """A signal recorded during a call stops the run at that call's end (here the first call's, step 1, whose
+    evaluation runs first), with a checkpoint there although the schedule saves only at the end, and no final.json;
+    the resumed run ends bitwise as the uninterrupted one: checkpoints, train.csv and eval.csv."""
+    data, options = toy_data(), toy_options(offline_steps=20, eval_episodes=2, eval_interval=20, save_interval=0)
+    reference = train_task(toy_inputs(str(tmp_path / 'reference'), data, seeds=(0, 1)), options)
+    stopped_dir = str(tmp_path / 'stopped')
+    stop = preemption.StopHandler()
+    stop.requested = 'SIGUSR2'  # as the handler records a signal that arrived during the first call
+    with pytest.raises(preemption.StopRequested, match=r'^fake-task: stopped at step 1 on SIGUSR2, checkpoint .*'
+                                                       r'seed0.*; rerun the same command with --resume'):
+        train_task(dataclasses.replace(toy_inputs(stopped_dir, data, seeds=(0, 1)), stop=stop), options)
+    for seed in (0, 1):
+        assert checkpoint.checkpoint_steps(f'{stopped_dir}/seed{seed}') == [1]  # the step-1 evaluation's boundary
+        assert not os.path.exists(f'{stopped_dir}/seed{seed}/final.json')
+    resumed = train_task(toy_inputs(stopped_dir, data, seeds=(0, 1)), dataclasses.replace(options, resume=True))
+    assert resumed.step == reference.step == 20 and resumed.episode_return == reference.episode_return
+    untimed = lambda path: [{k: v for k, v in row.items() if not k.startswith('time/')} for row in read_csv(path)]
+    for seed in (0, 1):
+        for name in ('train.csv', 'eval.csv'):
+            assert untimed(f'{stopped_dir}/seed{seed}/{name}') == untimed(f'{tmp_path}/reference/seed{seed}/{name}')
+        with open(checkpoint.checkpoint_path(f'{stopped_dir}/seed{seed}', 20), 'rb') as stopped_file, \
+                open(checkpoint.checkpoint_path(f'{tmp_path}/reference/seed{seed}', 20), 'rb') as reference_file:
+            assert stopped_file.read() == reference_file.read()
+
+
+def test_the_stop_handler_records_usr2_and_term_and_gives_the_old_handlers_back():
+    import signal
+    before = signal.getsignal(signal.SIGTERM)
+    for signal_number, name in ((signal.SIGUSR2, 'SIGUSR2'), (signal.SIGTERM, 'SIGTERM')):
+        with preemption.StopHandler() as stop:
+            os.kill(os.getpid(), signal_number)
+            os.kill(os.getpid(), signal.SIGUSR2)  # a second signal changes nothing
+            assert stop.requested == name
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_csv_logger_adds_columns_and_truncates_on_resume(tmp_path):

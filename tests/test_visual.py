@@ -16,11 +16,13 @@ import pytest
 from absl import flags
 
 import main
+from cli.plan import plan_run
 from datasets import frames as frame_data
+from datasets.families import FrameSettings
 from datasets import ogbench_data
 from datasets.generate import generate_dataset
 from networks.encoders import make_encoder
-from tests.test_main import REPO_DIR, parse
+from tests.test_main import REPO_DIR, parse, plan
 from training import checkpoint
 from runs import read_csv
 
@@ -313,26 +315,48 @@ def test_visual_run_killed_then_resumed_is_bitwise_identical(visual_dataset_dir,
 
 
 def test_visual_settings_errors_are_one_line_and_the_default_budget_is_500k(tmp_path, monkeypatch):
-    from agents import fql, iql
+    def error(*args: str) -> str:
+        with pytest.raises(SystemExit) as raised:
+            plan(f'--save_dir={tmp_path}', *args)
+        assert '\n' not in str(raised.value) and str(raised.value).startswith('error: ')
+        return str(raised.value)
 
-    def check(task: str, config) -> str:
-        with pytest.raises(SystemExit) as error:
-            main._check_visual_settings([task], [(config, {})])
-        assert '\n' not in str(error.value)
-        return str(error.value)
-
-    parse(f'--env_name={TASK}', f'--save_dir={tmp_path}', '--online_steps=10')
-    visual_config = fql.get_config()
-    visual_config.encoder = 'impala_small'
-    assert 'online training on visual tasks is not supported' in check(TASK, visual_config)
+    fql_visual = [f'--env_name={TASK}', '--agent=agents/fql.py']
+    assert 'online training on ogbench_visual tasks is not supported' in error(*fql_visual, '--online_steps=10')
     parse_visual([f'--env_name={TASK}', f'--save_dir={tmp_path}', '--agent=agents/fql.py'], monkeypatch)
-    plan = main.plan_run([f'--env_name={TASK}', '--agent=agents/fql.py'])
-    assert plan.options.offline_steps == 500_000 and plan.task_configs[0][0].encoder == 'impala_small'
+    visual_plan = plan_run(flags.FLAGS, [f'--env_name={TASK}', '--agent=agents/fql.py'])
+    assert visual_plan.options.offline_steps == 500_000 and visual_plan.task_configs[0][0].encoder == 'impala_small'
+    assert visual_plan.frames == [FrameSettings(frame_stack=3, p_aug=0.5)]  # FQL's pixel presets
     flags.FLAGS.unparse_flags()
-    assert 'is a visual task, and agent iql has no pixel encoder' in check(TASK, iql.get_config())
-    assert 'runs with encoder=None; the visual presets set --agent.encoder=impala_small' in check(
-        TASK, fql.get_config())
-    state_config = fql.get_config()
-    state_config.frame_stack = 3
-    assert "observes states, but {'frame_stack': 3} are set" in check('cube-single-play-singletask-task1-v0',
-                                                                      state_config)
+    assert ('is a visual task, and agent iql has no pixel encoder (visual tasks run with the agents whose config has '
+            'an encoder key: fql, mfql)') in error(f'--env_name={TASK}', '--agent=agents/iql.py')
+    state = 'cube-single-play-singletask-task1-v0'
+    assert "observes states, but {'frame_stack': 3} are set" in error(f'--env_name={state}', '--agent=agents/fql.py',
+                                                                      '--agent.frame_stack=3')
+    assert "observes states, but {'p_aug': 0.5} are set" in error(f'--env_name={state}', '--agent=agents/iql.py',
+                                                                  '--p_aug=0.5')
+    assert 'mixes tasks whose default budgets differ (ogbench_visual 500,000, ogbench 1,000,000 offline steps)' in \
+        error(f'--env_name={TASK},{state}', '--agent=agents/fql.py')
+    assert '--frame_stack must be a positive integer, got 0' in error(*fql_visual, '--frame_stack=0')
+    assert '--p_aug must be in [0, 1], got 2.0' in error(*fql_visual, '--p_aug=2')
+
+
+def test_frame_flags_and_their_agent_config_aliases_are_one_setting(tmp_path):
+    """--frame_stack / --p_aug (FQL's run flags) and --agent.frame_stack / --agent.p_aug give the same plan: config,
+    sources, frame settings and explicit keys; given both, they must agree."""
+    common = (f'--save_dir={tmp_path}', f'--env_name={TASK}', '--agent=agents/fql.py')
+    as_flags = plan(*common, '--frame_stack=2', '--p_aug=0.25')
+    as_keys = plan(*common, '--agent.frame_stack=2', '--agent.p_aug=0.25')
+    both = plan(*common, '--frame_stack=2', '--agent.frame_stack=2', '--p_aug=0.25')
+    for other in (as_keys, both):
+        assert other.task_configs[0][0].to_dict() == as_flags.task_configs[0][0].to_dict()
+        assert other.task_configs[0][1] == as_flags.task_configs[0][1]
+        assert other.frames == as_flags.frames == [FrameSettings(frame_stack=2, p_aug=0.25)]
+        assert sorted(other.explicit_keys) == sorted(as_flags.explicit_keys)
+    config, sources = as_flags.task_configs[0]
+    assert (config.frame_stack, config.p_aug) == (2, 0.25)
+    assert sources['frame_stack'].startswith('command line (preset 3 from [FQL README] pixel-task flags')
+    with pytest.raises(SystemExit, match=r'^error: --frame_stack=4 and --agent.frame_stack=2 disagree; they are one '
+                                         r'setting: give one of them$'):
+        plan(*common, '--frame_stack=4', '--agent.frame_stack=2')
+    flags.FLAGS.unparse_flags()

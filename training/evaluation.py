@@ -1,7 +1,7 @@
 """Batched policy evaluation: many episodes in lock-step, all seeds in one policy call.
 
 Protocol (FQL's, with deterministic seeding):
-- a separate evaluation env per running episode, built by `env_factory` (`datasets.ogbench_data.make_env`);
+- a separate evaluation env per running episode, built by `env_factory` (the task family's `make_env`);
 - episode e of seed s starts from `seeded_reset(env, episode_env_seed(s, e))`, so every evaluation of a
   seed sees the same E initial states (common random numbers across evaluation steps) and a run is
   reproducible from `--seed`;

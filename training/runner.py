@@ -12,6 +12,13 @@ Training rows carry the metrics of the update at the log step (FQL's convention;
 metrics only for its last update, see `training.fused`); rows of the online phase also carry `online/episode_return` and `online/episode_success` of each seed's last
 finished episode, and their `time/updates_per_sec` includes the env steps.
 
+Stop requests. With a `training.preemption.StopHandler` (main.py installs one for SLURM's SIGUSR2 and SIGTERM), the
+call boundary after a signal does its scheduled work, checkpoints (if the schedule did not), and raises
+`StopRequested`; nothing else is written (no final.json), and `--resume` continues bitwise.
+
+The task's environment family (`datasets.families`) builds its envs and gives its scoring rule; the loop never
+asks what kind of task it trains on.
+
 NaN guard. After each call the metrics of its last update are checked on the host; a NaN/inf stops training
 with `NonFiniteLossError` naming the first non-finite key, the seed, and the exact update (the fused
 call also returns the index of the first update whose losses were non-finite). The state of that call is never
@@ -22,7 +29,7 @@ import dataclasses
 import functools
 import os
 import time
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,9 +37,10 @@ import numpy as np
 from tqdm import tqdm
 
 from datasets.buffer import ReplayBuffer, dataset_from_numpy, observation_statistics
+from datasets.families import Family, FrameSettings
 from datasets.frames import FrameDataset, check_fits, frame_dataset_from_numpy
 import runs
-from training import checkpoint, evaluation, online, resume, schedule, tracking
+from training import checkpoint, evaluation, online, preemption, resume, schedule, tracking
 from training.fused import (DatasetSampler, FusedUpdater, SeedPlacement, create_training_states, first_nonfinite_key,
                             stacked_streams, validation_losses)
 from training.schedule import RunOptions
@@ -48,17 +56,17 @@ class TaskInputs:
     """What `train_task` needs from main.py."""
 
     task: str
+    family: Family  # the task's environment family: its envs and its scoring rule
     agent_class: type
     config: Any  # ml_collections.ConfigDict (after presets and --agent.* flags)
-    train_data: dict[str, np.ndarray]  # numpy transition (or frame) dict (datasets.ogbench_data.load_datasets)
+    train_data: dict[str, np.ndarray]  # numpy transition (or frame) dict (`family.load`)
     val_data: dict[str, np.ndarray] | None
-    env_factory: Callable[[], Any]  # builds one evaluation env (and the online env unless online_env_factory)
     seeds: list[int]
     run_dir: str
     metadata: dict[str, Any]  # flags, preset sources, git hash, versions (written to flags.json)
+    frames: FrameSettings = FrameSettings()  # frame families: --frame_stack / --p_aug (the config keys mirror them)
     wandb_project: str | None = None
-    online_env_factory: Callable[[], Any] | None = None  # online env if it differs (D4RL AntMaze: reward − 1)
-    return_to_score: evaluation.ReturnToScore | None = None  # episode returns -> scores (D4RL normalised ×100)
+    stop: preemption.StopHandler | None = None  # stop at the next call boundary once it records a signal
 
 
 @jax.jit
@@ -84,12 +92,13 @@ class TaskRun:
         if self.placement.note:
             print(self.placement.note, flush=True)
         self.streams = self.placement.place_seeds(stacked_streams(self.seeds))
-        if is_frame_data(inputs.train_data):
+        if inputs.family.observes_frames:
             check_fits(inputs.task, [inputs.train_data] + ([inputs.val_data] if inputs.val_data else []),
                        self.placement.devices[0])
-        self.dataset = self.placement.replicate(device_dataset(inputs.train_data, inputs.config))
-        self.val_dataset = (self.placement.replicate(device_dataset(inputs.val_data, inputs.config))
+        self.dataset = self.placement.replicate(device_dataset(inputs.train_data, inputs))
+        self.val_dataset = (self.placement.replicate(device_dataset(inputs.val_data, inputs))
                             if inputs.val_data else None)
+        self.return_to_score = inputs.family.return_to_score(inputs.task)
         example_batch = (self.dataset.example_batch() if isinstance(self.dataset, FrameDataset)
                          else {k: v[:1] for k, v in self.dataset.data.items()})
         self.state = self.placement.place_seeds(
@@ -159,7 +168,7 @@ class TaskRun:
         """One env step and one update per call, from the end of the offline phase to `total_steps`."""
         if self.step >= self.options.total_steps:
             return
-        envs = online.OnlineEnvs(self.inputs.online_env_factory or self.inputs.env_factory, self.seeds, self.step)
+        envs = online.OnlineEnvs(functools.partial(self._make_env, online=True), self.seeds, self.step)
         self.online_episode_stats = envs.last_episodes
         actions = np.asarray(online.online_actions(self.state.agent, envs.observations,
                                                    fold_keys(self.streams.online, self.step)))
@@ -184,15 +193,23 @@ class TaskRun:
         for s, directory in enumerate(self.seed_dirs):
             rows = [r for r in self.eval_logs[s].rows if 'evaluation/success' in r and r['evaluation/success'] != '']
             finals.append(dict(task=self.inputs.task, seed=self.seeds[s], step=self.step,
-                               **final_evaluation(rows, self.options, self.inputs.return_to_score is not None)))
+                               **final_evaluation(rows, self.options, self.return_to_score is not None)))
             runs.write_json(runs.final_path(directory), finals[-1])
         if self.options.eval_episodes > 0:
             self.plot()
+        self.close()
+        return task_result(self.inputs.task, self.seeds, self.step, finals)
+
+    def close(self) -> None:
+        """Closes the evaluation envs and the wandb run."""
         if self._eval_pool is not None:
             self._eval_pool.close()
         if self.wandb:
             self.wandb.close()
-        return task_result(self.inputs.task, self.seeds, self.step, finals)
+
+    def _make_env(self, online: bool = False) -> Any:
+        """One env of the task: for evaluation, or with `online` for the online phase."""
+        return self.inputs.family.make_env(self.inputs.task, frame_stack=self.inputs.frames.frame_stack, online=online)
 
     # ------------------------------------------------------------------------------- boundaries
     def _after_call(self, info: dict[str, np.ndarray], first_bad: np.ndarray, num_updates: int, seconds: float,
@@ -213,8 +230,16 @@ class TaskRun:
             self._evaluate()
             if first_evaluation:  # it built the envs and compiled the policy: keep that out of the rate too
                 progress.restart()
-        if schedule.is_save_step(self.step, self.options):
+        saved = schedule.is_save_step(self.step, self.options)
+        if saved:
             self.last_checkpoint = resume.save_seeds(self.seed_dirs, self.step, self.state, self.buffer)
+        stop = self.inputs.stop.requested if self.inputs.stop is not None else None
+        if stop is not None and self.step < self.options.total_steps:  # at the last step the run just finishes
+            if not saved:
+                self.last_checkpoint = resume.save_seeds(self.seed_dirs, self.step, self.state, self.buffer)
+            progress.close()
+            self.close()
+            raise preemption.StopRequested(self.inputs.task, self.step, stop, self.last_checkpoint)
 
     def _check_finite(self, info: dict[str, np.ndarray], first_bad: np.ndarray, call_start: int) -> None:
         found = first_nonfinite_key(info)
@@ -249,12 +274,12 @@ class TaskRun:
         if self._eval_pool is None:
             per_seed = evaluation.envs_per_seed(self.options.eval_episodes, self.options.eval_parallel_envs,
                                                 len(self.seeds))
-            self._eval_pool = evaluation.EvalEnvPool(self.inputs.env_factory, len(self.seeds), per_seed)
+            self._eval_pool = evaluation.EvalEnvPool(self._make_env, len(self.seeds), per_seed)
         keys = fold_keys(self.streams.evaluation, self.step)
         policy = functools.partial(evaluation.policy_actions,
                                    temperature=evaluation.evaluation_temperature(self.inputs.config))
         results, stats = evaluation.evaluate(self.state.agent, self._eval_pool, policy, keys,
-                                             self.seeds, self.options.eval_episodes, self.inputs.return_to_score)
+                                             self.seeds, self.options.eval_episodes, self.return_to_score)
         for s, result in enumerate(results):
             row = {f'evaluation/{k}': v for k, v in result.items()}
             row.update({'time/eval_env_steps_per_sec': stats['env_steps_per_sec'],
@@ -262,8 +287,7 @@ class TaskRun:
             self.eval_logs[s].log(self.step, row)
             if self.wandb:
                 self.wandb.log(self.step, s, row)
-        metric, unit = ('score', 'D4RL normalised, ×100') if self.inputs.return_to_score is not None \
-            else ('success', 'fraction')
+        metric, unit = self.inputs.family.metric, self.inputs.family.unit
         mean_metric = np.mean([r[metric] for r in results])
         tqdm.write(f'{self.inputs.task} step {self.step}: evaluation/{metric} {mean_metric:.3f} ({unit}, mean of '
                    f'{len(self.seeds)} seed(s)), {stats["env_steps_per_sec"]:.0f} env steps/s')
@@ -308,20 +332,15 @@ class Progress:
         self.bar.close()
 
 
-def is_frame_data(data: dict[str, np.ndarray]) -> bool:
-    """True for the frame datasets of visual tasks (`datasets.frames`), False for state transitions."""
-    return 'frames' in data
-
-
-def device_dataset(data: dict[str, np.ndarray], config: Any) -> Any:
-    """The device dataset of a numpy split: a `FrameDataset` (stacking `frame_stack` frames, shifting batches with
-    probability `p_aug`, both from the agent config) for visual data, else a `Dataset`."""
-    if is_frame_data(data):
-        if config.get('next_actions', False):
+def device_dataset(data: dict[str, np.ndarray], inputs: TaskInputs) -> Any:
+    """The device dataset of a numpy split: for a frame family a `FrameDataset` (stacking `frame_stack` frames,
+    shifting batches with probability `p_aug`: `inputs.frames`), else a `Dataset`."""
+    if inputs.family.observes_frames:
+        if inputs.config.get('next_actions', False):
             raise ValueError('next_actions (asked for by the agent config) are not available for visual datasets')
-        return frame_dataset_from_numpy(data, int(config['frame_stack']), float(config['p_aug']))
+        return frame_dataset_from_numpy(data, inputs.frames.frame_stack, inputs.frames.p_aug)
     # Agent-specific data is requested by the agent's config, never chosen by its name.
-    return dataset_from_numpy(data, bool(config.get('next_actions', False)))
+    return dataset_from_numpy(data, bool(inputs.config.get('next_actions', False)))
 
 
 def with_observation_statistics(config: Any, train_observations: np.ndarray) -> Any:
@@ -338,7 +357,7 @@ def with_observation_statistics(config: Any, train_observations: np.ndarray) -> 
 
 def train_task(inputs: TaskInputs, options: RunOptions) -> TaskResult:
     """Trains (or resumes) S seeds on one task and returns the final evaluation."""
-    if not is_frame_data(inputs.train_data):  # frames are never z-scored (the agents check it)
+    if not inputs.family.observes_frames:  # frames are never z-scored (the agents check it)
         inputs = dataclasses.replace(
             inputs, config=with_observation_statistics(inputs.config, inputs.train_data['observations']))
     if options.resume:

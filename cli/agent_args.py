@@ -1,0 +1,102 @@
+"""The agent part of main.py's command line, read from argv before absl parses it: the agent file (`--agent=PATH`),
+the config keys set with `--agent.KEY=VALUE`, their checks, and `--helpagent`.
+
+ml_collections parses `--agent.KEY` flags while main.py defines them, and would stop on a bad one with a bare
+AttributeError traceback (unknown key) or an opaque error object (missing file); `check_agent_argv` runs first and
+stops with one `error:` line instead.
+"""
+
+import difflib
+import importlib.util
+import os
+import re
+from typing import Any
+
+from agents import config_key_comments, registered_agents
+
+DEFAULT_AGENT_FILE = 'agents/mfql.py'
+
+
+def agent_file_from_argv(argv: list[str]) -> str:
+    """The path given with --agent=PATH / --agent PATH (the last one wins), else the default."""
+    path = DEFAULT_AGENT_FILE
+    for i, arg in enumerate(argv):
+        if arg.startswith('--agent='):
+            path = arg.split('=', 1)[1]
+        elif arg == '--agent' and i + 1 < len(argv):
+            path = argv[i + 1]
+    return path
+
+
+def explicit_agent_keys(argv: list[str]) -> list[str]:
+    """Config keys set on the command line with --agent.KEY=V or --agent.KEY V (e.g. ['alpha'])."""
+    keys = []
+    for arg in argv:
+        match = re.match(r'^--agent\.([A-Za-z0-9_.]+)(=.*)?$', arg)
+        if match:
+            keys.append(match.group(1))
+    return keys
+
+
+def available_agents_text() -> str:
+    """The registered agents as --agent paths, for help and error messages (found in agents/, not listed here)."""
+    return ', '.join(f'agents/{name}.py' for name in registered_agents())
+
+
+def agent_config_help(path: str, config: Any) -> str:
+    """`--helpagent`: every key of the agent config in `path` with its default and its comment in get_config()."""
+    with open(path) as f:
+        comments = config_key_comments(f.read())
+
+    order = {key: index for index, key in enumerate(comments)}  # the order of get_config's source
+
+    def rows(node: Any, prefix: str) -> list[tuple[str, str, str]]:
+        result = []
+        for key in sorted(node.keys(), key=lambda key: (order.get(key, len(order)), key)):
+            value = node[key]
+            if hasattr(value, 'keys'):
+                result += rows(value, f'{prefix}{key}.')
+            else:
+                result.append((f'--agent.{prefix}{key}', repr(value), comments.get(key, '')))
+        return result
+
+    table = rows(config, '')
+    width = max(len(flag) + len(default) for flag, default, _ in table) + 3
+    lines = [f'Agent config of {path}: --agent.KEY=VALUE sets a key; per-task presets (configs.py) may replace '
+             'defaults of keys not given on the command line.']
+    lines += [f'  {flag}={default}'.ljust(width + 2) + f'  # {text}' if text else f'  {flag}={default}'
+              for flag, default, text in table]
+    return '\n'.join(lines)
+
+
+def check_agent_argv(argv: list[str]) -> list[str]:
+    """Checks the agent config file and every --agent.KEY before absl parses them; returns the keys. With
+    --helpagent, prints the agent's config table and exits. Raises SystemExit with a clear message."""
+    path = agent_file_from_argv(argv)
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: agent config file '{path}' not found (paths are relative to the current "
+                         f"directory, {os.getcwd()}); registered agents: {available_agents_text()}")
+    spec = importlib.util.spec_from_file_location('_agent_config_check', path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        config = module.get_config()
+    except Exception as error:  # any import or get_config failure of a user-given file
+        raise SystemExit(f"error: cannot load the agent config from '{path}': {type(error).__name__}: {error}")
+    if any(arg in ('--helpagent', '--helpagent=true', '--helpagent=True') for arg in argv):
+        print(agent_config_help(path, config))
+        raise SystemExit(0)
+    keys = explicit_agent_keys(argv)
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:  # ml_collections would keep the last scalar but concatenate repeated tuples
+        raise SystemExit(f"error: agent config key(s) given more than once: {', '.join('--agent.' + k for k in repeated)}")
+    for key in keys:
+        node = config
+        for part in key.split('.'):
+            if not hasattr(node, 'keys') or part not in node:
+                close = difflib.get_close_matches(part, list(node.keys()) if hasattr(node, 'keys') else [], n=3)
+                hint = f'; did you mean {", ".join(close)}?' if close else ''
+                raise SystemExit(f"error: unknown agent config key '{key}' (from --agent.{key}) for {path}{hint} "
+                                 f"Known keys: {', '.join(sorted(config.keys()))}")
+            node = node[part]
+    return keys

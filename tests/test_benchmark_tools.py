@@ -3,6 +3,7 @@ intervals.py, policy_diagnostics.py (checkpoint metrics), temperature.py and pro
 
 import csv
 import json
+import shlex
 import os
 
 import jax
@@ -191,19 +192,20 @@ def test_finished_runs_trained_with_another_command_are_refused(tmp_path):
                                  '--report_only'])
     runs = reproduce.study_runs(args)
     reference = runs[0]
-    expected = ' '.join(reproduce.run_command(reference, args)[1:])
+    expected = reproduce.run_command(reference, args)[2:]
     directories = reproduce.seed_dirs(reference, args)
     for directory in directories:
         _write_seed(directory, [0.0, 0.1, 0.2, 0.3], [30.0] * 3)
         with open(os.path.join(directory, 'flags.json'), 'w') as f:
-            json.dump({'agent_config': {'alpha': 30.0, 'alpha_mode': 'adaptive'}, 'command': expected}, f)
+            json.dump({'agent_config': {'alpha': 30.0, 'alpha_mode': 'adaptive'}, 'command': ['main.py', *expected]}, f)
     assert reproduce.stale_runs(runs, args) == []
-    old_command = expected.replace(' --agent.normalize_observations=False', '')
+    old_command = [token for token in expected if token != '--agent.normalize_observations=False']
     assert old_command != expected
-    with open(os.path.join(directories[1], 'flags.json'), 'w') as f:
-        json.dump({'agent_config': {'alpha': 30.0, 'alpha_mode': 'adaptive'}, 'command': old_command}, f)
+    with open(os.path.join(directories[1], 'flags.json'), 'w') as f:  # the joined form runs recorded before lists
+        json.dump({'agent_config': {'alpha': 30.0, 'alpha_mode': 'adaptive'},
+                   'command': ' '.join(['main.py', *old_command])}, f)
     assert reproduce.stale_runs(runs, args) == [
-        f'{directories[1]}: trained with `{old_command}`; the study now runs `{expected}`']
+        f'{directories[1]}: trained with `{shlex.join(old_command)}`; the study now runs `{shlex.join(expected)}`']
     with pytest.raises(SystemExit, match='trained with another command than the study'):
         reproduce.main([f'--work_dir={tmp_path}', '--num_seeds=2', '--steps=30', '--eval_interval=10',
                         '--report_only'])

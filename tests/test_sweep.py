@@ -78,14 +78,14 @@ def last_three_success(seed_dir: str) -> float:
 def test_sweep_runs_the_grid_and_its_tables_match_the_runs(finished_sweep, environment):
     sweep_dir, result = finished_sweep
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert '8 jobs: 0 done, 0 running, 0 failed, 8 pending; 8 to launch (local)' in result.stdout
+    assert '8 jobs: 0 done, 0 running, 0 queued, 0 failed, 0 to relaunch, 8 pending; 8 to launch (local)' in result.stdout
     assert result.stdout.count('[done] ') == 8 and '8 of 8 jobs done' in result.stdout
     manifest = json.load(open(os.path.join(sweep_dir, 'manifest.json')))
     settings = ['mfql,alpha=3', 'mfql,alpha=30', 'fql,alpha=3', 'fql,alpha=30']
     assert sorted(manifest['jobs']) == sorted(f'{s}/{t}' for s in settings for t in TASKS)
     for name, entry in manifest['jobs'].items():
         assert entry['state'] == 'done' and entry['attempts'] == 1 and entry['launcher'] == 'local'
-        assert entry['config_hash'] == sweep.config_hash(shlex.split(entry['command'])[2:])
+        assert entry['config_hash'] == grid.config_hash(entry['command'][2:])
         assert os.path.exists(entry['log'])
         recorded = json.load(open(os.path.join(sweep_dir, entry['run_dir'], 'seed1', 'flags.json')))
         assert recorded['agent_config']['alpha'] == float(entry['overrides']['alpha'])
@@ -130,7 +130,7 @@ def test_sweep_runs_the_grid_and_its_tables_match_the_runs(finished_sweep, envir
     assert again.returncode == 0 and 'nothing to launch: 8 jobs: 8 done' in again.stdout, again.stderr
     assert sorted(os.listdir(os.path.join(sweep_dir, 'logs'))) == logs_before
     status = run_sweep([f'--save_dir={sweep_dir}', '--status'], environment, timeout=60)
-    assert '8 jobs: 8 done, 0 running, 0 failed, 0 pending' in status.stdout
+    assert '8 jobs: 8 done, 0 running, 0 queued, 0 failed, 0 to relaunch, 0 pending' in status.stdout
     # Another budget in the same folder would mix settings under one name: refused, nothing launched.
     other = run_sweep(grid_args(sweep_dir, '/elsewhere/data') + ['--offline_steps=400'], environment, timeout=60)
     assert other.returncode == 1 and 'the flags differ, so use another --save_dir' in other.stderr
@@ -153,7 +153,7 @@ def test_a_killed_job_resumes_to_the_uninterrupted_result(finished_sweep, tmp_pa
     process.wait()
     assert not (job_dir / 'seed0' / 'final.json').exists(), 'the job finished before it could be killed'
     status = run_sweep([f'--save_dir={tmp_path}', '--status'], environment, timeout=60)
-    assert '1 jobs: 0 done, 0 running, 0 failed, 1 pending' in status.stdout
+    assert '1 jobs: 0 done, 0 running, 0 queued, 0 failed, 1 to relaunch, 0 pending' in status.stdout
     assert 'interrupted (the local job stopped without a result' in status.stdout and 'resumes from step' in status.stdout
     resumed = run_sweep(mfql_only, environment)
     assert resumed.returncode == 0 and '[done] mfql,alpha=3/' in resumed.stdout, resumed.stdout[-3000:]
@@ -210,7 +210,7 @@ def test_slurm_array_has_the_requested_sbatch_parameters(tmp_path, monkeypatch, 
     args = [f'--save_dir={sweep_dir}', f'--env_name={TASKS[0]},{TASKS[1]}', '--agents=mfql', '--num_seeds=8',
             '--launcher=slurm', '--partition=gpu', '--gpus_per_job=1', '--cpus_per_job=6', '--mem_gb=40',
             '--time_min=600', '--array_parallelism=10', '--account=rl', '--qos=high', '--slurm_option=constraint=h100',
-            '--slurm_setup=source venv/bin/activate', '--save_interval=100000']
+            '--slurm_setup=source venv/bin/activate', '--save_interval=100000', '--generate_missing_data=10']
     assert sweep.run(args) == 0
     assert 'submitted 2 job(s) as SLURM array 4242' in capsys.readouterr().out
     script = (sweep_dir / 'logs' / '4242_submission.sh').read_text()
@@ -296,7 +296,7 @@ def test_paper_grid_dry_run_lists_100_jobs_with_their_commands(tmp_path, capsys)
     (['--ofline_steps=3'], "unknown argument '--ofline_steps=3': not a sweep.py or main.py flag; did you mean "
                            '--offline_steps'),
     (['--run_name=x'], 'sweep.py sets --run_name for every job itself'),
-    (['--grid=papers'], "unknown grid 'papers'; known grids: paper, paper-d4rl"),
+    (['--grid=papers'], "unknown grid 'papers'; known grids: paper, paper-visual, paper-ogbench, paper-d4rl"),
     (['--env_name=cube-single-play-singletask-task9-v0'], '--env_name:'),
     (['--seeds=1,1'], '--seeds must be distinct'),
     (['--slurm_option=constraint', '--launcher=slurm'], 'expected KEY=VALUE'),

@@ -10,30 +10,35 @@ gradients, one full update (parameters, target critic, α bookkeeping), the lear
 Tolerances: rtol 1e-5, atol 1e-6 elementwise. A step of ~1e-4 on parameters of size ~1 would drown in atol 1e-6,
 so the parameter and target-critic changes (after − before) are also compared, with atol 2.5e-7: that tells
 Polyak averaging with the pre-step critic from the post-step one (they differ by ≥ 1.4e-6 here) and catches
-learning-rate errors above ~0.1 %. All mismatches are collected and reported together, each with the quantity,
-the worst parameter leaf and the difference. Every key of a reference file must be read as an input or
-compared as an output, so a quantity added to a file without an assertion fails the test.
+learning-rate errors above ~0.1 %. Every key of a reference file must be read as an input or compared as an
+output, so a quantity added to a file without an assertion fails the test.
+
+The comparisons are functions (`compare_mfql`, `compare_fql`, both in `COMPARISONS`) that return one result per
+quantity, so that one run reports every quantity outside tolerance by name, and so that
+`benchmarks/device_check.py` runs exactly these comparisons on an accelerator. They set the matmul precision
+themselves (`PRECISION`), and this module does not import pytest, so they need only jax, flax, numpy and the project.
 
 The recorded parameter paths follow the agents' module names. If a module is renamed, add the rename to
 `PATH_RENAMES` (the reference values never need regenerating).
 """
 
+import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from agents.fql import FQLAgent, LossNoise as FQLNoise
 from agents.mfql import (LossNoise as MFQLNoise, MFQLAgent, actor_lr_schedule, adaptive_alpha, draw_loss_noise,
                          mean_flow_target, push_loss_window)
 
 DATA = Path(__file__).parent / 'data'
+PRECISION = 'highest'  # float32 matmuls at full precision, as the references were computed
 RTOL, ATOL = 1e-5, 1e-6
 STEP_ATOL = 2.5e-7  # for (after − before) of parameters and target critic
 
@@ -45,16 +50,50 @@ AUTHORS = {'mfql': ('HiccupRL/MeanFlowQL', '3fab100a40a1069e5e6f6fcd24e489a1998c
            'fql': ('seohongpark/fql', '719d04417cb0b206deddbc7d761b3e710c3d750c')}
 
 
-class Reference:
-    """A reference file that records which keys were read as inputs and which were compared, and collects
-    every mismatch (so one run reports all failing quantities)."""
+def load_reference(agent_name: str) -> dict[str, np.ndarray]:
+    """Every array of `tests/data/<agent_name>-golden.npz`, by key."""
+    with np.load(DATA / f'{agent_name}-golden.npz') as data:
+        return {key: data[key] for key in data.files}
 
-    def __init__(self, agent_name: str):
-        self.data = np.load(DATA / f'{agent_name}-golden.npz')
+
+class LayoutError(ValueError):
+    """The recorded parameters do not fit our network (a renamed module or a changed shape): nothing can be compared."""
+
+    def __init__(self, what: str, message: str):
+        super().__init__(message)
+        self.what = what
+
+
+@dataclasses.dataclass
+class Comparison:
+    """One agent's comparison with the authors' values: every quantity compared, by name (a key of the reference
+    file, a leaf of a recorded tree, or a derived quantity), mapped to None when within tolerance, else to what
+    differs."""
+
+    agent: str
+    results: dict[str, str | None]
+
+    @property
+    def failures(self) -> dict[str, str]:
+        return {name: problem for name, problem in self.results.items() if problem is not None}
+
+    def report(self) -> str:
+        failures = self.failures
+        heading = (f"our {self.agent.upper()} code differs from the authors' values in {len(failures)} of "
+                   f'{len(self.results)} quantities:')
+        return '\n'.join([heading] + [f'{name}: {problem}' for name, problem in failures.items()])
+
+
+class Reference:
+    """A reference file that records which keys were read as inputs and which were compared, and keeps one result
+    per compared quantity (so one run reports every failing quantity)."""
+
+    def __init__(self, agent_name: str, data: Mapping[str, np.ndarray] | None = None):
+        self.agent_name = agent_name
+        self.data = load_reference(agent_name) if data is None else data
         self.renames = PATH_RENAMES[agent_name]
         self.read: set[str] = set()
-        self.compared: set[str] = set()
-        self.failures: list[str] = []
+        self.results: dict[str, str | None] = {}
 
     def __getitem__(self, key: str) -> np.ndarray:
         self.read.add(key)
@@ -63,71 +102,71 @@ class Reference:
     def text(self, key: str) -> str:
         return str(self[key])
 
+    def record(self, name: str, problem: str | None) -> None:
+        """Keep the result of `name`; a quantity checked twice keeps its first problem."""
+        if self.results.get(name) is None:
+            self.results[name] = problem
+
     def _our_path(self, path: str) -> str:
         for pattern, replacement in self.renames:
             path = re.sub(pattern, replacement, path)
         return path
 
+    def _keys_under(self, prefix: str) -> dict[str, str]:
+        """{our path: recorded key} of every key under `prefix/`."""
+        return {self._our_path(key[len(prefix) + 1:]): key for key in self.data if key.startswith(prefix + '/')}
+
     def tree(self, prefix: str) -> dict[str, np.ndarray]:
         """{our path: value} of every key under `prefix/`, read as inputs."""
-        keys = [key for key in self.data.files if key.startswith(prefix + '/')]
-        return {self._our_path(key[len(prefix) + 1:]): self[key] for key in keys}
+        return {path: self[key] for path, key in self._keys_under(prefix).items()}
 
-    def expect(self, name: str, actual: Any, expected: Any = None, *, atol: float = ATOL, rtol: float = RTOL,
-               leaf: str = '') -> None:
+    def expect(self, name: str, actual: Any, expected: Any = None, *, atol: float = ATOL, rtol: float = RTOL) -> None:
         """Compare `actual` with the recorded `name` (or with `expected`, for derived quantities)."""
         if expected is None:
-            if name not in self.data.files:
-                self.failures.append(f'{name}: computed by the test but not in the reference file')
-                return
-            self.compared.add(name)
+            if name not in self.data:
+                return self.record(name, 'computed by the test but not in the reference file')
             expected = self.data[name]
         actual, expected = np.asarray(actual), np.asarray(expected)
-        where = f' worst leaf {leaf}' if leaf else ''
         if actual.shape != expected.shape:
-            self.failures.append(f'{name}:{where} shape {actual.shape}, recorded {expected.shape}')
-            return
+            return self.record(name, f'shape {actual.shape}, recorded {expected.shape}')
         if expected.dtype.kind in 'iub':
-            if not np.array_equal(actual, expected):
-                self.failures.append(f'{name}:{where} {actual.tolist()} != recorded {expected.tolist()}')
-            return
+            equal = np.array_equal(actual, expected)
+            return self.record(name, None if equal else f'{actual.tolist()} != recorded {expected.tolist()}')
         actual, expected = actual.astype(np.float64), expected.astype(np.float64)
         excess = np.abs(actual - expected) - (atol + rtol * np.abs(expected))
-        if not np.all(excess <= 0):  # NaN fails too
-            index = np.unravel_index(np.nanargmax(np.where(np.isnan(excess), np.inf, excess)), excess.shape)
-            self.failures.append(
-                f'{name}:{where} at {tuple(int(i) for i in index)}: ours {actual[index]:.9g}, recorded '
-                f'{expected[index]:.9g}, |diff| {abs(actual[index] - expected[index]):.3g} > '
-                f'atol {atol:g} + rtol {rtol:g}·|recorded|; {int(np.sum(excess > 0))} of {excess.size} entries off')
+        if np.all(excess <= 0):  # NaN fails
+            return self.record(name, None)
+        index = np.unravel_index(np.nanargmax(np.where(np.isnan(excess), np.inf, excess)), excess.shape)
+        self.record(name, f'at {tuple(int(i) for i in index)}: ours {actual[index]:.9g}, recorded '
+                          f'{expected[index]:.9g}, |diff| {abs(actual[index] - expected[index]):.3g} > '
+                          f'atol {atol:g} + rtol {rtol:g}·|recorded|; {int(np.sum(~(excess <= 0)))} of {excess.size} '
+                          'entries off')
 
     def expect_tree(self, name: str, actual: dict[str, Any], expected: dict[str, np.ndarray] | None = None, *,
                     atol: float = ATOL) -> None:
-        """Compare a flat {path: leaf} tree with the recorded `name/<path>` keys; the report names the leaf
-        with the largest excess over the tolerance."""
-        if expected is None:
-            keys = [key for key in self.data.files if key.startswith(name + '/')]
-            self.compared.update(keys)
-            expected = {self._our_path(key[len(name) + 1:]): self.data[key] for key in keys}
-        if set(actual) != set(expected):
-            self.failures.append(f'{name}: parameter layout differs; only ours: {sorted(set(actual) - set(expected))},'
-                                 f' only recorded: {sorted(set(expected) - set(actual))} (map renames in PATH_RENAMES)')
-            return
-        worst, worst_excess = None, -np.inf
-        for path in sorted(expected):
-            a, e = np.asarray(actual[path], np.float64), np.asarray(expected[path], np.float64)
-            excess = np.max(np.abs(a - e) - (atol + RTOL * np.abs(e))) if a.shape == e.shape else np.inf
-            if np.isnan(excess) or excess > worst_excess:
-                worst, worst_excess = path, np.inf if np.isnan(excess) else excess
-        self.expect(name, actual[worst], expected[worst], atol=atol, leaf=worst)
+        """Compare a flat {path: leaf} tree with the recorded `name/<path>` keys (or with `expected`, for derived
+        trees), leaf by leaf: each leaf is its own quantity."""
+        recorded_keys = self._keys_under(name) if expected is None else {path: f'{name}/{path}' for path in expected}
+        if set(actual) != set(recorded_keys):
+            ours, recorded = set(actual), set(recorded_keys)
+            only_ours, only_recorded = sorted(ours - recorded), sorted(recorded - ours)
+            return self.record(name, f'parameter layout differs; only ours: {only_ours}, only recorded: '
+                                     f'{only_recorded} (map renames in PATH_RENAMES)')
+        for path, key in sorted(recorded_keys.items()):
+            self.expect(key, actual[path], None if expected is None else expected[path], atol=atol)
 
-    def finish(self, input_keys: tuple[str, ...]) -> None:
-        """Fail with every mismatch; and if a key was neither compared nor a declared input that was read."""
-        uncovered = [key for key in self.data.files if key not in self.compared
-                     and not (key in self.read and key.startswith(input_keys))]
-        if uncovered:
-            self.failures.append(f'keys of the reference file that no assertion covers: {uncovered}')
-        if self.failures:
-            pytest.fail('\n'.join(["our code differs from the authors' values:"] + self.failures), pytrace=False)
+    def finish(self, input_keys: tuple[str, ...]) -> Comparison:
+        """The comparison, with every key that was neither compared nor a declared input that was read as a
+        failure of its own."""
+        for key in self.data:
+            if key not in self.results and not (key in self.read and key.startswith(input_keys)):
+                self.record(key, 'in the reference file, but no assertion covers it')
+        return Comparison(self.agent_name, self.results)
+
+    def layout_failure(self, error: LayoutError) -> Comparison:
+        """The comparison when the recorded parameters do not fit our network: that one failure."""
+        self.record(error.what, str(error))
+        return Comparison(self.agent_name, self.results)
 
 
 def _flat(tree: Any) -> dict[str, Any]:
@@ -146,14 +185,15 @@ def _nested(flat: dict[str, Any]) -> dict:
 
 
 def _loaded(flat: dict[str, np.ndarray], like: Any, what: str) -> Any:
-    """The recorded tree in the structure of `like` (our freshly built tree); a layout mismatch fails clearly."""
+    """The recorded tree in the structure of `like` (our freshly built tree); raises LayoutError if it does not fit."""
     ours = _flat(like)
     if set(ours) != set(flat):
-        pytest.fail(f'{what}: recorded parameter layout differs from ours; only ours: {sorted(set(ours) - set(flat))}, '
-                    f'only recorded: {sorted(set(flat) - set(ours))}. Map renamed modules in PATH_RENAMES.',
-                    pytrace=False)
+        raise LayoutError(what, f'recorded parameter layout differs from ours; only ours: '
+                                f'{sorted(set(ours) - set(flat))}, only recorded: {sorted(set(flat) - set(ours))}. '
+                                'Map renamed modules in PATH_RENAMES.')
     for path, leaf in ours.items():
-        assert flat[path].shape == leaf.shape, f'{what}/{path}: recorded shape {flat[path].shape}, ours {leaf.shape}'
+        if flat[path].shape != leaf.shape:
+            raise LayoutError(what, f'{path}: recorded shape {flat[path].shape}, ours {leaf.shape}')
     return jax.tree_util.tree_map(lambda _, x: x, like, _nested(flat))
 
 
@@ -191,9 +231,7 @@ def _batch(ref: Reference) -> dict[str, jax.Array]:
 def _check_meta(ref: Reference, agent_name: str) -> None:
     repository, commit = AUTHORS[agent_name]
     for key, expected in (('meta/authors_repository', repository), ('meta/authors_commit', commit)):
-        ref.compared.add(key)
-        if ref.text(key) != expected:
-            ref.failures.append(f'{key}: {ref.text(key)!r}, expected {expected!r}')
+        ref.record(key, None if ref.text(key) == expected else f'{ref.text(key)!r}, expected {expected!r}')
 
 
 def _compare_outputs(ref: Reference, out: dict[str, Any], params: Any, target_params: Any) -> None:
@@ -210,13 +248,6 @@ def _compare_outputs(ref: Reference, out: dict[str, Any], params: Any, target_pa
                         {path: np.float64(ours[path]) - np.float64(before[path]) for path in ours},
                         {path: np.float64(recorded[path]) - np.float64(before[path]) for path in recorded},
                         atol=STEP_ATOL)
-
-
-@pytest.fixture
-def highest_precision():
-    """float32 matmuls at full precision, as the reference was computed; restored after the test."""
-    with jax.default_matmul_precision('highest'):
-        yield
 
 
 # ----------------------------------------------------------------------------------------------------------- MFQL
@@ -313,40 +344,50 @@ def _check_draw_rule(ref: Reference, name: str, ours: jax.Array, recorded: np.nd
         on_grid(ours) != on_grid(recorded)) else []
     if ours.min() < 0.0 or ours.max() > 1.0 or ks > 2.0 / np.sqrt(ours.size):
         problems.append(f'range [{ours.min():.3g}, {ours.max():.3g}], KS distance to U(0, 1) {ks:.3g}')
-    if problems:
-        ref.failures.append(f'{name} (T = {time_steps}): ' + '; '.join(problems))
+    ref.record(name, f'T = {time_steps}: ' + '; '.join(problems) if problems else None)
 
 
-def test_mfql_update_equals_the_authors_code(highest_precision):
-    ref = Reference('mfql')
-    agent, batch = _mfql_agent(ref), _batch(ref)
-    noise = MFQLNoise(target_candidate_noise=jnp.asarray(ref['draws/target_candidate_noise']),
-                      actor_noise=jnp.asarray(ref['draws/actor_noise']),
-                      mfi_times=jnp.asarray(ref['draws/mfi_times']), mfi_noise=jnp.asarray(ref['draws/mfi_noise']))
-    out = _mfql_outputs(agent, batch, noise, jnp.asarray(ref['draws/eval_candidate_noise']),
-                        jnp.asarray(ref['forward/noisy_actions']), jnp.asarray(ref['forward/times']),
-                        jnp.asarray(ref['mfi_wide/actions']))
-    _compare_outputs(ref, out, agent.network.params, agent.target_critic_params)
+def compare_mfql(data: Mapping[str, np.ndarray] | None = None) -> Comparison:
+    """Our MFQL against the values recorded by HiccupRL/MeanFlowQL (`data`: the reference file's arrays, by default
+    `load_reference('mfql')`), at `PRECISION`."""
+    ref = Reference('mfql', data)
+    with jax.default_matmul_precision(PRECISION):
+        try:
+            agent, batch = _mfql_agent(ref), _batch(ref)
+        except LayoutError as error:
+            return ref.layout_failure(error)
+        noise = MFQLNoise(target_candidate_noise=jnp.asarray(ref['draws/target_candidate_noise']),
+                          actor_noise=jnp.asarray(ref['draws/actor_noise']),
+                          mfi_times=jnp.asarray(ref['draws/mfi_times']), mfi_noise=jnp.asarray(ref['draws/mfi_noise']))
+        out = _mfql_outputs(agent, batch, noise, jnp.asarray(ref['draws/eval_candidate_noise']),
+                            jnp.asarray(ref['forward/noisy_actions']), jnp.asarray(ref['forward/times']),
+                            jnp.asarray(ref['mfi_wide/actions']))
+        _compare_outputs(ref, out, agent.network.params, agent.target_critic_params)
 
-    # Step numbering: the authors' 0-based loop index is our update index = step + 1.
-    ref.expect('update/authors_current_step', agent.step + 1)
-    ref.expect('update/critic_lr', np.float32(agent.config['critic_lr']))
+        # Step numbering: the authors' 0-based loop index is our update index = step + 1.
+        ref.expect('update/authors_current_step', agent.step + 1)
+        ref.expect('update/critic_lr', np.float32(agent.config['critic_lr']))
 
-    schedule_config = dict(agent.config, offline_steps=int(ref['lr_schedule/offline_steps']))
-    ref.expect('lr_schedule/actor_lr', jax.vmap(actor_lr_schedule(schedule_config))(ref['lr_schedule/steps']))
+        schedule_config = dict(agent.config, offline_steps=int(ref['lr_schedule/offline_steps']))
+        ref.expect('lr_schedule/actor_lr', jax.vmap(actor_lr_schedule(schedule_config))(ref['lr_schedule/steps']))
 
-    trajectory_config = json.loads(ref.text('alpha_trajectory/config_json'))
-    alphas, counts, window = _alpha_trajectory(trajectory_config, ref['alpha_trajectory/labels'],
-                                               ref['alpha_trajectory/mfi_loss'],
-                                               float(ref['alpha_trajectory/initial_alpha']))
-    ref.expect('alpha_trajectory/alpha', alphas)
-    ref.expect('alpha_trajectory/window_count', counts)
-    ref.expect('alpha_trajectory/final_window', window)
+        trajectory_config = json.loads(ref.text('alpha_trajectory/config_json'))
+        alphas, counts, window = _alpha_trajectory(trajectory_config, ref['alpha_trajectory/labels'],
+                                                   ref['alpha_trajectory/mfi_loss'],
+                                                   float(ref['alpha_trajectory/initial_alpha']))
+        ref.expect('alpha_trajectory/alpha', alphas)
+        ref.expect('alpha_trajectory/window_count', counts)
+        ref.expect('alpha_trajectory/final_window', window)
 
-    drawn = draw_loss_noise(jax.random.PRNGKey(0), 4096, batch['actions'].shape[1], agent.config)
-    _check_draw_rule(ref, 'MFI time draws', drawn.mfi_times, ref['draws/mfi_times'], agent.config['time_steps'])
+        drawn = draw_loss_noise(jax.random.PRNGKey(0), 4096, batch['actions'].shape[1], agent.config)
+        _check_draw_rule(ref, 'MFI time draws', drawn.mfi_times, ref['draws/mfi_times'], agent.config['time_steps'])
     _check_meta(ref, 'mfql')
-    ref.finish(MFQL_INPUTS)
+    return ref.finish(MFQL_INPUTS)
+
+
+def test_mfql_update_equals_the_authors_code():
+    comparison = compare_mfql()
+    assert not comparison.failures, comparison.report()
 
 
 # ------------------------------------------------------------------------------------------------------------ FQL
@@ -383,17 +424,33 @@ def _fql_outputs(agent: FQLAgent, batch: dict, noise: FQLNoise, forward_x: jax.A
     return out
 
 
-def test_fql_update_equals_the_authors_code(highest_precision):
-    ref = Reference('fql')
-    batch = _batch(ref)
-    agent = _skeleton(FQLAgent, batch, json.loads(ref.text('config_json')))
-    agent = agent.replace(rng=jax.random.PRNGKey(0), network=_network(ref, agent.network),
-                          target_critic_params=_loaded(ref.tree('target_params'), agent.target_critic_params,
-                                                       'target_params'))
-    noise = FQLNoise(*(jnp.asarray(ref[f'draws/{key}'])
-                       for key in ('flow_noise', 'flow_times', 'policy_noise', 'next_noise')))
-    out = _fql_outputs(agent, batch, noise, jnp.asarray(ref['forward/x']), jnp.asarray(ref['forward/times']))
-    _compare_outputs(ref, out, agent.network.params, agent.target_critic_params)
-    ref.expect('update/lr', np.float32(agent.config['lr']))
+def compare_fql(data: Mapping[str, np.ndarray] | None = None) -> Comparison:
+    """Our FQL against the values recorded by seohongpark/fql (`data`: the reference file's arrays, by default
+    `load_reference('fql')`), at `PRECISION`."""
+    ref = Reference('fql', data)
+    with jax.default_matmul_precision(PRECISION):
+        batch = _batch(ref)
+        agent = _skeleton(FQLAgent, batch, json.loads(ref.text('config_json')))
+        try:
+            agent = agent.replace(rng=jax.random.PRNGKey(0), network=_network(ref, agent.network),
+                                  target_critic_params=_loaded(ref.tree('target_params'), agent.target_critic_params,
+                                                               'target_params'))
+        except LayoutError as error:
+            return ref.layout_failure(error)
+        noise = FQLNoise(*(jnp.asarray(ref[f'draws/{key}'])
+                           for key in ('flow_noise', 'flow_times', 'policy_noise', 'next_noise')))
+        out = _fql_outputs(agent, batch, noise, jnp.asarray(ref['forward/x']), jnp.asarray(ref['forward/times']))
+        _compare_outputs(ref, out, agent.network.params, agent.target_critic_params)
+        ref.expect('update/lr', np.float32(agent.config['lr']))
     _check_meta(ref, 'fql')
-    ref.finish(FQL_INPUTS)
+    return ref.finish(FQL_INPUTS)
+
+
+def test_fql_update_equals_the_authors_code():
+    comparison = compare_fql()
+    assert not comparison.failures, comparison.report()
+
+
+# Every comparison by agent name (benchmarks/device_check.py runs them all on the device).
+COMPARISONS: dict[str, Callable[[Mapping[str, np.ndarray] | None], Comparison]] = {'mfql': compare_mfql,
+                                                                                   'fql': compare_fql}

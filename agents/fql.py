@@ -260,6 +260,15 @@ def _frozen_config(config: ml_collections.ConfigDict | dict, example_batch: Batc
     return frozen
 
 
+CONFIG_RULES = {  # what each get_config key may be (agents/config_rules.py); checked before any compute
+    'lr': '> 0', 'batch_size': 'int > 0', 'actor_hidden_dims': 'ints > 0', 'value_hidden_dims': 'ints > 0',
+    'layer_norm': 'bool', 'actor_layer_norm': 'bool', 'discount': '(0, 1]', 'tau': '(0, 1]',
+    'q_agg': ('mean', 'min'), 'alpha': '>= 0', 'flow_steps': 'int > 0', 'normalize_q_loss': 'bool',
+    'normalize_observations': 'bool', 'encoder': (None, 'impala', 'impala_small', 'impala_debug'),
+    'frame_stack': 'int > 0', 'p_aug': '[0, 1]',
+}
+
+
 def get_config() -> ml_collections.ConfigDict:
     """FQL defaults (official `agents/fql.py`); per-task values (alpha, discount, q_agg) come from configs.py."""
     return ml_collections.ConfigDict(dict(

@@ -143,6 +143,14 @@ class IFQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
 AGENT_CLASS = IFQLAgent  # the class the training loop builds (agents/__init__.py)
 
 
+CONFIG_RULES = {  # what each get_config key may be (agents/config_rules.py); checked before any compute
+    'lr': '> 0', 'batch_size': 'int > 0', 'actor_hidden_dims': 'ints > 0', 'value_hidden_dims': 'ints > 0',
+    'layer_norm': 'bool', 'actor_layer_norm': 'bool', 'discount': '(0, 1]', 'tau': '(0, 1]',
+    'expectile': '(0, 1)', 'num_samples': 'int > 0', 'evaluation_temperature': '>= 0', 'flow_steps': 'int > 0',
+    'normalize_observations': 'bool',
+}
+
+
 def get_config() -> ml_collections.ConfigDict:
     """IFQL defaults (FQL's `agents/ifql.py`); per-task values (num_samples, discount) come from configs.py."""
     return ml_collections.ConfigDict(dict(

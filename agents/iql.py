@@ -171,6 +171,14 @@ class IQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
 AGENT_CLASS = IQLAgent  # the class the training loop builds (agents/__init__.py)
 
 
+CONFIG_RULES = {  # what each get_config key may be (agents/config_rules.py); checked before any compute
+    'lr': '> 0', 'batch_size': 'int > 0', 'actor_hidden_dims': 'ints > 0', 'value_hidden_dims': 'ints > 0',
+    'layer_norm': 'bool', 'actor_layer_norm': 'bool', 'discount': '(0, 1]', 'tau': '(0, 1]',
+    'expectile': '(0, 1)', 'alpha': '>= 0', 'max_awr_weight': '> 0', 'evaluation_temperature': '>= 0',
+    'const_std': 'bool', 'actor_fc_scale': '> 0', 'normalize_observations': 'bool',
+}
+
+
 def get_config() -> ml_collections.ConfigDict:
     """IQL defaults (FQL's `agents/iql.py`, AWR actor); per-task values (alpha, discount) come from configs.py."""
     return ml_collections.ConfigDict(dict(

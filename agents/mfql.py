@@ -395,6 +395,22 @@ def _frozen_config(config: ml_collections.ConfigDict | dict, example_batch: dict
     return config
 
 
+CONFIG_RULES = {  # what each get_config key may be (agents/config_rules.py); checked before any compute
+    'actor_lr': '> 0', 'critic_lr': '> 0', 'lr_min_ratio': '[0, 1]', 'lr_warmup_fraction': '[0, 1)',
+    'offline_steps': 'int > 0', 'batch_size': 'int > 0', 'discount': '(0, 1]', 'tau': '(0, 1]',
+    'q_agg': ('mean', 'min'), 'value_hidden_dims': 'ints > 0', 'value_layer_norm': 'bool',
+    'actor_arch': ('dit', 'mlp'), 'actor_hidden_dim': 'int > 0', 'actor_depth': 'int > 0',
+    'actor_mlp_ratio': 'int > 0', 'actor_residual_scale': '> 0', 'actor_mlp_hidden_dims': 'ints > 0',
+    'alpha': '>= 0', 'alpha_mode': ('adaptive', 'fixed'), 'alpha_update_interval': 'int > 0', 'alpha_window': 'int > 0',
+    'alpha_warmup_fraction': '[0, 1]', 'alpha_threshold': '> 0', 'alpha_increase': '> 0', 'alpha_decrease': '> 0',
+    'alpha_min_ratio': '> 0', 'alpha_max_ratio': '> 0', 'time_steps': 'int > 0', 'adaptive_gamma': '[0, 1]',
+    'adaptive_c': '> 0', 'target_clip': '> 0', 'bound_loss_weight': '>= 0', 'normalize_q_loss': 'bool',
+    'num_candidates_eval': 'int > 0', 'num_candidates_target': 'int > 0', 'grad_clip_norm': '> 0',
+    'normalize_observations': 'bool', 'encoder': (None, 'impala', 'impala_small', 'impala_debug'),
+    'frame_stack': 'int > 0', 'p_aug': '[0, 1]',
+}
+
+
 def get_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         agent_name='mfql',  # registry name (agents/__init__.py)

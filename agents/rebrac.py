@@ -198,6 +198,15 @@ class ReBRACAgent(flax.struct.PyTreeNode):
 AGENT_CLASS = ReBRACAgent  # the class the training loop builds (agents/__init__.py)
 
 
+CONFIG_RULES = {  # what each get_config key may be (agents/config_rules.py); checked before any compute
+    'lr': '> 0', 'batch_size': 'int > 0', 'actor_hidden_dims': 'ints > 0', 'value_hidden_dims': 'ints > 0',
+    'layer_norm': 'bool', 'actor_layer_norm': 'bool', 'discount': '(0, 1]', 'tau': '(0, 1]',
+    'actor_fc_scale': '> 0', 'alpha_actor': '>= 0', 'alpha_critic': '>= 0', 'next_actions': 'bool',
+    'actor_freq': 'int > 0', 'actor_noise': '>= 0', 'actor_noise_clip': '>= 0', 'evaluation_temperature': '>= 0',
+    'normalize_observations': 'bool',
+}
+
+
 def get_config() -> ml_collections.ConfigDict:
     """ReBRAC defaults (FQL's `agents/rebrac.py`); per-task values (alpha_actor, alpha_critic, discount) come from
     configs.py."""

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from agents import config_key_comments, registered_agents
+from agents.config_rules import ConfigValueError, check_value, literal_defaults, rules_from_source
 
 DEFAULT_AGENT_FILE = 'agents/mfql.py'
 
@@ -100,3 +101,27 @@ def check_agent_argv(argv: list[str]) -> list[str]:
                                  f"Known keys: {', '.join(sorted(config.keys()))}")
             node = node[part]
     return keys
+
+
+def check_task_configs(path: str, tasks: list[str], task_configs: list[tuple], skip: tuple[str, ...] = ()) -> None:
+    """Checks every value of each task's resolved agent config (presets, presets file and command line applied)
+    against the agent file's `CONFIG_RULES` and its defaults' types, before any data is loaded: SystemExit with one
+    `error:` line naming the key, the value, where it came from and what is allowed. Keys in `skip` are left to
+    their own check (the frame flags, which the plan checks under their flag names)."""
+    with open(path, encoding='utf-8') as f:
+        source = f.read()
+    try:
+        rules = rules_from_source(source)
+    except ValueError as error:
+        raise SystemExit(f'error: {path}: {error}')
+    for task, (config, sources) in zip(tasks, task_configs):
+        defaults = literal_defaults(source)
+        for key, value in config.items():
+            if key in skip:
+                continue
+            try:
+                check_value(key, value, rules, defaults)
+            except ConfigValueError as error:
+                origin = sources.get(key, 'default of ' + path)
+                origin = 'command line' if origin.startswith('command line') else origin
+                raise SystemExit(f'error: {error} (for {task}; value from {origin})')

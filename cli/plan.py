@@ -68,6 +68,8 @@ def plan_run(flags: FlagValues, argv: list[str]) -> RunPlan:
     frame_flags = _frame_flags(flags, explicit_keys)
     explicit_keys += [key for key in frame_flags if key in flags.agent and key not in explicit_keys]
     task_configs = _task_configs(flags, tasks, explicit_keys, frame_flags)
+    from cli.agent_args import check_task_configs  # every config value against the agent's CONFIG_RULES, before data
+    check_task_configs(agent_file, tasks, task_configs, FRAME_KEYS)
     frames = [_frame_settings(flags, task, config, frame_flags) for task, (config, _) in zip(tasks, task_configs)]
     options = _run_options(flags)
     if flags.wandb:

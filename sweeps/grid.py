@@ -206,6 +206,27 @@ def agent_config_keys(agent: str) -> set[str]:
     return keys
 
 
+def check_agent_values(agents: list[str], values: list[tuple[str, list[str]]]) -> None:
+    """Checks every value given to an agent key (`--agent.KEY=V`, and each value of `--sweep=agent.KEY=V1,V2`) for
+    each agent that has the key, against the agent file's `CONFIG_RULES` and its defaults' types, read from its source
+    (no JAX); SweepError with main.py's message for the first value not allowed."""
+    from agents import agent_file
+    from agents.config_rules import ConfigValueError, check_flag_text, literal_defaults, rules_from_source
+    for agent in agents:
+        with open(agent_file(agent), encoding='utf-8') as f:
+            source = f.read()
+        try:
+            rules, defaults = rules_from_source(source), literal_defaults(source)
+        except ValueError as error:
+            raise SweepError(f'agents/{agent}.py: {error}')
+        for key, texts in values:
+            for text in texts:
+                try:
+                    check_flag_text(key, text, rules, defaults)
+                except ConfigValueError as error:
+                    raise SweepError(f'{error} (agents/{agent}.py)')
+
+
 def absolute_path(value: str, caller_dir: str) -> str:
     return os.path.normpath(os.path.join(caller_dir, os.path.expanduser(value)))
 
@@ -273,6 +294,7 @@ def build_jobs(args: argparse.Namespace, extra: list[str], sweep_dir: str, calle
             raise SweepError(f'agent.{key} is both swept (--sweep) and fixed (--agent.{key}); keep one')
     agent_keys = {agent: agent_config_keys(agent) for agent in agents}
     check_unknown_keys(agent_keys, [*fixed_keys, *(k for k, _ in sweeps)])
+    check_agent_values(agents, [(key, [flag_value(token)]) for key, token in zip(fixed_keys, agent_flags)] + sweeps)
     digest = presets_digest(main_flags)
     seed_args, seeds = seed_flags(args)
     jobs = []

@@ -94,13 +94,13 @@ def test_report_environment_means_aggregates_and_selection_on_made_up_runs(tmp_p
     """Through the CLI, on a sweep folder written before flags.json held a list (the command as one string)."""
     rng = np.random.default_rng(0)
     tasks = [*TASKS, 'cube-double-play-singletask-task2-v0']
-    scores = {(alpha, task): list(rng.uniform(0, 1, 3).round(2)) for alpha in ('10', '(30)') for task in tasks}
-    scores[('(30)', TASKS[0])] = [0.9, 0.95, 1.0]  # alpha 30 wins cube-single; cube-double is a draw of the rng
+    scores = {(alpha, task): list(rng.uniform(0, 1, 3).round(2)) for alpha in ('10', '30.0') for task in tasks}
+    scores[('30.0', TASKS[0])] = [0.9, 0.95, 1.0]  # alpha 30 wins cube-single; cube-double is a draw of the rng
     write_fake_sweep(str(tmp_path), scores)
     presets = tmp_path / 'presets.json'
     assert sweep.run([f'--save_dir={tmp_path}', '--report', '--bootstrap_reps=2000', f'--write_presets={presets}']) == 0
     rows = {(row['setting'], row['task']): row for row in read_rows(tmp_path / 'report' / 'per_task.csv')}
-    for alpha in ('10', '(30)'):
+    for alpha in ('10', '30.0'):
         per_seed = np.mean([scores[(alpha, task)] for task in TASKS], axis=0)  # each seed over the env's tasks
         row = rows[(f'mfql,alpha={alpha}', 'cube-single-play (average)')]
         assert (float(row['mean']), float(row['std'])) == pytest.approx((per_seed.mean(), per_seed.std()))
@@ -109,7 +109,7 @@ def test_report_environment_means_aggregates_and_selection_on_made_up_runs(tmp_p
         assert float(single['mean']) == pytest.approx(np.mean(scores[(alpha, tasks[2])]))
     assert ('mfql,alpha=10', 'cube-double-play (average)') not in rows
     aggregates = {(row['setting'], row['aggregate']): row for row in read_rows(tmp_path / 'report' / 'aggregates.csv')}
-    for alpha in ('10', '(30)'):
+    for alpha in ('10', '30.0'):
         all_runs = np.array([scores[(alpha, task)] for task in tasks]).T  # (runs, tasks)
         # rliable: IQM over all runs; median of the per-task means; mean; shortfall below 1 over all runs.
         expected = {'IQM': stats.trim_mean(all_runs.ravel(), 0.25), 'Median': np.median(all_runs.mean(axis=0)),
@@ -120,13 +120,13 @@ def test_report_environment_means_aggregates_and_selection_on_made_up_runs(tmp_p
             assert float(row['low']) <= float(row['point']) <= float(row['high'])
             assert float(row['low']) < float(row['high'])  # the runs differ, so the intervals have width
     payload = configs.read_presets_file(str(presets))
-    double_best = max(('10', '(30)'), key=lambda a: np.mean(scores[(a, tasks[2])]))
+    double_best = max(('10', '30.0'), key=lambda a: np.mean(scores[(a, tasks[2])]))
     assert payload['presets'] == {'mfql': {'cube-single-play': {'alpha': 30},
                                            'cube-double-play': {'alpha': ast.literal_eval(double_best)}}}
     markdown = open(tmp_path / 'report' / 'report.md').read()
-    single = {alpha: np.mean(np.mean([scores[(alpha, task)] for task in TASKS], axis=0)) for alpha in ('10', '(30)')}
+    single = {alpha: np.mean(np.mean([scores[(alpha, task)] for task in TASKS], axis=0)) for alpha in ('10', '30.0')}
     assert (f'| MeanFlowQL | cube-single-play | MeanFlowQL (α=10): {single["10"]:.2f}, '
-            f'**MeanFlowQL (α=(30)): {single["(30)"]:.2f}** |' in markdown)
+            f'**MeanFlowQL (α=30.0): {single["30.0"]:.2f}** |' in markdown)
     assert 'selected on evaluation success, as the papers do' in payload['source']
     # Runs from before the change recorded no evaluation settings: the label says so rather than guessing.
     assert 'evaluation steps not recorded' in markdown and 'commit not recorded' in markdown

@@ -235,7 +235,7 @@ def write_fake_sweep(sweep_dir: str, scores: dict[tuple[str, str], list[float]])
     cube-single-play and 1 of cube-double-play; MFQL; seeds 0-2)."""
     tasks = [*TASKS, 'cube-double-play-singletask-task2-v0']
     args, extra = sweep.parse_args([f'--save_dir={sweep_dir}', f'--env_name={",".join(tasks)}', '--agents=mfql',
-                                    '--num_seeds=3', '--sweep=agent.alpha=10,(30)', '--offline_steps=10'])
+                                    '--num_seeds=3', '--sweep=agent.alpha=10,30.0', '--offline_steps=10'])
     jobs = grid.build_jobs(args, extra, sweep_dir)
     recorded = {'version': manifest.MANIFEST_VERSION, 'jobs': {job.name: manifest.job_entry(job) for job in jobs}}
     for job in jobs:
@@ -311,7 +311,7 @@ def test_cli_errors_have_no_traceback(tmp_path, environment):
     result = run_sweep([f'--save_dir={tmp_path}', '--status'], environment, timeout=60)
     assert result.returncode == 1 and result.stderr.strip() == f'error: {tmp_path} has no manifest.json: no sweep was ' \
                                                                'launched there'
-    write_fake_sweep(str(tmp_path), {(a, t): [0.5] * 3 for a in ('10', '(30)')
+    write_fake_sweep(str(tmp_path), {(a, t): [0.5] * 3 for a in ('10', '30.0')
                                      for t in [*TASKS, 'cube-double-play-singletask-task2-v0']})
     changed = run_sweep([f'--save_dir={tmp_path}', f'--env_name={TASKS[0]}', '--agents=mfql', '--num_seeds=3',
                          '--sweep=agent.alpha=10', '--offline_steps=20', '--dry_run'], environment, timeout=60)

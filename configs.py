@@ -5,7 +5,7 @@ get_config defaults, and its runs record "no presets" in flags.json.
     python configs.py                              # the OGBench grid: 10 envs x 5 tasks + 5 visual tasks, x both agents
     python configs.py --agents=fql --num_seeds=4   # one agent, 4 seeds per command (--seed=0 ... 3)
     python configs.py --seeds=0,1,2                # these seeds (as main.py: --seeds is a list, --num_seeds a count)
-    python configs.py --agents=rebrac,iql,ifql      # FQL's baselines on the same grid (mostly fallback values)
+    python configs.py --agents=rebrac,iql,ifql     # FQL's baselines on the same grid (unpublished α: '# unpublished')
     python configs.py --agents=myagent             # any agent in agents/ (no presets: the commands set no keys)
 
 Every preset value carries its source, recorded in each run's flags.json:
@@ -156,21 +156,48 @@ MFQL_D4RL: dict[str, dict[str, Any]] = {
 }
 
 # ------------------------------------------------------------------------------ FQL's baselines
-# FQL's README gives baseline flags for one OGBench environment, humanoidmaze-medium-navigate (offline, and the
-# same flags offline-to-online, both on the default task). Its paper's appendix tables hold the other
-# environments' values; they are not transcribed here, so those environments fall back to the agent defaults.
-BASELINE_README_FLAGS: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
-    'rebrac': {('humanoidmaze-medium', 'navigate'): dict(alpha_actor=0.01, alpha_critic=0.01, discount=0.995)},
-    'iql': {('humanoidmaze-medium', 'navigate'): dict(alpha=10.0, discount=0.995)},
-    'ifql': {('humanoidmaze-medium', 'navigate'): dict(num_samples=32, discount=0.995)},
+# Every published per-environment value of the baselines, with its source (research notes: /work/research/published.md).
+# FQL's README gives baseline flags for humanoidmaze-medium-navigate (offline; the same flags offline-to-online, both
+# on the default task) and visual-cube-single (task1); the value-flows README (chongyi-zheng/value-flows README.md @
+# 817b01a1, "version A"; its later copy hongjia-chen/value-flows @ 2242da31 agrees) gives cube-triple-play and the
+# visual tasks. Its older README (@ 1387cb9b, "version B") differs for some visual values: noted in the source.
+# FQL's paper appendix holds the other environments' values; they are not transcribed (not found), so a run there
+# must give the per-environment keys itself (`REQUIRED_BASELINE_KEYS`).
+VF_SRC = '[value-flows README] chongyi-zheng/value-flows README.md @ 817b01a1'
+BASELINE_PUBLISHED: dict[str, dict[str, tuple[dict[str, Any], str]]] = {
+    'rebrac': {
+        'humanoidmaze-medium-navigate': (dict(alpha_actor=0.01, alpha_critic=0.01, discount=0.995), FQL_SRC),
+        'cube-triple-play': (dict(alpha_actor=0.03, alpha_critic=0.0, discount=0.995), VF_SRC),
+        'visual-cube-single-play': (dict(alpha_actor=1.0, alpha_critic=0.0), FQL_SRC),
+        'visual-cube-double-play': (dict(alpha_actor=0.1, alpha_critic=0.0, discount=0.995), VF_SRC),
+        'visual-scene-play': (dict(alpha_actor=0.3, alpha_critic=0.01),
+                              VF_SRC + ' (its older README @ 1387cb9b says alpha_actor=0.1)'),
+        'visual-puzzle-3x3-play': (dict(alpha_actor=0.1, alpha_critic=0.003),
+                                   VF_SRC + ' (its older README @ 1387cb9b says alpha_actor=0.3, alpha_critic=0.01)'),
+    },
+    'iql': {
+        'humanoidmaze-medium-navigate': (dict(alpha=10.0, discount=0.995), FQL_SRC),
+        'cube-triple-play': (dict(alpha=10.0, discount=0.995), VF_SRC),
+        'visual-cube-single-play': (dict(alpha=1.0), FQL_SRC),
+        'visual-cube-double-play': (dict(alpha=0.3, discount=0.995), VF_SRC),
+        'visual-scene-play': (dict(alpha=10.0), VF_SRC),
+        'visual-puzzle-3x3-play': (dict(alpha=10.0), VF_SRC),
+    },
+    'ifql': {
+        'humanoidmaze-medium-navigate': (dict(num_samples=32, discount=0.995), FQL_SRC),
+        'cube-triple-play': (dict(num_samples=32, discount=0.995), VF_SRC),
+        'visual-cube-single-play': (dict(num_samples=32), FQL_SRC),
+        'visual-cube-double-play': (dict(num_samples=32, discount=0.995), VF_SRC),
+    },
 }
-# The per-environment keys of each baseline, and their fallbacks = the agents' get_config defaults (tests check).
-BASELINE_DEFAULTS: dict[str, dict[str, Any]] = {
-    'rebrac': dict(alpha_actor=0.0, alpha_critic=0.0),
-    'iql': dict(alpha=10.0),
-    'ifql': dict(num_samples=32),
-}
-
+# The per-environment keys each baseline must have a published or explicit value for: a fallback would change the
+# algorithm (ReBRAC with α = 0 is TD3 without behaviour regularisation; IQL's α sets how greedy the AWR actor is).
+REQUIRED_BASELINE_KEYS: dict[str, tuple[str, ...]] = {'rebrac': ('alpha_actor', 'alpha_critic'), 'iql': ('alpha',)}
+# IFQL's num_samples has a fallback: every published IFQL command (above) uses 32, its get_config default.
+IFQL_SAMPLES_FALLBACK = (32, "unknown: no published IFQL flags for this environment; 32, the value of every "
+                             "published IFQL command (FQL and value-flows READMEs) and the agent default")
+# FQL on cube-triple-play (tasks 1-5), which FQL's README does not cover.
+FQL_VALUE_FLOWS: dict[tuple[str, str], dict[str, Any]] = {('cube-triple', 'play'): dict(alpha=300.0, discount=0.995)}
 
 def _with_source(values: dict[str, Any], source: str) -> Preset:
     return {key: (value, source) for key, value in values.items()}
@@ -205,6 +232,9 @@ def _fql_ogbench(env_name: str, online: bool) -> Preset:
     if key in FQL_OGBENCH_OFFLINE:
         note = ' (no O2O row; offline flags)' if online else ''
         return _with_source(FQL_OGBENCH_OFFLINE[key], f'{FQL_SRC} offline flags for {env}{note}')
+    if key in FQL_VALUE_FLOWS:
+        note = ' (offline flags; its offline-to-online line for task1 uses the same)' if online else ''
+        return _with_source(FQL_VALUE_FLOWS[key], f'{VF_SRC} fql flags for {env} (FQL\'s README has none){note}')
     return {'alpha': (FQL_DEFAULT_ALPHA, f'unknown: FQL published no flags for {env}; agent default α')}
 
 
@@ -251,31 +281,54 @@ def _mfql_ogbench(env_name: str, online: bool) -> Preset:
     return presets
 
 
-def _baseline_d4rl(agent_name: str) -> Callable[[str, bool], Preset]:
+def _baseline_environment(env_name: str) -> str:
+    """The environment name of the baseline tables: 'humanoidmaze-medium-navigate', 'visual-scene-play', a D4RL stem."""
+    family = family_of(env_name)
+    if family.name == 'd4rl':
+        return names.d4rl_stem(env_name)
+    spec = names.parse_env_name(env_name)
+    return f"{'visual-' if spec.visual else ''}{spec.suite}-{spec.dataset_kind}"
+
+
+def _baseline(agent_name: str) -> Callable[[str, bool], Preset]:
+    """The presets of a baseline on any family: its published values, else FQL's discount for the environment (set by
+    the task's horizon) and IFQL's fallback; the keys of `REQUIRED_BASELINE_KEYS` are left out when unknown, and
+    `unpublished_required_keys` refuses the run unless they are given."""
     def presets(env_name: str, online: bool) -> Preset:
-        return _with_source(BASELINE_DEFAULTS[agent_name], f"unknown: FQL's README gives no {agent_name} flags for "
-                                                           f"{names.d4rl_stem(env_name)}; agent default")
+        env = _baseline_environment(env_name)
+        if env in BASELINE_PUBLISHED[agent_name]:
+            values, source = BASELINE_PUBLISHED[agent_name][env]
+            note = ' (run on one task; applied to all five, as FQL tunes per environment)'
+            if online:
+                note += '; its offline-to-online example uses the same flags'
+            return _with_source(values, f'{source} {agent_name} flags for {env}{note}')
+        result: Preset = {}
+        if agent_name == 'ifql':
+            result['num_samples'] = IFQL_SAMPLES_FALLBACK
+        if family_of(env_name).name != 'd4rl':
+            spec = names.parse_env_name(env_name)
+            discount = FQL_OGBENCH_OFFLINE.get((spec.suite, spec.dataset_kind), {}).get('discount')
+            if discount is not None:
+                result['discount'] = (discount, f"unknown for {agent_name}: the discount of FQL's own {FQL_SRC} flags "
+                                                f"for {env} (the README's baseline examples use FQL's discount too)")
+        return result
     return presets
 
 
-def _baseline_ogbench(agent_name: str) -> Callable[[str, bool], Preset]:
-    def presets(env_name: str, online: bool) -> Preset:
-        spec, _, key = _ogbench_env(env_name)
-        env = f'{spec.suite}-{spec.dataset_kind}'
-        if key in BASELINE_README_FLAGS[agent_name]:
-            note = '; its offline-to-online example uses the same flags' if online else ''
-            return _with_source(BASELINE_README_FLAGS[agent_name][key],
-                                f'{FQL_SRC} {agent_name} example for {env} (run on the default task; applied to all '
-                                f'five, as FQL tunes per environment{note})')
-        values = _with_source(BASELINE_DEFAULTS[agent_name],
-                              f"unknown: FQL's README gives no {agent_name} flags for {env} (its paper's appendix "
-                              "does; not transcribed); agent default")
-        discount = FQL_OGBENCH_OFFLINE.get(key, {}).get('discount')
-        if discount is not None:  # set by the task's horizon: FQL's README gives it per environment for FQL
-            values['discount'] = (discount, f"unknown for {agent_name}: the discount of FQL's own {FQL_SRC} flags "
-                                            f"for {env} (the README's baseline examples use FQL's discount too)")
-        return values
-    return presets
+def unpublished_required_keys(agent_name: str, env_name: str) -> dict[str, str]:
+    """{key: message} for the keys of `REQUIRED_BASELINE_KEYS` that have no published value for this task's
+    environment: a run must set them (command line or --presets_file). The message names the published values."""
+    required = REQUIRED_BASELINE_KEYS.get(agent_name, ())
+    env = _baseline_environment(env_name)
+    if not required or env in BASELINE_PUBLISHED[agent_name]:
+        return {}
+    result = {}
+    for key in required:
+        known = '; '.join(f'{other} {_flag_value(values[key])}' for other, (values, _) in
+                          BASELINE_PUBLISHED[agent_name].items() if key in values)
+        result[key] = (f'{agent_name} has no published {key} for {env}: give --agent.{key}=VALUE (published values: '
+                       f'{known}; sources in configs.BASELINE_PUBLISHED)')
+    return result
 
 
 # The preset rule of each agent on each environment family (`datasets.families`): (task name, online) -> presets.
@@ -283,8 +336,8 @@ def _baseline_ogbench(agent_name: str) -> Callable[[str, bool], Preset]:
 PRESET_RULES: dict[str, dict[str, Callable[[str, bool], Preset]]] = {
     'mfql': {'ogbench': _mfql_ogbench, 'ogbench_visual': _mfql_visual, 'd4rl': _mfql_d4rl},
     'fql': {'ogbench': _fql_ogbench, 'ogbench_visual': _fql_visual, 'd4rl': _fql_d4rl},
-    **{agent: {'ogbench': _baseline_ogbench(agent), 'ogbench_visual': _baseline_ogbench(agent),
-               'd4rl': _baseline_d4rl(agent)} for agent in ('rebrac', 'iql', 'ifql')},
+    **{agent: {'ogbench': _baseline(agent), 'ogbench_visual': _baseline(agent), 'd4rl': _baseline(agent)}
+       for agent in ('rebrac', 'iql', 'ifql')},
 }
 PRESET_AGENTS = tuple(PRESET_RULES)  # the agents this file has presets for
 
@@ -294,9 +347,9 @@ def get_presets(agent_name: str, env_name: str, online: bool = False) -> Preset:
 
     `env_name` is one task name of any family (`datasets.families`: 'cube-single-play-singletask-task2-v0',
     'visual-...', 'antmaze-large-play-v2'), checked for every agent (ValueError naming the problem); `online`
-    selects the offline-to-online values where published. For the agents of `PRESET_AGENTS` every result sets the
-    per-environment keys (`alpha` for mfql, fql and iql; `alpha_actor` and `alpha_critic` for rebrac; `num_samples`
-    for ifql), to a published value or the documented fallback.
+    selects the offline-to-online values where published. For mfql, fql and ifql every result sets the
+    per-environment keys (`alpha`; `num_samples` for ifql) to a published value or the documented fallback; for rebrac
+    and iql an unpublished `alpha_actor`/`alpha_critic`/`alpha` is left out (`unpublished_required_keys`).
     """
     family = family_of(env_name)
     if family.expand(env_name) != [env_name]:  # an unknown name (or a family of tasks) is an error whatever the agent
@@ -390,8 +443,12 @@ def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, num_seeds: int =
             flags = ' '.join(f'--{key}={_flag_value(value)}' if key in FRAME_KEYS
                              else f'--agent.{key}={_flag_value(value)}'
                              for key, (value, _) in sorted(get_presets(agent, env_name).items()))
-            commands.append(f'python main.py --env_name={env_name} --agent=agents/{agent}.py {seed_flag} '
-                            f'--offline_steps={family_of(env_name).default_offline_steps} {flags}')
+            command = (f'python main.py --env_name={env_name} --agent=agents/{agent}.py {seed_flag} '
+                       f'--offline_steps={family_of(env_name).default_offline_steps} {flags}')
+            unknown = unpublished_required_keys(agent, env_name)
+            if unknown:  # a shell comment: the command as written refuses to run until these are given
+                command += f"  # unpublished: set {', '.join(f'--agent.{key}' for key in unknown)}"
+            commands.append(command)
     return commands
 
 

@@ -107,15 +107,20 @@ def check_task_configs(path: str, tasks: list[str], task_configs: list[tuple], s
     """Checks every value of each task's resolved agent config (presets, presets file and command line applied)
     against the agent file's `CONFIG_RULES` and its defaults' types, before any data is loaded: SystemExit with one
     `error:` line naming the key, the value, where it came from and what is allowed. Keys in `skip` are left to
-    their own check (the frame flags, which the plan checks under their flag names)."""
+    their own check (the frame flags, which the plan checks under their flag names). A baseline's per-environment key
+    without a published value (`configs.unpublished_required_keys`) must be set explicitly."""
     with open(path, encoding='utf-8') as f:
         source = f.read()
     try:
         rules = rules_from_source(source)
     except ValueError as error:
         raise SystemExit(f'error: {path}: {error}')
+    import configs
+    defaults = literal_defaults(source)
     for task, (config, sources) in zip(tasks, task_configs):
-        defaults = literal_defaults(source)
+        for key, message in configs.unpublished_required_keys(config.agent_name, task).items():
+            if key not in sources:  # neither a preset, nor --presets_file, nor the command line set it
+                raise SystemExit(f'error: {task}: {message}')
         for key, value in config.items():
             if key in skip:
                 continue

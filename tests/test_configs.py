@@ -82,9 +82,10 @@ def test_mfql_presets_sources():
 def test_fallback_alpha_is_the_agent_default():
     assert configs.FQL_DEFAULT_ALPHA == fql.get_config().alpha
     assert configs.MFQL_DEFAULT_ALPHA == mfql.get_config().alpha
-    for agent, defaults in configs.BASELINE_DEFAULTS.items():
-        assert set(defaults) == set(TUNED_KEYS[agent])
-        assert all(AGENT_CONFIGS[agent]()[key] == value for key, value in defaults.items()), agent
+    assert configs.IFQL_SAMPLES_FALLBACK[0] == ifql.get_config().num_samples
+    for agent, keys in configs.REQUIRED_BASELINE_KEYS.items():  # no fallback: published or given
+        assert set(keys) == set(TUNED_KEYS[agent])
+        assert all(set(keys) <= set(values) for values, _ in configs.BASELINE_PUBLISHED[agent].values())
 
 
 def test_baseline_presets_and_sources():
@@ -94,12 +95,25 @@ def test_baseline_presets_and_sources():
     assert values(configs.get_presets('iql', humanoid, online=True)) == {'alpha': 10.0, 'discount': 0.995}
     ifql_presets = configs.get_presets('ifql', humanoid)
     assert values(ifql_presets) == {'num_samples': 32, 'discount': 0.995}
-    assert ifql_presets['num_samples'][1].startswith('[FQL README] ifql example for humanoidmaze-medium-navigate')
-    cube = configs.get_presets('rebrac', 'cube-single-play-singletask-task2-v0')
-    assert values(cube) == {'alpha_actor': 0.0, 'alpha_critic': 0.0}
-    assert all(source.startswith('unknown: ') for _, source in cube.values())
+    assert ifql_presets['num_samples'][1].startswith('[FQL README] ifql flags for humanoidmaze-medium-navigate')
+    cube = 'cube-single-play-singletask-task2-v0'
+    assert configs.get_presets('rebrac', cube) == {}  # no fallback α: a run must give both
+    unknown = configs.unpublished_required_keys('rebrac', cube)
+    assert set(unknown) == {'alpha_actor', 'alpha_critic'}
+    assert unknown['alpha_actor'].startswith('rebrac has no published alpha_actor for cube-single-play: give '
+                                             '--agent.alpha_actor=VALUE (published values: humanoidmaze-medium-'
+                                             'navigate 0.01; cube-triple-play 0.03; visual-cube-single-play 1;')
+    assert configs.unpublished_required_keys('rebrac', humanoid) == {}
+    triple = configs.get_presets('rebrac', 'cube-triple-play-singletask-task4-v0')
+    assert values(triple) == {'alpha_actor': 0.03, 'alpha_critic': 0.0, 'discount': 0.995}
+    assert triple['alpha_actor'][1].startswith('[value-flows README] chongyi-zheng/value-flows README.md @ 817b01a1')
+    assert values(configs.get_presets('iql', 'visual-cube-double-play-singletask-task1-v0')) == {
+        'alpha': 0.3, 'discount': 0.995}
+    assert values(configs.get_presets('fql', 'cube-triple-play-singletask-task1-v0')) == {'alpha': 300.0,
+                                                                                          'discount': 0.995}
     giant = configs.get_presets('iql', 'antmaze-giant-navigate-singletask-task1-v0')
-    assert values(giant) == {'alpha': 10.0, 'discount': 0.995}  # FQL's own discount for that environment
+    assert values(giant) == {'discount': 0.995}  # FQL's own discount for that environment; α must be given
+    assert set(configs.unpublished_required_keys('iql', 'antmaze-umaze-v2')) == {'alpha'}
     assert giant['discount'][1].startswith('unknown for iql') and '[FQL README]' in giant['discount'][1]
     assert values(configs.get_presets('ifql', 'pen-cloned-v1')) == {'num_samples': 32}
 
@@ -154,8 +168,9 @@ def test_every_preset_key_exists_in_the_agent_config(agent):
         for online in (False, True):
             new, record = configs.apply_presets(AGENT_CONFIGS[agent](), env_name, set(), online)
             presets = configs.get_presets(agent, env_name, online)
-            for key in TUNED_KEYS[agent]:
-                assert key in record and new[key] == presets[key][0]
+            unpublished = configs.unpublished_required_keys(agent, env_name)
+            for key in TUNED_KEYS[agent]:  # each tuned key is preset, or is one a run must give (no fallback)
+                assert (key in record and new[key] == presets[key][0]) != (key in unpublished)
 
 
 def test_paper_commands_grid():
@@ -210,8 +225,12 @@ def test_cli_prints_the_grid_without_importing_jax():
     out = subprocess.run([sys.executable, '-c', 'import configs; configs.main(["--agents=rebrac,ifql"])'],
                          capture_output=True, text=True, check=True)
     lines = out.stdout.strip().splitlines()
-    assert len(lines) == 100 and sum('agents/rebrac.py' in line and '--agent.alpha_critic=' in line
-                                     for line in lines) == 50
+    rebrac = [line for line in lines if 'agents/rebrac.py' in line]
+    assert len(lines) == 100 and len(rebrac) == 50
+    # humanoidmaze-medium's five tasks have published α; the other 45 commands say what they need, set no α
+    assert sum('--agent.alpha_critic=' in line for line in rebrac) == 5
+    assert sum(line.endswith('# unpublished: set --agent.alpha_actor, --agent.alpha_critic') and '--agent.alpha'
+               not in line.split('#')[0] for line in rebrac) == 45
 
 
 def test_cli_seed_flags_mean_what_they_mean_in_main(capsys):

@@ -7,6 +7,7 @@ get_config defaults, and its runs record "no presets" in flags.json.
     python configs.py --seeds=0,1,2                # these seeds (as main.py: --seeds is a list, --num_seeds a count)
     python configs.py --agents=rebrac,iql,ifql     # FQL's baselines on the same grid (unpublished α: '# unpublished')
     python configs.py --agents=myagent             # any agent in agents/ (no presets: the commands set no keys)
+    python configs.py --env_name=cube-single-play-singletask --agents=fql,rebrac   # these tasks, each preset's source
 
 Every preset value carries its source, recorded in each run's flags.json:
   [FQL README]  seohongpark/fql README, "exact command-line flags" (the same flags for all 5 tasks of an env;
@@ -424,6 +425,15 @@ def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, num_seeds: int =
     One line per (agent, task); each line trains its seeds together: `num_seeds` of them (`--num_seeds`), or the
     explicit list `seeds` when given (`--seeds`), with main.py's meaning of both flags.
     """
+    seed_flag = _seed_flag(agents, num_seeds, seeds)
+    with_encoder = visual_agents()
+    return [task_command(agent, env_name, seed_flag)[0] for agent in agents
+            for env_name in paper_tasks('paper') + (paper_tasks('paper-visual') if agent in with_encoder else [])]
+
+
+def _seed_flag(agents: Collection[str], num_seeds: int, seeds: Collection[int] | None) -> str:
+    """main.py's seed flag of each command (`--seeds=...` when `seeds` is given, else `--num_seeds=N`), after checking
+    the agents (registered) and the seeds; TypeError or ValueError naming the problem."""
     from agents import agent_file
     if isinstance(agents, str):
         raise TypeError(f'agents must be a collection of agent names, got the string {agents!r}')
@@ -435,21 +445,45 @@ def paper_commands(agents: Collection[str] = PAPER_GRID_AGENTS, num_seeds: int =
         seeds = list(seeds)
         if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) and s >= 0 for s in seeds):
             raise ValueError(f'seeds must be distinct non-negative integers, got {seeds!r}')
-    seed_flag = f'--seeds={",".join(map(str, seeds))}' if seeds is not None else f'--num_seeds={num_seeds}'
-    commands = []
+        return f'--seeds={",".join(map(str, seeds))}'
+    return f'--num_seeds={num_seeds}'
+
+
+def task_command(agent: str, env_name: str, seed_flag: str) -> tuple[str, list[str]]:
+    """The main.py command of one agent on one task with its presets written out, and one line per preset flag
+    naming its source ('--agent.alpha=300: [FQL README] offline flags for ...'). Frame settings are written as main.py's
+    run flags (`--frame_stack`, `--p_aug`), as FQL writes them; other presets as `--agent.KEY`. A baseline's
+    per-environment key without a published value ends the command with a shell comment: as written, it refuses to
+    run until the key is given."""
+    flags, sources = [], []
+    for key, (value, source) in sorted(get_presets(agent, env_name).items()):
+        flag = f'--{key}={_flag_value(value)}' if key in FRAME_KEYS else f'--agent.{key}={_flag_value(value)}'
+        flags.append(flag)
+        sources.append(f'{flag}: {source}')
+    command = (f'python main.py --env_name={env_name} --agent=agents/{agent}.py {seed_flag} '
+               f'--offline_steps={family_of(env_name).default_offline_steps} {" ".join(flags)}')
+    unknown = unpublished_required_keys(agent, env_name)
+    if unknown:
+        command += f"  # unpublished: set {', '.join(f'--agent.{key}' for key in unknown)}"
+        sources += [f'--agent.{key}: {message}' for key, message in unknown.items()]
+    return command, sources
+
+
+def commands_with_sources(agents: Collection[str], tasks: Collection[str], seed_flag: str) -> list[str]:
+    """`task_command` of each agent on each task, each followed by its presets' sources as indented shell comments
+    (configs.py --env_name). An agent without a pixel encoder on a visual task gets one comment line instead."""
     with_encoder = visual_agents()
+    lines = []
     for agent in agents:
-        for env_name in paper_tasks('paper') + (paper_tasks('paper-visual') if agent in with_encoder else []):
-            flags = ' '.join(f'--{key}={_flag_value(value)}' if key in FRAME_KEYS
-                             else f'--agent.{key}={_flag_value(value)}'
-                             for key, (value, _) in sorted(get_presets(agent, env_name).items()))
-            command = (f'python main.py --env_name={env_name} --agent=agents/{agent}.py {seed_flag} '
-                       f'--offline_steps={family_of(env_name).default_offline_steps} {flags}')
-            unknown = unpublished_required_keys(agent, env_name)
-            if unknown:  # a shell comment: the command as written refuses to run until these are given
-                command += f"  # unpublished: set {', '.join(f'--agent.{key}' for key in unknown)}"
-            commands.append(command)
-    return commands
+        for env_name in tasks:
+            if family_of(env_name).observes_frames and agent not in with_encoder:
+                lines.append(f'# agents/{agent}.py has no pixel encoder: it cannot run {env_name} (visual agents: '
+                             f'{", ".join(with_encoder)})')
+                continue
+            command, sources = task_command(agent, env_name, seed_flag)
+            lines.append(command)
+            lines += [f'    # {source}' for source in sources] or ['    # no presets: the agent\'s get_config defaults']
+    return lines
 
 
 PAPER_GRIDS = ('paper', 'paper-visual', 'paper-ogbench', 'paper-d4rl')  # sweep.py --grid names
@@ -515,10 +549,15 @@ def presets_from_file(payload: dict[str, Any], path: str, agent_name: str, env_n
 
 def main(argv: list[str] | None = None) -> None:
     from agents import registered_agents
-    parser = argparse.ArgumentParser(description='Print the exact commands of the paper OGBench grid.')
+    from cli.output import print_all
+    parser = argparse.ArgumentParser(description='Print the exact commands of the paper OGBench grid, or with '
+                                                 '--env_name those of the given tasks with the source of each preset.')
     parser.add_argument('--agents', default=','.join(PAPER_GRID_AGENTS),
                         help=f'comma-separated agents, of {",".join(registered_agents())} (default: '
                              f'{",".join(PAPER_GRID_AGENTS)})')
+    parser.add_argument('--env_name', default=None,
+                        help='comma-separated tasks or families (as main.py): print their commands, each preset flag '
+                             'followed by its source, instead of the paper grid')
     seed_group = parser.add_mutually_exclusive_group()
     seed_group.add_argument('--num_seeds', type=int, default=8, help='number of seeds per command (seeds 0 ... N-1)')
     seed_group.add_argument('--seeds', default=None, help='explicit comma-separated seeds per command, e.g. 0,1,2')
@@ -527,12 +566,16 @@ def main(argv: list[str] | None = None) -> None:
         seeds = None if args.seeds is None else [int(seed) for seed in args.seeds.split(',')]
     except ValueError:
         parser.error(f'--seeds must be comma-separated integers, got {args.seeds}')
+    agents = tuple(a.strip() for a in args.agents.split(',') if a.strip())
     try:
-        commands = paper_commands(tuple(a.strip() for a in args.agents.split(',') if a.strip()), args.num_seeds,
-                                  seeds)
+        if args.env_name is None:
+            lines = paper_commands(agents, args.num_seeds, seeds)
+        else:
+            lines = commands_with_sources(agents, expand_env_names(args.env_name),
+                                          _seed_flag(agents, args.num_seeds, seeds))
     except ValueError as error:
         parser.error(str(error))
-    print('\n'.join(commands))
+    print_all('\n'.join(lines))
 
 
 if __name__ == '__main__':

@@ -81,6 +81,10 @@ def run_metadata(plan: RunPlan) -> dict:
 
 
 def main(_argv: list[str]) -> None:
+    if FLAGS.helpagent:  # with --env_name (without it, check_agent_argv printed the defaults and exited)
+        from cli.agent_args import print_task_settings
+        print_task_settings(FLAGS, sys.argv[1:])
+        return
     from datasets.families import family_of
     from datasets.frames import DatasetTooLargeError
     from training import preemption

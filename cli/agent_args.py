@@ -14,6 +14,7 @@ from typing import Any
 
 from agents import config_key_comments, registered_agents
 from agents.config_rules import ConfigValueError, check_value, literal_defaults, rules_from_source
+from datasets.families import expand_env_names
 
 DEFAULT_AGENT_FILE = 'agents/mfql.py'
 
@@ -44,12 +45,12 @@ def available_agents_text() -> str:
     return ', '.join(f'agents/{name}.py' for name in registered_agents())
 
 
-def agent_config_help(path: str, config: Any) -> str:
-    """`--helpagent`: every key of the agent config in `path` with its default and its comment in get_config()."""
+def _config_rows(path: str, config: Any) -> list[tuple[str, str, str]]:
+    """(key path, value repr, get_config comment) for every leaf key of `config`, in the order of get_config's
+    source (nested ConfigDicts as `outer.inner`)."""
     with open(path) as f:
         comments = config_key_comments(f.read())
-
-    order = {key: index for index, key in enumerate(comments)}  # the order of get_config's source
+    order = {key: index for index, key in enumerate(comments)}
 
     def rows(node: Any, prefix: str) -> list[tuple[str, str, str]]:
         result = []
@@ -58,21 +59,76 @@ def agent_config_help(path: str, config: Any) -> str:
             if hasattr(value, 'keys'):
                 result += rows(value, f'{prefix}{key}.')
             else:
-                result.append((f'--agent.{prefix}{key}', repr(value), comments.get(key, '')))
+                result.append((f'{prefix}{key}', repr(value), comments.get(key, '')))
         return result
 
-    table = rows(config, '')
-    width = max(len(flag) + len(default) for flag, default, _ in table) + 3
+    return rows(config, '')
+
+
+def _table(rows: list[tuple[str, str]]) -> list[str]:
+    """'  --agent.KEY=VALUE  # note' lines with the notes aligned."""
+    width = max(len(flag) for flag, _ in rows) + 3
+    return [f'  {flag}'.ljust(width + 2) + f'  # {note}' if note else f'  {flag}' for flag, note in rows]
+
+
+def agent_config_help(path: str, config: Any) -> str:
+    """`--helpagent`: every key of the agent config in `path` with its default and its comment in get_config()."""
     lines = [f'Agent config of {path}: --agent.KEY=VALUE sets a key; per-task presets (configs.py) may replace '
-             'defaults of keys not given on the command line.']
-    lines += [f'  {flag}={default}'.ljust(width + 2) + f'  # {text}' if text else f'  {flag}={default}'
-              for flag, default, text in table]
-    return '\n'.join(lines)
+             'defaults of keys not given on the command line (--env_name=TASK --helpagent shows them).']
+    return '\n'.join(lines + _table([(f'--agent.{key}={value}', comment)
+                                     for key, value, comment in _config_rows(path, config)]))
+
+
+def print_task_settings(flags: Any, argv: list[str]) -> None:
+    """Prints `task_settings_help` (main.py's --helpagent with --env_name), quietly if piped to `head`."""
+    from cli.output import print_all
+    print_all(task_settings_help(flags, argv))
+
+
+def task_settings_help(flags: Any, argv: list[str]) -> str:
+    """`--env_name=TASK --helpagent`: for each task of --env_name, every agent config key with the value a run would
+    use and where it comes from (a configs.py preset and its table, --presets_file, the command line, main.py's budget
+    flags, or the agent's default). `flags` are main.py's parsed FLAGS; bad input stops with one `error:` line."""
+    import configs
+    from cli import plan  # the plan's own steps, so that the values shown are the ones a run would use
+    path = agent_file_from_argv(argv)
+    try:
+        tasks = expand_env_names(flags.env_name)
+    except ValueError as error:
+        raise SystemExit(f'error: --env_name: {error}')
+    plan._check_families(flags, tasks)  # noqa: SLF001 (sets each family's default budget, as a run does)
+    explicit_keys = explicit_agent_keys(argv)
+    frame_flags = plan._frame_flags(flags, explicit_keys)  # noqa: SLF001
+    explicit_keys += [key for key in frame_flags if key in flags.agent and key not in explicit_keys]
+    task_configs = plan._task_configs(flags, tasks, explicit_keys, frame_flags)  # noqa: SLF001
+    blocks = []
+    for task, (config, sources) in zip(tasks, task_configs):
+        unpublished = configs.unpublished_required_keys(config.agent_name, task)
+        rows = []
+        for key, value, _ in _config_rows(path, config):
+            if key in sources:
+                source = sources[key]
+            elif key in unpublished:  # a run refuses to start until it is given
+                source = f'NOT SET, a run stops: {unpublished[key]}'
+            elif key in ('offline_steps', 'online_steps'):
+                source = f'--{key} (main.py copies the budget into the config)'
+            else:
+                source = f'default of {path}'
+            rows.append((f'--agent.{key}={value}', source))
+        blocks.append('\n'.join([f'{task}: the agent config of {path} a run of this task uses; each value with '
+                                 'where it comes from'] + _table(rows)))
+    return '\n\n'.join(blocks)
+
+
+def _wants_task_settings(argv: list[str]) -> bool:
+    """Whether --helpagent comes with --env_name: then main.py prints the per-task values (`task_settings_help`) after
+    absl has parsed every flag, instead of the defaults table."""
+    return any(arg == '--env_name' or arg.startswith('--env_name=') for arg in argv)
 
 
 def check_agent_argv(argv: list[str]) -> list[str]:
     """Checks the agent config file and every --agent.KEY before absl parses them; returns the keys. With
-    --helpagent, prints the agent's config table and exits. Raises SystemExit with a clear message."""
+    --helpagent (without --env_name), prints the agent's config table and exits. Raises SystemExit with a clear message."""
     path = agent_file_from_argv(argv)
     if not os.path.isfile(path):
         raise SystemExit(f"error: agent config file '{path}' not found (paths are relative to the current "
@@ -84,8 +140,10 @@ def check_agent_argv(argv: list[str]) -> list[str]:
         config = module.get_config()
     except Exception as error:  # any import or get_config failure of a user-given file
         raise SystemExit(f"error: cannot load the agent config from '{path}': {type(error).__name__}: {error}")
-    if any(arg in ('--helpagent', '--helpagent=true', '--helpagent=True') for arg in argv):
-        print(agent_config_help(path, config))
+    if any(arg in ('--helpagent', '--helpagent=true', '--helpagent=True') for arg in argv) and \
+            not _wants_task_settings(argv):
+        from cli.output import print_all
+        print_all(agent_config_help(path, config))
         raise SystemExit(0)
     keys = explicit_agent_keys(argv)
     repeated = sorted({key for key in keys if keys.count(key) > 1})

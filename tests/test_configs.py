@@ -14,6 +14,7 @@ AGENT_CONFIGS = {'fql': fql.get_config, 'mfql': mfql.get_config, 'rebrac': rebra
                  'ifql': ifql.get_config}
 TUNED_KEYS = {'fql': ('alpha',), 'mfql': ('alpha',), 'rebrac': ('alpha_actor', 'alpha_critic'), 'iql': ('alpha',),
               'ifql': ('num_samples',)}
+TASK = 'cube-single-play-singletask-task1-v0'
 D4RL_NAMES = [f'antmaze-{m}-v2' for m in ('umaze', 'umaze-diverse', 'medium-play', 'medium-diverse', 'large-play',
                                           'large-diverse')]
 D4RL_NAMES += [f'{e}-{k}-v1' for e in ('pen', 'door', 'hammer', 'relocate') for k in ('human', 'cloned', 'expert')]
@@ -253,3 +254,54 @@ def test_visual_agents_are_the_agents_whose_config_has_an_encoder_key():
     from agents import get_agent_config, registered_agents
     assert configs.visual_agents() == tuple(name for name in registered_agents()
                                             if 'encoder' in get_agent_config(name)) == ('fql', 'mfql')
+
+
+def test_cli_env_name_shows_each_preset_with_its_source(capsys):
+    """configs.py --env_name: the commands of those tasks, each preset flag followed by its source; an unpublished
+    baseline key by the line main.py would stop with; an agent without an encoder on a visual task by one comment."""
+    configs.main(['--agents=fql,rebrac', '--num_seeds=2',
+                  '--env_name=cube-single-play-singletask-task1-v0,visual-cube-single-play-singletask-task1-v0'])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith('python main.py --env_name=cube-single-play-singletask-task1-v0 --agent=agents/fql.py '
+                               '--num_seeds=2') and lines[0].endswith(' --agent.alpha=300')
+    assert lines[1] == '    # --agent.alpha=300: [FQL README] offline flags for cube-single-play'
+    assert '    # --frame_stack=3: [FQL README] pixel-task flags (the same for every visual task)' in lines
+    rebrac = next(i for i, line in enumerate(lines) if 'agents/rebrac.py' in line)
+    assert lines[rebrac].endswith('# unpublished: set --agent.alpha_actor, --agent.alpha_critic')
+    assert lines[rebrac + 1].startswith('    # --agent.alpha_actor: '
+                                        + configs.unpublished_required_keys('rebrac', TASK)['alpha_actor'][:40])
+    assert lines[-1].startswith('# agents/rebrac.py has no pixel encoder: it cannot run visual-cube-single-play')
+
+
+def test_cli_piped_to_head_stops_quietly():
+    """`python configs.py ... | head -1` ends without a BrokenPipeError traceback (the output, ~75 KB, outgrows the
+    pipe's buffer, so the write after head exits does fail)."""
+    command = (f'{sys.executable} configs.py --agents=mfql,fql,rebrac,iql,ifql --env_name=' + ','.join(
+        configs.PAPER_OGBENCH_FAMILIES[:6]) + ' | head -1')
+    result = subprocess.run(['bash', '-o', 'pipefail', '-c', command], capture_output=True, text=True, timeout=60)
+    assert result.stdout.startswith('python main.py --env_name=') and result.stdout.count('\n') == 1
+    assert result.stderr == '' and result.returncode == 0
+
+
+def test_helpagent_with_env_name_shows_each_keys_value_and_source(tmp_path):
+    """main.py --env_name=TASK --helpagent: every key's value for that task and where it comes from (a preset and its
+    table, the command line, the budget flag, the default), or that a run stops for want of it."""
+    from tests.test_main import run_main
+    result = run_main(['--agent=agents/rebrac.py', f'--env_name={TASK}', '--agent.alpha_actor=0.1', '--helpagent',
+                       '--offline_steps=1000'], str(tmp_path / 'cache'), timeout=60)
+    assert result.returncode == 0 and result.stderr == ''
+    lines = result.stdout.splitlines()
+    assert lines[0] == (f'{TASK}: the agent config of agents/rebrac.py a run of this task uses; each value with where '
+                        'it comes from')
+    row = {line.split('=')[0].strip(): line.split('  # ', 1) for line in lines[1:]}
+    assert len(row) == len(rebrac.get_config())
+    assert row['--agent.alpha_actor'] == [row['--agent.alpha_actor'][0], 'command line']
+    assert row['--agent.alpha_actor'][0].strip() == '--agent.alpha_actor=0.1'
+    assert row['--agent.alpha_critic'][1].startswith('NOT SET, a run stops: rebrac has no published alpha_critic')
+    assert row['--agent.tau'][1] == 'default of agents/rebrac.py'
+    result = run_main(['--agent=agents/fql.py', f'--env_name={TASK}', '--agent.discount=0.9', '--helpagent'],
+                      str(tmp_path / 'cache'), timeout=60)
+    row = {line.split('=')[0].strip(): line.split('  # ', 1) for line in result.stdout.splitlines()[1:]}
+    assert row['--agent.alpha'][0].strip() == '--agent.alpha=300.0'
+    assert row['--agent.alpha'][1] == '[FQL README] offline flags for cube-single-play'
+    assert row['--agent.discount'][1] == 'command line'

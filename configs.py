@@ -332,6 +332,16 @@ def unpublished_required_keys(agent_name: str, env_name: str) -> dict[str, str]:
     return result
 
 
+def missing_required_line(agent_name: str, env_name: str, given_keys: Collection[str]) -> str | None:
+    """The one line (without 'error: ') with which main.py and sweep.py refuse a run of `agent_name` on `env_name`
+    whose per-environment key has no published value and is not in `given_keys` (set on the command line or by a
+    presets file); None when nothing is missing."""
+    for key, message in unpublished_required_keys(agent_name, env_name).items():
+        if key not in given_keys:
+            return f'{env_name}: {message}'
+    return None
+
+
 # The preset rule of each agent on each environment family (`datasets.families`): (task name, online) -> presets.
 # A family without a rule for an agent gets no presets (the agent's get_config defaults).
 PRESET_RULES: dict[str, dict[str, Callable[[str, bool], Preset]]] = {

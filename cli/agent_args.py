@@ -176,9 +176,9 @@ def check_task_configs(path: str, tasks: list[str], task_configs: list[tuple], s
     import configs
     defaults = literal_defaults(source)
     for task, (config, sources) in zip(tasks, task_configs):
-        for key, message in configs.unpublished_required_keys(config.agent_name, task).items():
-            if key not in sources:  # neither a preset, nor --presets_file, nor the command line set it
-                raise SystemExit(f'error: {task}: {message}')
+        missing = configs.missing_required_line(config.agent_name, task, sources)  # keys a preset, --presets_file
+        if missing:  # or the command line set are in `sources`
+            raise SystemExit(f'error: {missing}')
         for key, value in config.items():
             if key in skip:
                 continue

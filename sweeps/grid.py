@@ -255,16 +255,46 @@ def passthrough_flags(extra: list[str], caller_dir: str) -> tuple[list[str], lis
     return main_flags, agent_flags
 
 
+def presets_path(main_flags: list[str]) -> str | None:
+    """The --presets_file the jobs get (the last one given), or None without one."""
+    paths = [flag_value(token) for token in main_flags if flag_name(token) == PRESETS_FLAG and flag_value(token)]
+    return paths[-1] if paths else None
+
+
 def presets_digest(main_flags: list[str]) -> str | None:
     """sha256 of the --presets_file the jobs get, or None without one; SweepError if it cannot be read."""
-    paths = [flag_value(token) for token in main_flags if flag_name(token) == PRESETS_FLAG and flag_value(token)]
-    if not paths:
+    path = presets_path(main_flags)
+    if path is None:
         return None
     try:
-        return file_digest(paths[-1])
+        return file_digest(path)
     except OSError as error:
-        raise SweepError(f'--presets_file: cannot read {paths[-1]} ({error.strerror}); give the path of a file '
+        raise SweepError(f'--presets_file: cannot read {path} ({error.strerror}); give the path of a file '
                          'written by sweep.py --report --write_presets')
+
+
+def presets_payload(main_flags: list[str]) -> tuple[str, dict] | None:
+    """(path, content) of the --presets_file the jobs get (`configs.read_presets_file`), or None without one."""
+    import configs
+    path = presets_path(main_flags)
+    if path is None:
+        return None
+    try:
+        return path, configs.read_presets_file(path)
+    except ValueError as error:
+        raise SweepError(f'--presets_file: {error}')
+
+
+def check_required_keys(agent: str, task: str, given_keys: list[str], presets_file: tuple[str, dict] | None) -> None:
+    """SweepError with main.py's line if the job of `agent` on `task` lacks a per-environment key that has no published
+    value (ReBRAC's alpha_actor/alpha_critic, IQL's alpha: `configs.REQUIRED_BASELINE_KEYS`) and that neither its
+    --agent flags, its swept values (`given_keys`) nor the presets file set: main.py would refuse the job."""
+    import configs
+    if presets_file is not None:
+        given_keys = [*given_keys, *configs.presets_from_file(presets_file[1], presets_file[0], agent, task)]
+    missing = configs.missing_required_line(agent, task, given_keys)
+    if missing:
+        raise SweepError(missing)
 
 
 def check_unknown_keys(agent_keys: dict[str, set[str]], keys: list[str]) -> None:
@@ -296,6 +326,7 @@ def build_jobs(args: argparse.Namespace, extra: list[str], sweep_dir: str, calle
     check_unknown_keys(agent_keys, [*fixed_keys, *(k for k, _ in sweeps)])
     check_agent_values(agents, [(key, [flag_value(token)]) for key, token in zip(fixed_keys, agent_flags)] + sweeps)
     digest = presets_digest(main_flags)
+    presets_file = presets_payload(main_flags)
     seed_args, seeds = seed_flags(args)
     jobs = []
     for agent in agents:
@@ -307,6 +338,8 @@ def build_jobs(args: argparse.Namespace, extra: list[str], sweep_dir: str, calle
             overrides = tuple((key, value) for (key, _), value in zip(own_sweeps, values))
             setting = setting_name(agent, overrides)
             for task in tasks:
+                check_required_keys(agent, task, [*(key for key in fixed_keys if has(key)),
+                                                  *(key for key, _ in overrides)], presets_file)
                 save_dir = os.path.join(sweep_dir, 'runs', folder_safe(setting))
                 flags = (f'--agent=agents/{agent}.py', f'--env_name={task}', *seed_args, f'--save_dir={save_dir}',
                          f'--run_name={task}', *main_flags, *own_flags,

@@ -103,3 +103,31 @@ def test_sweep_refuses_a_bad_value_before_launching(argv, message, tmp_path):
         sweep.run([f'--save_dir={tmp_path}/sweep', f'--env_name={TASK}', '--agents=mfql', '--launcher=local',
                    *argv])
     assert str(error.value) == message and not os.path.exists(tmp_path / 'sweep')
+
+
+def test_sweep_refuses_a_baseline_job_without_a_published_or_given_alpha(tmp_path, capsys):
+    """ReBRAC on a task whose α is unpublished: the dry run stops with main.py's line before anything is written; with
+    both α given (flags, or one swept and one fixed), or a presets file setting them, it lists the job."""
+    import configs
+    base = [f'--save_dir={tmp_path}/sweep', f'--env_name={TASK}', '--agents=rebrac', '--launcher=local', '--dry_run']
+    with pytest.raises(SweepError) as error:
+        sweep.run(base)
+    assert str(error.value) == configs.missing_required_line('rebrac', TASK, ())
+    assert str(error.value).startswith(f'{TASK}: rebrac has no published alpha_actor for cube-single-play: give '
+                                       '--agent.alpha_actor=VALUE (published values: humanoidmaze-medium-navigate 0.01')
+    with pytest.raises(SweepError, match='no published alpha_critic'):
+        sweep.run([*base, '--agent.alpha_actor=0.1'])
+    assert not os.path.exists(tmp_path / 'sweep')
+    for given in (['--agent.alpha_actor=0.1', '--agent.alpha_critic=0.01'],
+                  ['--sweep=agent.alpha_actor=0.1,0.3', '--agent.alpha_critic=0']):
+        assert sweep.run([*base, *given]) == 0
+        assert f'--env_name={TASK}' in capsys.readouterr().out
+    presets = tmp_path / 'presets.json'
+    configs.write_presets_file(str(presets), {'rebrac': {'cube-single-play': {'alpha_actor': 0.1, 'alpha_critic': 0.0}}},
+                               'test')
+    assert sweep.run([*base, f'--presets_file={presets}']) == 0
+    # A task with published values needs nothing more; main.py refuses the unpublished one with the same line.
+    assert sweep.run([*base[:1], '--env_name=humanoidmaze-medium-navigate-singletask-task1-v0', *base[2:]]) == 0
+    result = run_main(['--agent=agents/rebrac.py', f'--env_name={TASK}', f'--dataset_dir={tmp_path}/none',
+                       f'--save_dir={tmp_path}/exp'], str(tmp_path / 'cache'), timeout=120)
+    assert result.returncode == 1 and result.stderr.strip() == 'error: ' + str(error.value)

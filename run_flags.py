@@ -29,8 +29,11 @@ FLAGS: tuple[Flag, ...] = (
     Flag('eval_parallel_envs', 'integer', 8, 'Env instances stepped in lock-step during evaluation, over all seeds '
          '(each OGBench manipulation env costs ~100-230 MB of RAM and ~1 s to build).'),
     Flag('log_interval', 'integer', 5_000, 'Log training metrics every this many updates.'),
-    Flag('save_interval', 'integer', 1_000_000, 'Checkpoint every this many updates (always at the end; 0 = only at '
-         'the end).'),
+    Flag('save_interval', 'integer', 1_000_000, 'Checkpoint every this many updates (always at the end and at every '
+         'evaluation step; 0 = only there).'),
+    Flag('keep_checkpoints', 'integer', 2, 'Checkpoints kept per seed besides those at evaluation steps, which are '
+         'always written and kept (so `python -m evaluate` can repeat every reported number); older ones are '
+         'deleted once a newer one is complete. Default 2.'),
     Flag('steps_per_call', 'integer', 100, 'K: offline updates fused into one jitted call (lax.scan).'),
     Flag('frame_stack', 'integer', None, "Visual tasks: frames stacked per observation (FQL's flag). Default: the "
          "task's preset (FQL's 3 for mfql and fql), else the agent's default (1). The agent config key "
@@ -59,7 +62,7 @@ PATH_FLAGS = ('save_dir', 'dataset_dir', 'presets_file')
 # Flags that name places or switch logging, not what is computed: a sweep leaves them out of a job's config hash, so
 # that a sweep folder moved to another machine (or its data to another path) still recognises its finished runs.
 NOT_RESULT_DEFINING = ('save_dir', 'run_name', 'dataset_dir', 'resume', 'progress_bar', 'wandb', 'wandb_project',
-                       'eval_parallel_envs', 'generate_missing_data')
+                       'eval_parallel_envs', 'generate_missing_data', 'keep_checkpoints')
 
 
 def define(flags_module: Any) -> None:

@@ -10,6 +10,9 @@ Layout of one `main.py` run (`--save_dir=ROOT --run_name=NAME`, one folder per t
     ROOT/NAME/<task>/seed<k>/eval.csv       evaluations
     ROOT/NAME/<task>/seed<k>/final.json     the seed's reported numbers; written once the last update is evaluated
     ROOT/NAME/<task>/seed<k>/checkpoints/step_<step, 9 digits>.msgpack
+    ROOT/NAME/<task>/evaluations/step_<step, 9 digits>_episodes<E>.csv   `python -m evaluate` of a checkpoint, a row
+                                            per seed
+    ROOT/NAME/<task>/evaluations/videos/seed<k>_step_<step, 9 digits>_episode<e>.{mp4,gif}   its videos
 
 Every file here is written atomically (`write_atomically`): a reader sees the old file or the whole new one, and a
 kill leaves at most a stray `<name>.tmp`, which no reader takes for a file of the run.
@@ -30,6 +33,7 @@ EVAL_CSV = 'eval.csv'
 CURVES_FILE = 'curves.png'
 SUMMARY_STEM = 'summary'  # summary.csv and summary.md in the run root
 CHECKPOINTS = 'checkpoints'
+EVALUATIONS = 'evaluations'  # in a task folder: evaluate.py's CSVs and videos of kept checkpoints
 _SEED_FOLDER = re.compile(r'^seed(\d+)$')
 _CHECKPOINT_FILE = re.compile(r'^step_(\d+)\.msgpack$')
 
@@ -101,6 +105,16 @@ def checkpoint_dir(seed_folder: str) -> str:
 
 def checkpoint_path(seed_folder: str, step: int) -> str:
     return os.path.join(checkpoint_dir(seed_folder), f'step_{step:09d}.msgpack')
+
+
+def evaluation_csv_path(task_folder: str, step: int, episodes: int) -> str:
+    """The CSV of `python -m evaluate` for the checkpoints at `step`, evaluated with `episodes` episodes per seed."""
+    return os.path.join(task_folder, EVALUATIONS, f'step_{step:09d}_episodes{episodes}.csv')
+
+
+def video_path(task_folder: str, seed: int, step: int, episode: int, extension: str = 'mp4') -> str:
+    """One evaluation video of `python -m evaluate --video_episodes=V` ('mp4', or 'gif' without imageio-ffmpeg)."""
+    return os.path.join(task_folder, EVALUATIONS, 'videos', f'seed{seed}_step_{step:09d}_episode{episode}.{extension}')
 
 
 # ------------------------------------------------------------------------------------------------------ readers

@@ -246,7 +246,8 @@ def _run_options(flags: FlagValues) -> RunOptions:
     options = RunOptions(
         offline_steps=flags.offline_steps, online_steps=flags.online_steps, steps_per_call=flags.steps_per_call,
         log_interval=flags.log_interval, eval_interval=flags.eval_interval, eval_episodes=flags.eval_episodes,
-        eval_parallel_envs=flags.eval_parallel_envs, save_interval=flags.save_interval, resume=flags.resume,
+        eval_parallel_envs=flags.eval_parallel_envs, save_interval=flags.save_interval,
+        keep_checkpoints=flags.keep_checkpoints, resume=flags.resume,
         progress_bar=flags.progress_bar)
     try:
         validate_options(options)

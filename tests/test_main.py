@@ -357,7 +357,7 @@ def test_mfql_smoke_with_eval_and_online(dataset_dir, compile_cache, tmp_path):
     assert info['agent_config']['normalize_observations'] is True
     assert info['agent_config']['observation_mean'] == list(expected_mean)
     assert info['agent_config']['observation_std'] == list(expected_std)
-    assert checkpoint.checkpoint_steps(seed_dir) == [22]  # save_interval=0: only at the end
+    assert checkpoint.checkpoint_steps(seed_dir) == [1, 20, 22]  # save_interval=0: the end and the evaluation steps
 
 
 def test_usr2_checkpoints_at_the_next_call_boundary_exits_3_and_resume_ends_like_an_uninterrupted_run(
@@ -388,7 +388,8 @@ def test_usr2_checkpoints_at_the_next_call_boundary_exits_3_and_resume_ends_like
     step = int(match.group(1))
     assert 50 <= step < 3000, 'the run finished before it could be stopped'
     for seed in (0, 1):
-        assert checkpoint.checkpoint_steps(f'{stopped_dir}/seed{seed}') == [step]  # only that boundary's
+        # that boundary's, and the step-1 evaluation's (kept so that it can be evaluated again)
+        assert checkpoint.checkpoint_steps(f'{stopped_dir}/seed{seed}') == [1, step]
         assert not os.path.exists(f'{stopped_dir}/seed{seed}/final.json')
     assert not os.path.exists(f'{tmp_path}/stopped/r/summary.csv') and 'Traceback' not in stderr
 

@@ -130,7 +130,8 @@ def test_offline_calls_end_on_every_log_eval_and_save_step():
                          save_interval=60)
     assert call_ends(options) == [1, 20, 25, 40, 50, 60, 70]  # step-1 evaluation, logs, evaluations, save, end
     assert [k for k in range(1, 76) if schedule.is_eval_step(k, options)] == [1, 25, 50, 70, 75]  # + end of offline
-    assert [k for k in range(1, 76) if schedule.is_save_step(k, options)] == [60, 75]
+    # every save_interval, the end, and every evaluation step (whose checkpoints are kept)
+    assert [k for k in range(1, 76) if schedule.is_save_step(k, options)] == [1, 25, 50, 60, 70, 75]
     quiet = dataclasses.replace(options, eval_episodes=0, save_interval=0)
     assert call_ends(quiet) == [20, 40, 60, 70]  # no evaluation: no step-1 or eval boundaries
     assert not any(schedule.is_eval_step(k, quiet) for k in range(1, 76))

@@ -9,15 +9,17 @@ Format and atomicity. We use `flax.serialization` (msgpack of the state dict) ra
 the state is small, lives in one process, and must round-trip bit for bit; a single file written to
 a temp name, fsynced, then `os.replace`d (and the directory fsynced) is atomic on POSIX, has no
 background threads (a SIGKILL can only leave a stray `*.tmp`, which is ignored), and its behaviour
-does not depend on orbax's fast-changing API. The newest `keep` checkpoints are kept, older ones
-deleted only after a newer one is complete, so the last good checkpoint always survives.
+does not depend on orbax's fast-changing API. The newest `keep` checkpoints (`--keep_checkpoints`) are kept, older
+ones deleted only after a newer one is complete, so the last good checkpoint always survives; checkpoints of the
+`protected` steps (the runner passes its evaluation steps) are never deleted, so that every number a run reports can
+be evaluated again (`python -m evaluate`).
 
 Resuming S seeds uses the newest step that every seed has (a kill between two seeds' writes
 leaves them at different steps; `training.resume.resume_step` handles a kill during the first save).
 """
 
 import os
-from typing import Any
+from typing import Any, Collection
 
 import flax.serialization
 import jax
@@ -48,14 +50,16 @@ def latest_common_step(seed_dirs: list[str]) -> int | None:
 
 
 def save_checkpoint(seed_dir: str, step: int, state: Any, buffer: dict[str, Any] | None = None,
-                    keep: int = 2) -> str:
-    """Writes one seed's checkpoint atomically and prunes all but the newest `keep`.
+                    keep: int = 2, protected: Collection[int] = ()) -> str:
+    """Writes one seed's checkpoint atomically and prunes all but the newest `keep` of the unprotected ones.
 
     Args:
       seed_dir: the seed's run folder.
       step: global step (updates done).
       state: the seed's `TrainingState` (no seed axis).
       buffer: None, or {'data': dict of (size, ...) arrays, 'size': int, 'insert_index': int}.
+      keep: how many of the newest checkpoints outside `protected` survive (>= 1).
+      protected: steps whose checkpoints are never pruned (the evaluation steps).
     """
     directory = checkpoint_dir(seed_dir)
     os.makedirs(directory, exist_ok=True)
@@ -64,8 +68,10 @@ def save_checkpoint(seed_dir: str, step: int, state: Any, buffer: dict[str, Any]
         payload['buffer'] = jax.device_get(buffer)
     path = checkpoint_path(seed_dir, step)
     write_atomically(path, flax.serialization.msgpack_serialize(payload))
-    for old_step in checkpoint_steps(seed_dir)[:-keep]:
-        os.remove(checkpoint_path(seed_dir, old_step))
+    unprotected = [saved for saved in checkpoint_steps(seed_dir) if saved not in protected]
+    for old_step in unprotected[:max(0, len(unprotected) - keep)]:
+        if old_step != step:  # the checkpoint just written always survives
+            os.remove(checkpoint_path(seed_dir, old_step))
     return path
 
 

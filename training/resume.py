@@ -9,7 +9,7 @@ mixes two settings. The online replay buffer is checkpointed with each seed's st
 
 import json
 import os
-from typing import Any
+from typing import Any, Collection
 
 import jax
 import numpy as np
@@ -153,14 +153,17 @@ def restore_buffer(empty: ReplayBuffer, payloads: list[dict[str, Any]]) -> Repla
                         insert_index=np.array([int(p['insert_index']) for p in payloads], np.int32))
 
 
-def save_seeds(seed_dirs: list[str], step: int, state: Any, buffer: ReplayBuffer | None) -> str:
-    """Checkpoints every seed of the stacked (S, ...) state (and online buffer) at `step`; returns seed 0's path."""
+def save_seeds(seed_dirs: list[str], step: int, state: Any, buffer: ReplayBuffer | None, keep: int = 2,
+               protected: Collection[int] = ()) -> str:
+    """Checkpoints every seed of the stacked (S, ...) state (and online buffer) at `step`; returns seed 0's path.
+    Older checkpoints are pruned to the newest `keep`, never those at the `protected` steps
+    (`checkpoint.save_checkpoint`)."""
     host_state = jax.device_get(state)
     host_buffer = jax.device_get(buffer) if buffer is not None else None
     paths = []
     for s, directory in enumerate(seed_dirs):
         payload = buffer_payload(host_buffer, s) if host_buffer is not None else None
-        paths.append(checkpoint.save_checkpoint(directory, step, slice_seed(host_state, s), payload))
+        paths.append(checkpoint.save_checkpoint(directory, step, slice_seed(host_state, s), payload, keep, protected))
     return paths[0]
 
 

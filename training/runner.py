@@ -232,14 +232,22 @@ class TaskRun:
                 progress.restart()
         saved = schedule.is_save_step(self.step, self.options)
         if saved:
-            self.last_checkpoint = resume.save_seeds(self.seed_dirs, self.step, self.state, self.buffer)
+            self._save()
         stop = self.inputs.stop.requested if self.inputs.stop is not None else None
         if stop is not None and self.step < self.options.total_steps:  # at the last step the run just finishes
             if not saved:
-                self.last_checkpoint = resume.save_seeds(self.seed_dirs, self.step, self.state, self.buffer)
+                self._save()
             progress.close()
             self.close()
             raise preemption.StopRequested(self.inputs.task, self.step, stop, self.last_checkpoint)
+
+    def _save(self) -> None:
+        """Checkpoints every seed at the current step, pruning to --keep_checkpoints but never a checkpoint at a step
+        in eval.csv (evaluation steps; a resumed run's earlier ones included), so every reported number can be
+        evaluated again."""
+        evaluated = {int(float(row['step'])) for row in self.eval_logs[0].rows}
+        self.last_checkpoint = resume.save_seeds(self.seed_dirs, self.step, self.state, self.buffer,
+                                                 self.options.keep_checkpoints, evaluated)
 
     def _check_finite(self, info: dict[str, np.ndarray], first_bad: np.ndarray, call_start: int) -> None:
         found = first_nonfinite_key(info)

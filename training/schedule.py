@@ -5,7 +5,9 @@ updates". After the call that ends at step k the loop
 - logs training metrics when k % log_interval == 0 (the metrics of update k, as FQL logs them),
 - evaluates when k == 1, k % eval_interval == 0 or k == N, and at the end of the offline phase when an
   online phase follows,
-- checkpoints when k % save_interval == 0 or k == N.
+- checkpoints when k % save_interval == 0, k == N, or k is an evaluation step (so that every evaluation can be
+  repeated from its checkpoint: `python -m evaluate`); the newest `keep_checkpoints` checkpoints that are not at an
+  evaluation step are kept, those at evaluation steps always.
 An offline call runs `steps_per_call` (K) updates, shortened by `offline_call_size` so that every one of
 these boundaries is hit exactly; an online call is always one update.
 """
@@ -32,6 +34,7 @@ class RunOptions:
     eval_episodes: int = 50
     eval_parallel_envs: int = 8
     save_interval: int = 1_000_000
+    keep_checkpoints: int = 2
     resume: bool = False
     progress_bar: bool = True
 
@@ -54,6 +57,7 @@ def validate_options(options: RunOptions) -> None:
          f'got {options.eval_interval}; use --eval_episodes=0 to turn evaluation off'),
         (options.eval_parallel_envs >= 1, f'eval_parallel_envs must be >= 1, got {options.eval_parallel_envs}'),
         (options.save_interval >= 0, f'save_interval must be >= 0 (0 = only at the end), got {options.save_interval}'),
+        (options.keep_checkpoints >= 1, f'keep_checkpoints must be >= 1, got {options.keep_checkpoints}'),
     ]
     for ok, message in checks:
         if not ok:
@@ -81,7 +85,10 @@ def is_eval_step(step: int, options: RunOptions) -> bool:
 
 
 def is_save_step(step: int, options: RunOptions) -> bool:
-    return (options.save_interval > 0 and step % options.save_interval == 0) or step == options.total_steps
+    """Whether a checkpoint is written after `step`: every `save_interval`, at the end, and at every evaluation step
+    (the checkpoint behind each reported number, kept by the pruning)."""
+    return ((options.save_interval > 0 and step % options.save_interval == 0) or step == options.total_steps
+            or is_eval_step(step, options))
 
 
 def next_call_size(step: int, end_step: int, intervals: tuple[int, ...], max_updates: int,

@@ -6,6 +6,7 @@ tests (tests/test_main.py) run the real agents.
 
 import csv
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -617,3 +618,23 @@ def test_curves_show_success_and_return_at_the_evaluations_then_alpha_and_q_with
                                      for rows in train], 'task (fql)', [0, 5])
     assert [ax.get_title() for ax in fql_like.axes] == ['evaluation/success', 'evaluation/return',
                                                         'training/critic/q_mean']
+
+
+def test_curves_of_a_run_without_evaluation_show_its_training_panels():
+    from training.tracking import curves_figure
+    train = [[{'step': step, 'training/alpha': 2.0, 'training/critic/q_mean': -1.0} for step in (10, 20)]]
+    figure = curves_figure([[]], train, 'task (mfql)', [0])
+    assert [ax.get_title() for ax in figure.axes] == ['training/alpha', 'training/critic/q_mean']
+    assert curves_figure([[]], [[{'step': 10}]], 'task (toy)', [0]) is None  # nothing to draw: no file
+
+
+def test_final_json_of_a_run_without_evaluation_is_strict_json(tmp_path):
+    """A bare NaN is not JSON (strict parsers reject it): the unevaluated numbers of final.json are null."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f'{constant} in final.json')
+
+    run_dir = str(tmp_path / 'run')
+    train_task(toy_inputs(run_dir, toy_data()), toy_options(eval_episodes=0))
+    with open(os.path.join(run_dir, 'seed0', 'final.json')) as f:
+        final = json.loads(f.read(), parse_constant=refuse)
+    assert final['step'] == 20 and None in final.values()

@@ -195,8 +195,7 @@ class TaskRun:
             finals.append(dict(task=self.inputs.task, seed=self.seeds[s], step=self.step,
                                **final_evaluation(rows, self.options, self.return_to_score is not None)))
             runs.write_json(runs.final_path(directory), finals[-1])
-        if self.options.eval_episodes > 0:
-            self.plot()
+        self.plot()  # without evaluation too: the training panels
         self.close()
         return task_result(self.inputs.task, self.seeds, self.step, finals)
 

@@ -63,10 +63,12 @@ CURVE_PANELS = (('evaluation/success', 'evaluation', 'success (fraction)', 'line
 
 def curves_figure(eval_rows_per_seed: list[list[dict[str, float]]], train_rows_per_seed: list[list[dict[str, float]]],
                   title: str, seeds: list[int]) -> Any:
-    """The learning curves of one task against updates, one line per seed (the same colour in every panel).
+    """The learning curves of one task against updates, one line per seed (the same colour in every panel); None
+    when no panel has data (a run without evaluation that never reached a log step).
 
     Evaluation panels mark each evaluation with a dot; training panels are lines through the log steps.
-    Panels without data (α for FQL, the score outside D4RL) are left out.
+    Panels without data (α for FQL, the score outside D4RL, every evaluation panel of a run without evaluation) are
+    left out.
     """
     import matplotlib
     matplotlib.use('Agg')  # files only, no display
@@ -75,6 +77,8 @@ def curves_figure(eval_rows_per_seed: list[list[dict[str, float]]], train_rows_p
     sources = {'evaluation': eval_rows_per_seed, 'training': train_rows_per_seed}
     panels = [panel for panel in CURVE_PANELS
               if any(panel[0] in row for rows in sources[panel[1]] for row in rows)]
+    if not panels:
+        return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, (key, source, label, scale) in zip(axes[0], panels):
         for seed_index, rows in enumerate(sources[source]):
@@ -100,10 +104,12 @@ def curves_figure(eval_rows_per_seed: list[list[dict[str, float]]], train_rows_p
 
 def plot_curves(path: str, eval_rows_per_seed: list[list[dict[str, float]]],
                 train_rows_per_seed: list[list[dict[str, float]]], title: str, seeds: list[int]) -> None:
-    """Writes `curves_figure` as a PNG at `path` (atomically)."""
+    """Writes `curves_figure` as a PNG at `path` (atomically); nothing when it has no panel."""
     import matplotlib.pyplot as plt
 
     fig = curves_figure(eval_rows_per_seed, train_rows_per_seed, title, seeds)
+    if fig is None:
+        return
     save_figure(fig, path, dpi=90)
     plt.close(fig)
 

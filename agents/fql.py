@@ -44,7 +44,6 @@ Batch = dict[str, jax.Array]
 Info = dict[str, jax.Array]
 
 BATCH_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations')
-Q_AGGREGATIONS = ('mean', 'min')
 
 
 class LossNoise(NamedTuple):
@@ -250,13 +249,10 @@ AGENT_CLASS = FQLAgent  # the class the training loop builds (agents/__init__.py
 
 
 def _frozen_config(config: ml_collections.ConfigDict | dict, example_batch: Batch) -> flax.core.FrozenDict:
-    """Validate the config and batch, add `action_dim`, and freeze it (hashable, so jit can key on it)."""
-    frozen = freeze_config(config, get_config(), example_batch, BATCH_KEYS)
+    """Validate the config (every value against `CONFIG_RULES`, by `freeze_config`) and batch, add `action_dim`, and
+    freeze it (hashable, so jit can key on it)."""
+    frozen = freeze_config(config, get_config(), example_batch, BATCH_KEYS, rules=CONFIG_RULES)
     check_encoder_config(frozen)
-    if frozen['q_agg'] not in Q_AGGREGATIONS:
-        raise ValueError(f"q_agg must be one of {Q_AGGREGATIONS}, got {frozen['q_agg']!r}")
-    if not (isinstance(frozen['flow_steps'], int) and frozen['flow_steps'] >= 1):
-        raise ValueError(f"flow_steps must be a positive int, got {frozen['flow_steps']!r}")
     return frozen
 
 

@@ -128,11 +128,7 @@ class IFQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
 
         `example_batch` fixes the shapes: observations (B, obs_dim), actions (B, action_dim).
         """
-        config = freeze_config(config, get_config(), example_batch)
-        if not (isinstance(config['flow_steps'], int) and config['flow_steps'] >= 1):
-            raise ValueError(f"flow_steps must be a positive int, got {config['flow_steps']!r}")
-        if not (isinstance(config['num_samples'], int) and config['num_samples'] >= 1):
-            raise ValueError(f"num_samples must be a positive int, got {config['num_samples']!r}")
+        config = freeze_config(config, get_config(), example_batch, rules=CONFIG_RULES)
         observations, actions = example_batch['observations'], example_batch['actions']
         flow = MLP((*config['actor_hidden_dims'], config['action_dim']), layer_norm=config['actor_layer_norm'])
         times = jnp.zeros((*actions.shape[:-1], 1), actions.dtype)

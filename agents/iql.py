@@ -162,7 +162,7 @@ class IQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
 
         `example_batch` fixes the shapes: observations (B, obs_dim), actions (B, action_dim).
         """
-        config = freeze_config(config, get_config(), example_batch)
+        config = freeze_config(config, get_config(), example_batch, rules=CONFIG_RULES)
         actor = GaussianActor(config['actor_hidden_dims'], config['action_dim'], layer_norm=config['actor_layer_norm'],
                               const_std=config['const_std'], final_init_scale=config['actor_fc_scale'])
         return create_with_actor(cls, rng, example_batch, config, 'actor', actor, (example_batch['observations'],))

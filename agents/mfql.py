@@ -379,17 +379,10 @@ def _optimizer(config: dict) -> optax.GradientTransformation:
 
 
 def _frozen_config(config: ml_collections.ConfigDict | dict, example_batch: dict) -> flax.core.FrozenDict:
-    """The shared checks and freezing (`freeze_config`: keys, batch shapes, observation statistics, `action_dim`),
-    then MFQL's own: choices, positive counts, the warm-up length, the encoder settings. ValueError naming the key."""
-    config = freeze_config(config, get_config(), example_batch)
-    choices = {'actor_arch': ('dit', 'mlp'), 'q_agg': ('mean', 'min'), 'alpha_mode': ('adaptive', 'fixed')}
-    for key, allowed in choices.items():
-        if config[key] not in allowed:
-            raise ValueError(f'{key} must be one of {allowed}, got {config[key]!r}')
-    for key in ('num_candidates_eval', 'num_candidates_target', 'time_steps', 'alpha_update_interval',
-                'alpha_window', 'offline_steps'):
-        if int(config[key]) < 1:
-            raise ValueError(f'{key} must be a positive integer, got {config[key]!r}')
+    """The shared checks and freezing (`freeze_config`: keys, every value against `CONFIG_RULES`, batch shapes,
+    observation statistics, `action_dim`), then what one value's rule cannot say: the warm-up length, the encoder
+    settings together. ValueError naming the key."""
+    config = freeze_config(config, get_config(), example_batch, rules=CONFIG_RULES)
     actor_lr_schedule(config)  # validates the warm-up length
     check_encoder_config(config)
     return config

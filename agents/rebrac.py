@@ -173,13 +173,11 @@ class ReBRACAgent(flax.struct.PyTreeNode):
         `example_batch` fixes the shapes: observations (B, obs_dim), actions (B, action_dim); it must hold
         `next_actions` when α_critic ≠ 0.
         """
-        config = freeze_config(config, get_config(), example_batch)
+        config = freeze_config(config, get_config(), example_batch, rules=CONFIG_RULES)
         if config['alpha_critic'] != 0 and 'next_actions' not in example_batch:
             raise ValueError(f"ReBRAC with alpha_critic={config['alpha_critic']} needs batches with next_actions (the "
                              "dataset's next action), which these batches lack; keep next_actions=True (the training loop then adds them) or set "
                              "alpha_critic=0")
-        if not (isinstance(config['actor_freq'], int) and config['actor_freq'] >= 1):
-            raise ValueError(f"actor_freq must be a positive int, got {config['actor_freq']!r}")
         observations, actions = example_batch['observations'], example_batch['actions']
         final_init = flax.linen.initializers.variance_scaling(config['actor_fc_scale'], 'fan_avg', 'uniform')
         network_def = ModuleDict({

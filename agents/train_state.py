@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from agents.config_rules import check_config
+
 
 def nonpytree_field(**kwargs: Any) -> Any:
     """A dataclass field that is static (part of the treedef, not a leaf): configs, modules, optimisers."""
@@ -115,9 +117,13 @@ def check_encoder_config(config: Mapping[str, Any]) -> None:
 
 def freeze_config(config: Mapping[str, Any], defaults: Mapping[str, Any], example_batch: Mapping[str, jax.Array],
                   batch_keys: tuple[str, ...] = ('observations', 'actions', 'rewards', 'masks', 'next_observations'),
-                  ) -> flax.core.FrozenDict:
+                  rules: Mapping[str, Any] | None = None) -> flax.core.FrozenDict:
     """The agent's config checked against its `get_config()` (`defaults`) and the example batch, with `action_dim`
     added, lists made tuples, and frozen (hashable, so jit can key on it).
+
+    `rules` is the agent file's `CONFIG_RULES`: every value is checked with `agents.config_rules.check_config`, the
+    checker main.py and sweep.py run before any compute, so that an agent built directly (tests, benchmarks, a
+    notebook) refuses the same values with the same message (ConfigValueError, a ValueError).
 
     The agent's name is read from `defaults['agent_name']`, so it is written once, in get_config (a copied agent file
     with only its agent_name changed works). Raises ValueError naming the problem: a missing key, another agent's
@@ -129,6 +135,8 @@ def freeze_config(config: Mapping[str, Any], defaults: Mapping[str, Any], exampl
     missing = sorted(set(defaults) - set(config))
     if missing:
         raise ValueError(f'{agent_name} config is missing keys {missing}')
+    if rules is not None:
+        check_config(config, rules, defaults)
     if config['agent_name'] != agent_name:
         raise ValueError(f"{agent_name} config has agent_name={config['agent_name']!r}, expected {agent_name!r}")
     absent = [key for key in batch_keys if key not in example_batch]

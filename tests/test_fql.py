@@ -314,7 +314,7 @@ def test_updates_decrease_bc_flow_loss():
 
 def test_bad_config_and_batch_raise_clear_errors():
     batch = toy_batch()
-    with pytest.raises(ValueError, match='q_agg'):
+    with pytest.raises(ValueError, match=r"--agent.q_agg='max' is not allowed: one of 'mean', 'min'"):  # CONFIG_RULES
         FQLAgent.create(jax.random.PRNGKey(0), batch, tiny_config(q_agg='max'))
     with pytest.raises(ValueError, match="agent_name"):
         FQLAgent.create(jax.random.PRNGKey(0), batch, tiny_config(agent_name='mfql'))

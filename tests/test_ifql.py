@@ -112,9 +112,10 @@ def test_fused_vmapped_training_validation_and_checkpoint(tmp_path):
 
 
 def test_bad_config_raises_clear_errors():
-    with pytest.raises(ValueError, match='num_samples must be a positive int'):
+    # The checker of CONFIG_RULES that main.py and sweep.py run (agents/config_rules.py), with its message.
+    with pytest.raises(ValueError, match=r'--agent.num_samples=0 is not allowed: an integer >= 1'):
         IFQLAgent.create(jax.random.PRNGKey(0), toy_batch(), tiny_config(num_samples=0))
-    with pytest.raises(ValueError, match='flow_steps must be a positive int'):
+    with pytest.raises(ValueError, match=r'--agent.flow_steps=0 is not allowed: an integer >= 1'):
         IFQLAgent.create(jax.random.PRNGKey(0), toy_batch(), tiny_config(flow_steps=0))
 
 

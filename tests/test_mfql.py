@@ -429,13 +429,16 @@ def test_vmap_over_seeds_and_scan_match_single_agents():
 
 def test_config_errors_name_the_problem():
     batch = _batch()
-    with pytest.raises(ValueError, match='actor_arch'):
+    # Values are checked by CONFIG_RULES' checker (agents/config_rules.py), the one main.py and sweep.py run.
+    with pytest.raises(ValueError, match=r"--agent.actor_arch='transformer' is not allowed: one of 'dit', 'mlp'"):
         MFQLAgent.create(jax.random.PRNGKey(0), batch, _config(actor_arch='transformer'))
-    with pytest.raises(ValueError, match='q_agg'):
+    with pytest.raises(ValueError, match=r"--agent.q_agg='max' is not allowed: one of 'mean', 'min'"):
         MFQLAgent.create(jax.random.PRNGKey(0), batch, _config(q_agg='max'))
-    with pytest.raises(ValueError, match='num_candidates_eval'):
+    with pytest.raises(ValueError, match=r"--agent.alpha_mode='auto' is not allowed: one of 'adaptive', 'fixed'"):
+        MFQLAgent.create(jax.random.PRNGKey(0), batch, _config(alpha_mode='auto'))
+    with pytest.raises(ValueError, match=r'--agent.num_candidates_eval=0 is not allowed: an integer >= 1'):
         MFQLAgent.create(jax.random.PRNGKey(0), batch, _config(num_candidates_eval=0))
-    with pytest.raises(ValueError, match='offline_steps'):
+    with pytest.raises(ValueError, match=r'--agent.lr_warmup_fraction=1.0 is not allowed: a number in \[0, 1\)'):
         MFQLAgent.create(jax.random.PRNGKey(0), batch, _config(offline_steps=1, lr_warmup_fraction=1.0))
     config = _config().to_dict()
     del config['tau']

@@ -177,7 +177,7 @@ def test_actor_climbs_the_critic_unless_bc_dominates(alpha_actor):
 def test_critic_penalty_needs_next_actions():
     with pytest.raises(ValueError, match='needs batches with next_actions'):
         ReBRACAgent.create(jax.random.PRNGKey(0), toy_batch(), tiny_config(alpha_critic=0.1))
-    with pytest.raises(ValueError, match='actor_freq must be a positive int'):
+    with pytest.raises(ValueError, match=r'--agent.actor_freq=0 is not allowed: an integer >= 1'):  # CONFIG_RULES
         ReBRACAgent.create(jax.random.PRNGKey(0), toy_batch(), tiny_config(actor_freq=0))
 
 

@@ -126,7 +126,8 @@ def plot(work_dir: str, path: str) -> None:
         ax.grid(alpha=0.3)
         if key == SUCCESS:
             ax.set_ylim(-0.03, 1.03)
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:  # nothing to name before the first evaluation
+        axes[0].legend(fontsize=7)
     figure.suptitle(f'{paper_budget.TASK}: 1M updates, 2×256 networks, seeds {paper_budget.SEEDS}', fontsize=10)
     figure.tight_layout()
     runs.save_figure(figure, path, dpi=100)

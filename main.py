@@ -99,7 +99,8 @@ def main(_argv: list[str]) -> None:
         try:
             for task in plan.tasks:
                 family_of(task).ensure_data(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,
-                                            generate_workers(FLAGS), FLAGS.progress_bar)
+                                            generate_workers(FLAGS), FLAGS.progress_bar,
+                                            download=FLAGS.download_missing_data)
         except ValueError as error:  # DatasetError is a ValueError
             raise SystemExit(f'error: {error}')
         base_metadata = run_metadata(plan)
@@ -111,7 +112,8 @@ def main(_argv: list[str]) -> None:
                 train, val = family.load(task, FLAGS.dataset_dir)
             except ValueError as error:  # DatasetError: a file failed validation (the message names its remedy)
                 raise SystemExit(f'error: {error}')
-            metadata = dict(base_metadata, preset_sources=sources, **family.provenance(task))  # + agent_config
+            metadata = dict(base_metadata, preset_sources=sources,  # + agent_config
+                            **family.provenance(task, FLAGS.dataset_dir))
             inputs = TaskInputs(task=task, family=family, agent_class=plan.agent_class, config=config,
                                 train_data=train, val_data=val, seeds=plan.seeds, run_dir=run_dir, metadata=metadata,
                                 frames=frames, wandb_project=FLAGS.wandb_project if FLAGS.wandb else None, stop=stop)

@@ -45,8 +45,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag('run_name', 'string', '', 'Run folder name under save_dir (default: <agent_name>_<env_name>).'),
     Flag('dataset_dir', 'string', '~/.ogbench/data', "Folder of OGBench's dataset files (OGBench's default). D4RL "
          "tasks read Minari's store instead ($MINARI_DATASETS_PATH, default ~/.minari/datasets)."),
-    Flag('generate_missing_data', 'integer', 0, 'If a manipulation dataset is missing and cannot be downloaded, '
-         'generate this many episodes locally (0 = do not generate).'),
+    Flag('generate_missing_data', 'integer', 0, 'If a manipulation dataset is missing, generate this many train '
+         'episodes locally (seed 0; never downloads). 0 = do not generate.'),
+    Flag('download_missing_data', 'boolean', False, "If an OGBench dataset is missing, download OGBench's file (never "
+         'generates). Where the files came from is recorded beside them and in flags.json.'),
     Flag('presets_file', 'string', '', 'JSON file of per-environment agent settings (written by sweep.py --report '
          '--write_presets), applied after the built-in presets; explicit --agent.KEY flags still win.'),
     Flag('generate_workers', 'integer', 0, 'Processes generating a missing dataset (0 = one per available core); the '
@@ -62,7 +64,8 @@ PATH_FLAGS = ('save_dir', 'dataset_dir', 'presets_file')
 # Flags that name places or switch logging, not what is computed: a sweep leaves them out of a job's config hash, so
 # that a sweep folder moved to another machine (or its data to another path) still recognises its finished runs.
 NOT_RESULT_DEFINING = ('save_dir', 'run_name', 'dataset_dir', 'resume', 'progress_bar', 'wandb', 'wandb_project',
-                       'eval_parallel_envs', 'generate_missing_data', 'keep_checkpoints')
+                       'eval_parallel_envs', 'generate_missing_data', 'keep_checkpoints',
+                       'download_missing_data')
 
 
 def define(flags_module: Any) -> None:

@@ -52,6 +52,9 @@ def plan_run(flags: FlagValues, argv: list[str]) -> RunPlan:
     seeds = resolve_seeds(flags)
     if flags.generate_missing_data < 0:
         raise SystemExit(f'error: --generate_missing_data must be >= 0, got {flags.generate_missing_data}')
+    if flags.generate_missing_data and flags.download_missing_data:
+        raise SystemExit('error: --generate_missing_data and --download_missing_data are two different sources of a '
+                         "missing dataset (local generation, OGBench's file); pass one of them")
     if flags.generate_workers < 0:
         raise SystemExit(f'error: --generate_workers must be >= 0 (0 = one per available core), got '
                          f'{flags.generate_workers}')

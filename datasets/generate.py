@@ -60,7 +60,7 @@ import numpy as np
 
 from datasets import names
 # ogbench_data also ignores gymnasium's Box precision warning about OGBench's envs (see there), for the collectors too.
-from datasets.ogbench_data import dataset_file_paths
+from datasets.ogbench_data import dataset_file_paths, record_source
 
 EPISODE_LENGTH = 1001  # stored steps per episode (1000 transitions after OGBench's loader)
 PLAN_NOISE = 0.1  # plan oracles: scale of the temporally correlated plan noise
@@ -367,6 +367,10 @@ def generate_dataset(env_name: str, num_episodes: int, seed: int, dataset_dir: s
 
     for path, arrays in zip(paths, splits):
         write_npz_atomically(path, arrays)
+    # Beside the files, not inside them: the .npz stay OGBench's format and byte-identical for a seed.
+    record_source(target.dataset_name, dataset_dir, dict(
+        source='generated', generator='datasets.generate (scripted OGBench-style noisy experts)', seed=seed,
+        num_episodes=episode_counts[0], num_val_episodes=episode_counts[1], episode_length=episode_length))
     elapsed = time.perf_counter() - start_time
     if show_progress:
         print(f'Wrote {paths[0]} ({episode_counts[0]} episodes) and {paths[1]} ({episode_counts[1]} episodes): '

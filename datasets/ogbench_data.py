@@ -15,6 +15,7 @@ must be downloaded elsewhere and copied in.
 """
 
 import contextlib
+import hashlib
 import io
 import os
 import warnings
@@ -47,6 +48,38 @@ def dataset_file_paths(dataset_name: str, dataset_dir: str) -> tuple[str, str]:
     """OGBench's file names for a dataset: (<dir>/<name>.npz, <dir>/<name>-val.npz)."""
     dataset_dir = os.path.expanduser(dataset_dir)
     return os.path.join(dataset_dir, f'{dataset_name}.npz'), os.path.join(dataset_dir, f'{dataset_name}-val.npz')
+
+
+def source_record_path(dataset_name: str, dataset_dir: str) -> str:
+    """The JSON beside a dataset's two files that records where they came from (`record_source`)."""
+    return os.path.join(os.path.expanduser(dataset_dir), f'{dataset_name}.source.json')
+
+
+def record_source(dataset_name: str, dataset_dir: str, source: dict) -> None:
+    """Records where a dataset's files came from ({'source': 'generated', 'seed': ..., ...} or {'source':
+    'downloaded', 'url': ...}) in a file beside them, so that the .npz files themselves stay OGBench's format and a
+    generated file stays byte-identical for its seed."""
+    import runs
+    runs.write_json(source_record_path(dataset_name, dataset_dir), source)
+
+
+def file_md5(path: str) -> str:
+    """The md5 of a file, read in chunks (dataset files reach gigabytes)."""
+    digest = hashlib.md5()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 23), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def dataset_provenance(dataset_name: str, dataset_dir: str) -> dict:
+    """What a run's flags.json records about a dataset: its name, where it came from (the `record_source` file, or
+    'unknown' for files copied in or fetched before sources were recorded), and each file's path, size and md5."""
+    import runs
+    record = runs.read_json(source_record_path(dataset_name, dataset_dir))
+    files = [dict(path=path, bytes=os.path.getsize(path), md5=file_md5(path))
+             for path in dataset_file_paths(dataset_name, dataset_dir) if os.path.exists(path)]
+    return dict(name=dataset_name, origin=record or {'source': 'unknown (no record beside the files)'}, files=files)
 
 
 def make_env(env_name: str, frame_stack: int = 1, **env_kwargs):
@@ -220,8 +253,8 @@ def download_hint(dataset_name: str, dataset_dir: str) -> str:
 
 def _bad_file_remedy(spec: names.EnvSpec, train_path: str, val_path: str) -> str:
     """What to do about a dataset file that failed validation (both splits are replaced together)."""
-    source = ('OGBench\'s download, or local generation with --generate_missing_data=N where there is no network'
-              if spec.is_manipulation else 'OGBench\'s download')
+    source = ('OGBench\'s file with --download_missing_data, or local generation with --generate_missing_data=N'
+              if spec.is_manipulation else 'OGBench\'s file with --download_missing_data')
     return f'Delete {train_path} and {val_path} and rerun to fetch them again ({source}).'
 
 
@@ -282,8 +315,9 @@ def load_datasets(env_name: str, dataset_dir: str | None = None) -> tuple[dict[s
     train_path, val_path = dataset_file_paths(spec.dataset_name, dataset_dir)
     missing = [path for path in (train_path, val_path) if not os.path.exists(path)]
     if missing:
-        raise DatasetError(f'OGBench dataset file(s) {", ".join(missing)} not found; main.py downloads them, or '
-                           f'generates manipulation datasets with --generate_missing_data=N; or '
+        raise DatasetError(f'OGBench dataset file(s) {", ".join(missing)} not found; main.py downloads them with '
+                           f'--download_missing_data, or generates manipulation datasets with '
+                           f'--generate_missing_data=N; or '
                            f'{download_hint(spec.dataset_name, dataset_dir)}.')
     env = make_env(spec.name)
     try:

@@ -188,8 +188,8 @@ def test_load_validates_before_ogbench_reads_the_files(cube_single_play_files, t
         load_datasets(TASK2, dataset_dir=str(tmp_path))
     assert str(error.value).endswith(  # the remedy: replace both splits together (download, or generate offline)
         f'Delete {tmp_path}/cube-single-play-v0.npz and {tmp_path}/cube-single-play-v0-val.npz and rerun to fetch '
-        "them again (OGBench's download, or local generation with --generate_missing_data=N where there is no "
-        'network).')
+        "them again (OGBench's file with --download_missing_data, or local generation with "
+        '--generate_missing_data=N).')
 
 
 def test_missing_val_file_with_train_present_is_not_generated_over(cube_single_play_files, tmp_path):
@@ -197,8 +197,8 @@ def test_missing_val_file_with_train_present_is_not_generated_over(cube_single_p
     with pytest.raises(DatasetError) as error:
         OGBENCH.ensure_data(TASK2, str(tmp_path), generate_missing_episodes=1)
     message = str(error.value)
-    assert f'{tmp_path}/cube-single-play-v0-val.npz not found and the download failed' in message
-    assert 'The other split exists; not generating over it' in message
+    assert f'{tmp_path}/cube-single-play-v0-val.npz not found, but the other split exists; not fetching over it' \
+        in message
     assert sorted(os.listdir(tmp_path)) == ['cube-single-play-v0.npz']
 
 
@@ -208,9 +208,9 @@ def test_missing_manipulation_dataset_says_how_to_get_it(tmp_path):
     message = str(error.value)
     assert '\n' not in message
     assert 'cube-single-play-v0.npz' in message and 'cube-single-play-v0-val.npz' in message
-    assert 'the download failed (' in message
     assert f'python -m datasets.generate --env_name=cube-single-play-v0 --dataset_dir={tmp_path}' in message
-    assert 'rerun main.py with --generate_missing_data=N (N train episodes; OGBench\'s file has 1000)' in message
+    assert ("Rerun main.py with --download_missing_data (OGBench's file, 1000 episodes), or generate it locally with "
+            '--generate_missing_data=N (N train episodes)') in message
 
 
 def test_missing_locomotion_dataset_explains_download(tmp_path):
@@ -219,6 +219,7 @@ def test_missing_locomotion_dataset_explains_download(tmp_path):
     message = str(error.value)
     assert '\n' not in message
     assert "pretrained expert policies, which the ogbench package does not include" in message
+    assert 'rerun with --download_missing_data' in message
     assert f"ogbench.download_datasets(['antmaze-large-navigate-v0'], '{tmp_path}')" in message
     assert 'https://rail.eecs.berkeley.edu/datasets/ogbench/antmaze-large-navigate-v0-val.npz' in message
 
@@ -228,9 +229,9 @@ def test_missing_dataset_is_generated_when_allowed(cube_single_play_files, task2
     train, val = load_datasets(TASK2, dataset_dir=str(tmp_path))
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(printed) == 1
-    assert 'cube-single-play-v0: not in' in printed[0] and 'the download failed' in printed[0]
-    assert 'generating 1 episodes locally (seed 0)' in printed[0]
-    assert sorted(os.listdir(tmp_path)) == ['cube-single-play-v0-val.npz', 'cube-single-play-v0.npz']
+    assert 'cube-single-play-v0: not in' in printed[0] and 'generating 1 episodes locally (seed 0' in printed[0]
+    assert sorted(os.listdir(tmp_path)) == ['cube-single-play-v0-val.npz', 'cube-single-play-v0.npz',
+                                            'cube-single-play-v0.source.json']
     # Episodes are seeded by (seed, split, index): one generated episode equals the first of the fixture's.
     reference_train, reference_val = task2_datasets
     assert len(train['observations']) == EPISODE_LENGTH - 1
@@ -241,8 +242,9 @@ def test_missing_dataset_is_generated_when_allowed(cube_single_play_files, task2
 
 def test_loading_missing_files_names_them_and_the_ways_to_get_them(tmp_path):
     with pytest.raises(DatasetError, match=f'{tmp_path}/cube-single-play-v0.npz, {tmp_path}/cube-single-play-v0-val.npz '
-                                           'not found; main.py downloads them, or generates manipulation datasets with '
-                                           '--generate_missing_data=N; or on a machine with internet run'):
+                                           'not found; main.py downloads them with --download_missing_data, or '
+                                           'generates manipulation datasets with --generate_missing_data=N; or on a '
+                                           'machine with internet run'):
         load_datasets(TASK2, dataset_dir=str(tmp_path))
 
 
@@ -267,3 +269,43 @@ def test_loaded_split_becomes_a_device_dataset(task2_datasets):
     import jax
     batch = dataset.sample(jax.random.PRNGKey(0), 8)
     assert batch['observations'].shape == (8, 28) and batch['masks'].shape == (8,)
+
+
+def test_the_data_source_is_the_one_asked_for_and_recorded(cube_single_play_files, tmp_path, monkeypatch):
+    """--generate_missing_data=N never downloads (the same data with or without network); --download_missing_data
+    never generates; each records its source beside the files, and the run's provenance names size and md5."""
+    import hashlib
+    import json
+    from datasets import generate, ogbench_data
+
+    calls = []
+
+    def fake_download(name: str, directory: str) -> None:  # OGBench's download, without the network
+        calls.append(name)
+        os.makedirs(directory, exist_ok=True)
+        for source, target in zip(cube_single_play_files, ogbench_data.dataset_file_paths(name, directory)):
+            shutil.copy(source, target)
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError('generated although a download was asked for')
+
+    monkeypatch.setattr(ogbench_data, 'download', fake_download)
+    generated_dir, downloaded_dir = tmp_path / 'generated', tmp_path / 'downloaded'
+    OGBENCH.ensure_data(TASK2, str(generated_dir), generate_missing_episodes=1, show_progress=False)
+    assert calls == []  # generation asked for: no download tried first
+    record = json.loads((generated_dir / 'cube-single-play-v0.source.json').read_text())
+    assert record == dict(source='generated', generator=record['generator'], seed=0, num_episodes=1,
+                          num_val_episodes=1, episode_length=EPISODE_LENGTH)
+    monkeypatch.setattr(generate, 'generate_dataset', no_generation)
+    OGBENCH.ensure_data(TASK2, str(downloaded_dir), generate_missing_episodes=None, download=True)
+    assert calls == ['cube-single-play-v0']
+    provenance = OGBENCH.provenance(TASK2, str(downloaded_dir))['dataset']
+    assert provenance['name'] == 'cube-single-play-v0' and provenance['origin']['source'] == 'downloaded'
+    train_path = str(downloaded_dir / 'cube-single-play-v0.npz')
+    assert provenance['files'][0] == dict(path=train_path, bytes=os.path.getsize(train_path),
+                                          md5=hashlib.md5(open(train_path, 'rb').read()).hexdigest())
+    OGBENCH.ensure_data(TASK2, str(downloaded_dir), download=True)  # present: nothing fetched again
+    assert calls == ['cube-single-play-v0']
+    with pytest.raises(DatasetError, match='--download_missing_data failed'):
+        monkeypatch.setattr(ogbench_data, 'download', lambda name, directory: 'URLError: no network')
+        OGBENCH.ensure_data(TASK2, str(tmp_path / 'offline'), download=True)

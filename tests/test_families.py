@@ -44,7 +44,7 @@ def test_every_task_name_has_one_family_with_its_metric_budget_and_frames():
         ('OGBench', 'task2'), ('OGBench', 'task1'), ('D4RL', D4RL)]
     assert family_of(D4RL).return_to_score(D4RL)(np.array([0.0, 1.0])).tolist() == [0.0, 100.0]
     assert family_of(STATE).return_to_score(STATE) is None
-    assert family_of(D4RL).provenance(D4RL)['d4rl']['minari_id'] == 'D4RL/antmaze/umaze-v1'
+    assert family_of(D4RL).provenance(D4RL, '')['d4rl']['minari_id'] == 'D4RL/antmaze/umaze-v1'
 
 
 def test_expansion_goes_through_each_entrys_family_and_unknown_names_get_the_grammars_errors():
@@ -121,7 +121,8 @@ class ToyPointFamily(Family):
     def environment_of(self, task):
         return 'toypoint'
 
-    def ensure_data(self, task, dataset_dir, generate_missing_episodes=None, generate_workers=1, show_progress=True):
+    def ensure_data(self, task, dataset_dir, generate_missing_episodes=None, generate_workers=1, show_progress=True,
+                    download=False):
         path = os.path.join(dataset_dir, f'{task}.npz')
         if not os.path.exists(path):
             rng = np.random.default_rng(0)

@@ -93,7 +93,8 @@ def test_cli_maps_singletask_name_and_different_seed_gives_different_data(cube_s
                             text=True, env={**os.environ, 'MUJOCO_GL': 'egl'}, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'env steps/s' in result.stdout
-    assert sorted(os.listdir(tmp_path)) == ['cube-single-play-v0-val.npz', 'cube-single-play-v0.npz']
+    assert sorted(os.listdir(tmp_path)) == ['cube-single-play-v0-val.npz', 'cube-single-play-v0.npz',
+                                            'cube-single-play-v0.source.json']  # where they came from
     seed1_train = load_npz(str(tmp_path / 'cube-single-play-v0.npz'))
     seed0_train = load_npz(cube_single_play_files[0])
     assert seed1_train['observations'].shape == (EPISODE_LENGTH, 28)

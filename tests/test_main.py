@@ -82,6 +82,7 @@ def plan(*args: str):
     (['--env_name=cube-single-play-singletask-task9-v0'], '--env_name'),
     (['--env_name=cube-sngle-play-singletask'], '--env_name'),
     (['--generate_missing_data=-1'], 'generate_missing_data must be >= 0'),
+    (['--generate_missing_data=5', '--download_missing_data'], 'are two different sources of a missing dataset'),
     (['--generate_workers=-1'], 'generate_workers must be >= 0 (0 = one per available core)'),
     (['--agent.offline_steps=10'], 'set the budget with --offline_steps'),
 ])
@@ -254,7 +255,8 @@ def test_missing_dataset_without_generation_is_a_clear_error(tmp_path, compile_c
     result = run_main([f'--env_name={TASK}', f'--dataset_dir={tmp_path}/empty', f'--save_dir={tmp_path}/exp'],
                       compile_cache, timeout=120)
     assert result.returncode != 0 and 'cube-single-play-v0.npz' in result.stderr
-    assert 'rerun main.py with --generate_missing_data=N' in result.stderr
+    assert 'Rerun main.py with --download_missing_data' in result.stderr  # no download tried unasked
+    assert 'generate it locally with --generate_missing_data=N' in result.stderr
     assert 'Traceback' not in result.stderr
     assert not os.path.exists(f'{tmp_path}/exp')
 
@@ -351,6 +353,9 @@ def test_mfql_smoke_with_eval_and_online(dataset_dir, compile_cache, tmp_path):
     assert any(key.startswith('training/') and 'mfi' in key for key in rows[0])
     info = json.load(open(f'{seed_dir}/flags.json'))
     assert info['agent_config']['offline_steps'] == 20 and info['agent_config']['agent_name'] == 'mfql'
+    # The dataset: its name, where it came from (the fixture generated it) and its files' sizes and md5.
+    assert info['dataset']['name'] == 'cube-single-play-v0' and info['dataset']['origin']['source'] == 'generated'
+    assert [len(entry['md5']) for entry in info['dataset']['files']] == [32, 32]
     # MFQL z-scores observations by default, with the training set's statistics recorded in flags.json.
     train, _ = ogbench_data.load_datasets(TASK, dataset_dir)
     expected_mean, expected_std = observation_statistics(train['observations'])

@@ -296,7 +296,8 @@ class FakeFamily(Family):
     def environment_of(self, task):
         return task
 
-    def ensure_data(self, task, dataset_dir, generate_missing_episodes=None, generate_workers=1, show_progress=True):
+    def ensure_data(self, task, dataset_dir, generate_missing_episodes=None, generate_workers=1, show_progress=True,
+                    download=False):
         pass
 
     def load(self, task, dataset_dir):

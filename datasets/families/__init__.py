@@ -89,10 +89,10 @@ class Family(abc.ABC):
 
     @abc.abstractmethod
     def ensure_data(self, task: str, dataset_dir: str, generate_missing_episodes: int | None = None,
-                    generate_workers: int = 1, show_progress: bool = True) -> None:
-        """Makes sure the task's data is on disk: there already, downloaded, or (where the family can) generated
-        (`generate_missing_episodes` train episodes; None: never generate). Raises `DatasetError` naming the files
-        and the remedy."""
+                    generate_workers: int = 1, show_progress: bool = True, download: bool = False) -> None:
+        """Makes sure the task's data is on disk: there already, downloaded (`download`: main.py's
+        --download_missing_data), or (where the family can) generated (`generate_missing_episodes` train episodes;
+        None: never generate). Raises `DatasetError` naming the files and the remedy."""
 
     @abc.abstractmethod
     def load(self, task: str, dataset_dir: str) -> tuple[Dataset, Dataset | None]:
@@ -108,8 +108,9 @@ class Family(abc.ABC):
         when it reports the env's success."""
         return None
 
-    def provenance(self, task: str) -> dict[str, Any]:
-        """What flags.json records about the task's data source beyond its name (e.g. D4RL's Minari ids)."""
+    def provenance(self, task: str, dataset_dir: str) -> dict[str, Any]:
+        """What flags.json records about the task's data: where it came from, its files' sizes and md5 (OGBench),
+        or D4RL's Minari ids."""
         return {}
 
 

@@ -38,8 +38,9 @@ class D4RLFamily(Family):
         d4rl.check_extra(task)
 
     def ensure_data(self, task: str, dataset_dir: str, generate_missing_episodes: int | None = None,
-                    generate_workers: int = 1, show_progress: bool = True) -> None:
-        """Minari's own store holds the data (`dataset_dir` and generation do not apply)."""
+                    generate_workers: int = 1, show_progress: bool = True, download: bool = False) -> None:
+        """Minari's own store holds the data, and Minari's download is its only source (`dataset_dir`, generation
+        and `download` do not apply)."""
         from datasets import d4rl
         d4rl.ensure_dataset(task)
 
@@ -55,7 +56,7 @@ class D4RLFamily(Family):
         from datasets import d4rl
         return functools.partial(d4rl.normalized_score, task)
 
-    def provenance(self, task: str) -> dict[str, Any]:
+    def provenance(self, task: str, dataset_dir: str) -> dict[str, Any]:
         from datasets import d4rl
         return {'d4rl': dataclasses.asdict(d4rl.parse_d4rl_name(task))}
 

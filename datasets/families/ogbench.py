@@ -1,8 +1,9 @@
 """OGBench single-task envs observed as states: `<suite>-<dataset kind>-singletask[-task<k>]-v0` (`datasets.names`).
 
 The default family: it takes every name no other family claims, so an unknown name gets the grammar's error with
-close valid names. Data: OGBench's files in --dataset_dir (`datasets.ogbench_data`), downloaded when missing, or
-generated locally for the manipulation suites (`datasets.generate`, main.py's --generate_missing_data=N).
+close valid names. Data: OGBench's files in --dataset_dir (`datasets.ogbench_data`); when missing, downloaded only with main.py's
+--download_missing_data, or generated locally for the manipulation suites only with --generate_missing_data=N
+(`datasets.generate`); the source is recorded beside the files and each run's flags.json names the files' md5.
 Reported metric: OGBench's success (a fraction), per seed the mean of the last three evaluations, as the papers
 report it; default budget 1M offline updates (FQL, MeanFlowQL).
 """
@@ -36,39 +37,49 @@ class OGBenchFamily(Family):
         return f'task{names.parse_env_name(task).effective_task}'
 
     def ensure_data(self, task: str, dataset_dir: str, generate_missing_episodes: int | None = None,
-                    generate_workers: int = 1, show_progress: bool = True) -> None:
-        """Both files of the task's dataset: there already, else OGBench's download, else (manipulation suites, with
-        `generate_missing_episodes`) generated locally with seed 0; else DatasetError naming the remedies."""
+                    generate_workers: int = 1, show_progress: bool = True, download: bool = False) -> None:
+        """Both files of the task's dataset: there already; else, as asked, OGBench's download (`download`) or
+        `generate_missing_episodes` episodes generated locally with seed 0 (manipulation suites), never one as a
+        fallback of the other, so that one command gives the same data with or without network; else
+        DatasetError naming the remedies. The source is recorded beside the files (`ogbench_data.record_source`)."""
         from datasets import ogbench_data
 
         spec = names.parse_env_name(task)
         dataset_dir = os.path.expanduser(dataset_dir)
         paths = ogbench_data.dataset_file_paths(spec.dataset_name, dataset_dir)
-        if all(os.path.exists(path) for path in paths):
-            return
-        reason = ogbench_data.download(spec.dataset_name, dataset_dir)
         missing = [path for path in paths if not os.path.exists(path)]
         if not missing:
             return
-        failure = f'OGBench dataset file(s) {", ".join(missing)} not found and the download failed ({reason})'
         download_hint = ogbench_data.download_hint(spec.dataset_name, dataset_dir)
-        if not spec.is_manipulation:
-            raise ogbench_data.DatasetError(
-                f'{failure}. {spec.suite} datasets were collected with OGBench\'s pretrained expert policies, which '
-                f'the ogbench package does not include, so they cannot be generated here: {download_hint}.')
         if len(missing) < len(paths):
             raise ogbench_data.DatasetError(
-                f'{failure}. The other split exists; not generating over it: restore the missing file, or delete '
-                'both and generate them together.')
+                f'OGBench dataset file {missing[0]} not found, but the other split exists; not fetching over it: '
+                'restore the missing file, or delete both and fetch them together.')
+        if download:
+            reason = ogbench_data.download(spec.dataset_name, dataset_dir)
+            if all(os.path.exists(path) for path in paths):
+                ogbench_data.record_source(spec.dataset_name, dataset_dir, dict(
+                    source='downloaded', url=f'{ogbench_data.OGBENCH_DATASET_URL}/{spec.dataset_name}.npz'))
+                return
+            raise ogbench_data.DatasetError(
+                f'OGBench dataset file(s) {", ".join(missing)} not found and --download_missing_data failed '
+                f'({reason or "no files written"}); {download_hint}')
+        found = f'OGBench dataset file(s) {", ".join(missing)} not found'
+        if not spec.is_manipulation:
+            raise ogbench_data.DatasetError(
+                f'{found}. {spec.suite} datasets were collected with OGBench\'s pretrained expert policies, which '
+                f'the ogbench package does not include, so they cannot be generated here: rerun with '
+                f'--download_missing_data, or {download_hint}.')
         from datasets import generate
 
         if generate_missing_episodes is None:
             raise ogbench_data.DatasetError(
-                f'{failure}. Generate it locally: rerun main.py with --generate_missing_data=N (N train episodes; '
-                f'OGBench\'s file has {generate.PUBLISHED_NUM_EPISODES[spec.suite]}), or run `python -m '
-                f'datasets.generate --env_name={spec.dataset_name} --dataset_dir={dataset_dir}`; or {download_hint}.')
-        print(f'{spec.dataset_name}: not in {dataset_dir} and the download failed ({reason}); generating '
-              f'{generate_missing_episodes} episodes locally (seed 0).', flush=True)
+                f'{found}. Rerun main.py with --download_missing_data (OGBench\'s file, '
+                f'{generate.PUBLISHED_NUM_EPISODES[spec.suite]} episodes), or generate it locally with '
+                f'--generate_missing_data=N (N train episodes), or run `python -m datasets.generate '
+                f'--env_name={spec.dataset_name} --dataset_dir={dataset_dir}`; or {download_hint}.')
+        print(f'{spec.dataset_name}: not in {dataset_dir}; generating {generate_missing_episodes} episodes locally '
+              '(seed 0; --download_missing_data fetches OGBench\'s file instead).', flush=True)
         generate.generate_dataset(spec.dataset_name, generate_missing_episodes, 0, dataset_dir,
                                   workers=generate_workers, show_progress=show_progress)
 
@@ -79,6 +90,11 @@ class OGBenchFamily(Family):
     def make_env(self, task: str, frame_stack: int = 1, online: bool = False) -> Any:
         from datasets import ogbench_data
         return ogbench_data.make_env(task, frame_stack=frame_stack)  # the online env is the evaluation env
+
+    def provenance(self, task: str, dataset_dir: str) -> dict[str, Any]:
+        """The dataset a run trained on: name, where it came from, and each file's size and md5."""
+        from datasets import ogbench_data
+        return {'dataset': ogbench_data.dataset_provenance(names.parse_env_name(task).dataset_name, dataset_dir)}
 
 
 FAMILY = OGBenchFamily()

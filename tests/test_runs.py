@@ -32,6 +32,8 @@ def test_layout_names_every_file_of_a_run(tmp_path):
     assert runs.eval_csv_path(seed).endswith('seed3/eval.csv')
     assert runs.checkpoint_path(seed, 2500).endswith('seed3/checkpoints/step_000002500.msgpack')
     assert runs.curves_path(task).endswith('task2-v0/curves.png')
+    assert runs.evaluation_csv_path(task, 2500, 50).endswith('task2-v0/evaluations/step_000002500_episodes50.csv')
+    assert runs.video_path(task, 3, 2500, 1, 'gif').endswith('evaluations/videos/seed3_step_000002500_episode1.gif')
     assert runs.summary_paths(root) == (os.path.join(root, 'summary.csv'), os.path.join(root, 'summary.md'))
     assert runs.seed_of(seed) == 3
     with pytest.raises(ValueError, match='not a seed folder'):

@@ -39,6 +39,9 @@ REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 if __name__ == '__main__':
     from datasets.families import mujoco_gl
 
+    refused = run_flags.refused_flag_error(sys.argv[1:])  # FQL flags with no counterpart here: say what to use
+    if refused:
+        raise SystemExit(refused)
     # Before anything imports MuJoCo: render with EGL only for tasks observed as frames (`mujoco_gl` says why);
     # MUJOCO_GL=egl/glfw/osmesa in the environment wins.
     os.environ.setdefault('MUJOCO_GL', mujoco_gl(sys.argv[1:]))
@@ -91,7 +94,7 @@ def main(_argv: list[str]) -> None:
     from training.checkpoint import ResumeError
     from training.runner import NonFiniteLossError, TaskInputs, train_task
     from training.summary import write_summary
-    from training.tracking import WandbError
+    from training.tracking import WandbError, WandbSettings
 
     show_warnings_only()
     with preemption.StopHandler() as stop:
@@ -104,6 +107,10 @@ def main(_argv: list[str]) -> None:
         except ValueError as error:  # DatasetError is a ValueError
             raise SystemExit(f'error: {error}')
         base_metadata = run_metadata(plan)
+        # FQL's grouping: every seed's run of this command in one group, by default the run folder's name.
+        wandb = (WandbSettings(project=FLAGS.wandb_project, entity=FLAGS.wandb_entity or None,
+                               group=FLAGS.run_group or os.path.basename(plan.run_root.rstrip('/')))
+                 if FLAGS.wandb else None)
         results = []
         for task, run_dir, (config, sources), frames in zip(plan.tasks, plan.run_dirs, plan.task_configs,
                                                             plan.frames):
@@ -116,7 +123,7 @@ def main(_argv: list[str]) -> None:
                             **family.provenance(task, FLAGS.dataset_dir))
             inputs = TaskInputs(task=task, family=family, agent_class=plan.agent_class, config=config,
                                 train_data=train, val_data=val, seeds=plan.seeds, run_dir=run_dir, metadata=metadata,
-                                frames=frames, wandb_project=FLAGS.wandb_project if FLAGS.wandb else None, stop=stop)
+                                frames=frames, wandb=wandb, stop=stop)
             try:
                 results.append(train_task(inputs, plan.options))
             except preemption.StopRequested as stopped:

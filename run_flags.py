@@ -56,6 +56,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag('resume', 'boolean', False, 'Continue from the newest checkpoints in the run folder.'),
     Flag('wandb', 'boolean', False, 'Also log to Weights & Biases (needs the wandb package).'),
     Flag('wandb_project', 'string', 'mfql', 'wandb project name (with --wandb).'),
+    Flag('wandb_entity', 'string', '', 'wandb entity (team or user) of the runs (with --wandb; default: your default '
+         'entity).'),
+    Flag('run_group', 'string', '', "wandb group of the runs (FQL's flag; with --wandb one wandb run per task and seed, "
+         'named <run_group>_<task>_sd<seed>). Default: the run folder name (--run_name). Recorded in flags.json.'),
     Flag('progress_bar', 'boolean', True, 'Show a tqdm progress bar.'),
 )
 FLAG_NAMES: tuple[str, ...] = tuple(flag.name for flag in FLAGS)
@@ -65,7 +69,48 @@ PATH_FLAGS = ('save_dir', 'dataset_dir', 'presets_file')
 # that a sweep folder moved to another machine (or its data to another path) still recognises its finished runs.
 NOT_RESULT_DEFINING = ('save_dir', 'run_name', 'dataset_dir', 'resume', 'progress_bar', 'wandb', 'wandb_project',
                        'eval_parallel_envs', 'generate_missing_data', 'keep_checkpoints',
-                       'download_missing_data')
+                       'download_missing_data', 'wandb_entity', 'run_group')
+
+# FQL's main.py flags (seohongpark/fql) that have no counterpart here, each with what to use instead. Every other FQL
+# flag is ours under the same name (docs/running.md, "Differences from FQL's command line"). Checked on the raw
+# argv before absl parses it, so that the user reads the remedy instead of absl's "Unknown command line flag".
+RESUME_OR_EVALUATE = ('use --resume with the same --save_dir and --run_name to continue a run, or '
+                      '`python -m evaluate --run_dir=<save_dir>/<run_name>/<task> --step=N` to evaluate a checkpoint')
+REFUSED_FQL_FLAGS: dict[str, str] = {
+    'restore_path': RESUME_OR_EVALUATE,
+    'restore_epoch': RESUME_OR_EVALUATE,
+    'buffer_size': 'drop it: the online replay buffer holds every one of the --online_steps transitions (nothing is '
+                   'overwritten, as with FQL\'s default 2M for its budgets)',
+    'balanced_sampling': 'drop it: online batches are drawn uniformly from the dataset and the replay buffer together, '
+                         'FQL\'s default (--balanced_sampling=0); half-and-half sampling is not implemented',
+    'video_episodes': 'training does not record videos; after the run, `python -m evaluate '
+                      '--run_dir=<save_dir>/<run_name>/<task> --step=N --video_episodes=V` renders V episodes of a '
+                      'kept checkpoint',
+    'video_frame_skip': 'training does not record videos; pass it to `python -m evaluate --run_dir=... '
+                        '--video_episodes=V --video_frame_skip=K`',
+    # Names of the fork zhouzypaul/fql, which users of that fork will type.
+    'wandb_run_group': 'use --run_group (upstream FQL\'s name)',
+    'wandb_offline': 'set WANDB_MODE=offline in the environment, with --wandb',
+    'eval_batch_size': 'use --eval_parallel_envs (env instances stepped together during evaluation)',
+}
+
+
+def refused_flag_error(argv: list[str]) -> str | None:
+    """The `error:` line for the first FQL flag of `argv` (main.py's arguments) that does not apply here, or None.
+
+    Recognises absl's spellings: --name=value, --name value, -name, and --noname for booleans; stops at `--`.
+    """
+    for arg in argv:
+        if arg == '--':
+            break
+        if not arg.startswith('-'):
+            continue
+        name = arg.lstrip('-').split('=', 1)[0]
+        if name not in REFUSED_FQL_FLAGS and name.startswith('no') and name[2:] in REFUSED_FQL_FLAGS:
+            name = name[2:]
+        if name in REFUSED_FQL_FLAGS:
+            return f'error: --{name} (an FQL flag) does not apply here: {REFUSED_FQL_FLAGS[name]}'
+    return None
 
 
 def define(flags_module: Any) -> None:

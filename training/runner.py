@@ -65,7 +65,7 @@ class TaskInputs:
     run_dir: str
     metadata: dict[str, Any]  # flags, preset sources, git hash, versions (written to flags.json)
     frames: FrameSettings = FrameSettings()  # frame families: --frame_stack / --p_aug (the config keys mirror them)
-    wandb_project: str | None = None
+    wandb: tracking.WandbSettings | None = None  # with --wandb: project, entity, group
     stop: preemption.StopHandler | None = None  # stop at the next call boundary once it records a signal
 
 
@@ -116,8 +116,8 @@ class TaskRun:
         self.last_checkpoint: str | None = None
         self.online_episode_stats: list[dict[str, float]] = [{} for _ in self.seeds]
         self._eval_pool = None
-        self.wandb = (tracking.WandbLogger(inputs.wandb_project, os.path.basename(inputs.run_dir.rstrip('/')),
-                                         inputs.metadata) if inputs.wandb_project else None)
+        self.wandb = (tracking.WandbLogger(inputs.wandb, inputs.task, self.seeds, inputs.metadata)
+                      if inputs.wandb else None)
 
     # ---------------------------------------------------------------------------------- setup
     def restore_or_start(self) -> None:

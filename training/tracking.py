@@ -3,6 +3,7 @@ command as an argument list), the learning-curve figure, and optional Weights & 
 layout and its files' readers and writers live in `runs`.
 """
 
+import dataclasses
 import os
 import platform
 import subprocess
@@ -147,29 +148,55 @@ def wandb_problem(environ: dict[str, str] | None = None, installed: bool | None 
     return f'--wandb was given but wandb has no login (no WANDB_API_KEY, no {host} entry in {path}): {WANDB_REMEDY}'
 
 
-class WandbLogger:
-    """Optional Weights & Biases logging: one wandb run per task, metrics under `seed<k>/…`.
+@dataclasses.dataclass(frozen=True)
+class WandbSettings:
+    """Where `--wandb` logs: `--wandb_project`, `--wandb_entity` (None: the user's default) and the group
+    (`--run_group`, else the run folder's name)."""
 
-    Only used when asked for (`--wandb`; main.py checks `wandb_problem` first); a failing `wandb.init`
-    raises WandbError with the remedy.
+    project: str
+    entity: str | None
+    group: str
+
+
+def wandb_run_name(group: str, task: str, seed: int) -> str:
+    """The wandb run of one task and seed, named by group and seed as FQL names its runs (FQL trains one task per
+    command, so the task is added here, where a command may train several)."""
+    return f'{group}_{task}_sd{seed:03d}'
+
+
+class WandbLogger:
+    """Optional Weights & Biases logging, as FQL does it: one wandb run per seed (of one task), all in one group, each
+    with the run's flags and config and its seed, metrics under the same keys as the CSV logs.
+
+    Only used when asked for (`--wandb`; main.py checks `wandb_problem` first). The seeds of a task train together in
+    one process, so their runs are open together: `reinit='create_new'` (wandb >= 0.19.10) keeps the earlier ones
+    open. A failing `wandb.init` raises WandbError with the remedy.
     """
 
-    def __init__(self, project: str, run_name: str, config: dict[str, Any]):
+    def __init__(self, settings: WandbSettings, task: str, seeds: list[int], metadata: dict[str, Any]):
         try:
             import wandb
         except ImportError as error:
             raise WandbError('--wandb was given but the wandb package is not installed: pip install wandb, or drop '
                              '--wandb') from error
-        self._wandb = wandb
+        self._runs: list[Any] = []
         try:
-            self._run = wandb.init(project=project, name=run_name, config=config, reinit=True)
+            for seed in seeds:
+                self._runs.append(wandb.init(project=settings.project, entity=settings.entity, group=settings.group,
+                                             name=wandb_run_name(settings.group, task, seed), job_type=task,
+                                             config=dict(metadata, seed=seed, task=task), reinit='create_new'))
         except Exception as error:  # wandb.errors.UsageError / CommError: no key, no network, bad project, ...
+            self.close()  # the seeds' runs already opened
             message = ' '.join(f'{type(error).__name__}: {error}'.split())
             raise WandbError(f'wandb.init failed ({message}): {WANDB_REMEDY}') from error
 
     def log(self, step: int, seed_index: int, values: dict[str, Any]) -> None:
+        """Logs one seed's row (the CSV row of that step) to that seed's run."""
         plain = {key: value.item() if hasattr(value, 'item') else value for key, value in values.items()}
-        self._run.log({f'seed{seed_index}/{key}': value for key, value in plain.items()}, step=step)
+        self._runs[seed_index].log(plain, step=step)
 
     def close(self) -> None:
-        self._run.finish()
+        """Finishes every seed's run."""
+        for run in self._runs:
+            run.finish()
+        self._runs = []

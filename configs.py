@@ -287,6 +287,8 @@ def _baseline_environment(env_name: str) -> str:
     family = family_of(env_name)
     if family.name == 'd4rl':
         return names.d4rl_stem(env_name)
+    if family.name not in ('ogbench', 'ogbench_visual'):  # a family this file has no tables for
+        return family.environment_of(env_name)
     spec = names.parse_env_name(env_name)
     return f"{'visual-' if spec.visual else ''}{spec.suite}-{spec.dataset_kind}"
 
@@ -320,8 +322,10 @@ def unpublished_required_keys(agent_name: str, env_name: str) -> dict[str, str]:
     """{key: message} for the keys of `REQUIRED_BASELINE_KEYS` that have no published value for this task's
     environment: a run must set them (command line or --presets_file). The message names the published values."""
     required = REQUIRED_BASELINE_KEYS.get(agent_name, ())
+    if not required:
+        return {}
     env = _baseline_environment(env_name)
-    if not required or env in BASELINE_PUBLISHED[agent_name]:
+    if env in BASELINE_PUBLISHED[agent_name]:
         return {}
     result = {}
     for key in required:

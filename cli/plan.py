@@ -19,6 +19,7 @@ from typing import Any
 
 from absl import flags as absl_flags
 
+import runs
 from cli.agent_args import agent_file_from_argv, available_agents_text, explicit_agent_keys
 from datasets.families import FRAME_KEYS, FrameSettings, expand_env_names, family_of
 from training.schedule import RunOptions
@@ -71,10 +72,10 @@ def plan_run(flags: FlagValues, argv: list[str]) -> RunPlan:
     frame_flags = _frame_flags(flags, explicit_keys)
     explicit_keys += [key for key in frame_flags if key in flags.agent and key not in explicit_keys]
     task_configs = _task_configs(flags, tasks, explicit_keys, frame_flags)
+    options = _run_options(flags)  # the budget flags first: a bad budget is named as the flag the user gave
     from cli.agent_args import check_task_configs  # every config value against the agent's CONFIG_RULES, before data
     check_task_configs(agent_file, tasks, task_configs, FRAME_KEYS)
     frames = [_frame_settings(flags, task, config, frame_flags) for task, (config, _) in zip(tasks, task_configs)]
-    options = _run_options(flags)
     if flags.wandb:
         from training.tracking import wandb_problem
         problem = wandb_problem()
@@ -82,8 +83,8 @@ def plan_run(flags: FlagValues, argv: list[str]) -> RunPlan:
             raise SystemExit(f'error: {problem}')
     agent_name = flags.agent.agent_name
     run_name = flags.run_name or f'{agent_name}_{flags.env_name.replace(",", "+")}'
-    run_root = os.path.join(os.path.expanduser(flags.save_dir), run_name)
-    run_dirs = [os.path.join(run_root, task) for task in tasks]
+    run_root = runs.run_root(flags.save_dir, run_name)
+    run_dirs = [runs.task_dir(run_root, task) for task in tasks]
     if not flags.resume:
         existing = [d for d in run_dirs if os.path.isdir(d) and os.listdir(d)]
         if existing:

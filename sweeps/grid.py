@@ -357,19 +357,26 @@ def build_jobs(args: argparse.Namespace, extra: list[str], sweep_dir: str, calle
     return jobs
 
 
+def boolean_flag(given: dict[str, str], name: str) -> bool:
+    """Whether the last of `--NAME`, `--NAME=true|false`, `--noNAME` among a job's flags (`given`: name -> value,
+    later flags winning) switches the boolean flag NAME on."""
+    if name not in given:
+        return False
+    return given[name].lower() in ('', 'true', '1') and f'no{name}' not in given
+
+
 def missing_data(jobs: list[Job]) -> str | None:
     """One line naming the dataset files the jobs need but will not find, or None. Checked on the submitting machine
-    before anything is queued; jobs that may generate missing data (--generate_missing_data) are not checked."""
-    from datasets import names, ogbench_data
+    before anything is queued; jobs that fetch missing data themselves (--generate_missing_data,
+    --download_missing_data) and families whose data lives in their own store (D4RL's Minari) are not checked."""
+    from datasets.families import family_of
     missing = []
     for job in jobs:
         given = {flag_name(token): flag_value(token) for token in job.flags}
-        if int(given.get('generate_missing_data') or 0) > 0:
+        if int(given.get('generate_missing_data') or 0) > 0 or boolean_flag(given, 'download_missing_data'):
             continue
-        if names.is_d4rl_name(job.task):
-            continue  # Minari's own store, checked by the job (a download needs the network of the node)
         dataset_dir = given.get('dataset_dir') or next(f.default for f in run_flags.FLAGS if f.name == 'dataset_dir')
-        for path in ogbench_data.dataset_file_paths(names.parse_env_name(job.task).dataset_name, dataset_dir):
+        for path in family_of(job.task).data_files(job.task, os.path.expanduser(dataset_dir)):
             if not os.path.exists(path) and path not in missing:
                 missing.append(path)
     if not missing:

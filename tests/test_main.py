@@ -272,8 +272,8 @@ def test_a_truncated_dataset_file_is_one_error_line_naming_the_file_and_the_reme
     message = str(error.value)
     assert message.startswith(f'error: {train}: not a readable .npz file (') and '\n' not in message
     assert message.endswith(f'Delete {train} and {data}/cube-single-play-v0-val.npz and rerun to fetch them again '
-                            "(OGBench's download, or local generation with --generate_missing_data=N where there is "
-                            'no network).')
+                            "(OGBench's file with --download_missing_data, or local generation with "
+                            '--generate_missing_data=N).')
 
 
 # ------------------------------------------------------------------------------------ smoke runs

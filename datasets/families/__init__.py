@@ -108,6 +108,11 @@ class Family(abc.ABC):
         when it reports the env's success."""
         return None
 
+    def data_files(self, task: str, dataset_dir: str) -> list[str]:
+        """The files a run of the task reads from `dataset_dir`, for a check before jobs are queued ([] for a family
+        whose data lives in its own store)."""
+        return []
+
     def provenance(self, task: str, dataset_dir: str) -> dict[str, Any]:
         """What flags.json records about the task's data: where it came from, its files' sizes and md5 (OGBench),
         or D4RL's Minari ids."""

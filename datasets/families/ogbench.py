@@ -36,6 +36,10 @@ class OGBenchFamily(Family):
     def short_name(self, task: str) -> str:
         return f'task{names.parse_env_name(task).effective_task}'
 
+    def data_files(self, task: str, dataset_dir: str) -> list[str]:
+        from datasets import ogbench_data
+        return list(ogbench_data.dataset_file_paths(names.parse_env_name(task).dataset_name, dataset_dir))
+
     def ensure_data(self, task: str, dataset_dir: str, generate_missing_episodes: int | None = None,
                     generate_workers: int = 1, show_progress: bool = True, download: bool = False) -> None:
         """Both files of the task's dataset: there already; else, as asked, OGBench's download (`download`) or

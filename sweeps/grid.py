@@ -236,6 +236,9 @@ def passthrough_flags(extra: list[str], caller_dir: str) -> tuple[list[str], lis
     against main.py's flags (SweepError with close matches otherwise). Path flags are made absolute against
     `caller_dir`: jobs run from the repository, not from where the command was typed."""
     allowed = [name for name in run_flags.FLAG_NAMES if name not in SWEEP_OWNED]
+    refused = run_flags.refused_flag_error(extra)  # FQL's flags that do not apply here, with what to use instead
+    if refused is not None:
+        raise SweepError(refused.removeprefix('error: '))
     main_flags, agent_flags = [], []
     for token in extra:
         if token.startswith('--agent.') and '=' in token:

@@ -173,6 +173,11 @@ def test_path_flags_are_made_absolute_against_the_callers_folder(tmp_path):
     assert grid.absolute_path(args.save_dir, str(tmp_path)) == f'{tmp_path}/rel/sweep'
 
 
+def test_fql_flags_that_do_not_apply_are_refused_with_their_remedy(tmp_path):
+    with pytest.raises(SweepError, match=r'^--restore_path \(an FQL flag\) does not apply here: use --resume'):
+        jobs_for(tmp_path, '--restore_path=exp/old')
+
+
 def test_gpus_named_by_uuid_are_gpus():
     assert local.local_gpus({'CUDA_VISIBLE_DEVICES': 'GPU-8a1f,MIG-3c2e/1/0'}) == ['GPU-8a1f', 'MIG-3c2e/1/0']
     assert local.local_gpus({'CUDA_VISIBLE_DEVICES': '0,2'}) == ['0', '2']

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from datasets import names
+from datasets.families import family_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,13 +62,11 @@ class TaskInfo:
 
 
 def task_info(task: str) -> TaskInfo:
-    """The one place that decides how a task is reported (from the task-name grammar; an environment-family seam can
-    take its place here alone). OGBench: success, mean of the last three evaluations; D4RL: the final score."""
-    if names.is_d4rl_name(task):
-        return TaskInfo('D4RL', task, METRIC_BY_KEY['evaluation/score'], task)
-    spec = names.parse_env_name(task)
-    return TaskInfo('OGBench', names.environment_of(task), METRIC_BY_KEY['evaluation/success_last3'],
-                    f'task{spec.effective_task}')
+    """How a task is reported, as its environment family says (`datasets.families`): OGBench, success as the mean of
+    the last three evaluations; D4RL, the final normalised score."""
+    family = family_of(task)
+    return TaskInfo(family.benchmark, family.environment_of(task), METRIC_BY_KEY[family.metric_key],
+                    family.short_name(task))
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

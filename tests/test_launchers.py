@@ -20,6 +20,7 @@ import runs
 import sweep
 from sweeps import SweepError, grid, manifest
 from sweeps.launchers import base, launcher_class, local, registered_launchers
+from training import preemption
 from tests.test_generate import cube_single_play_files  # noqa: F401  (session fixture: the shared dataset)
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -196,7 +197,7 @@ def test_the_time_limit_signal_reaches_main_py_which_is_requeued(tmp_path):
     child.write_text(f'''import pathlib, signal, sys, time
 def stop(*_):
     pathlib.Path({str(tmp_path / "signalled")!r}).write_text("USR2")
-    sys.exit({base.REQUEUE_EXIT_CODE})
+    sys.exit({preemption.EXIT_STATUS})
 signal.signal(signal.SIGUSR2, stop)
 pathlib.Path({str(tmp_path / "started")!r}).write_text("")
 time.sleep(60)

@@ -171,25 +171,26 @@ def test_a_killed_job_resumes_to_the_uninterrupted_result(finished_sweep, tmp_pa
 
 
 def test_a_failing_job_is_reported_with_its_log_and_the_others_run(tmp_path, dataset_dir, environment):
+    # α = 1e39 passes every check before launching (α >= 0) but overflows float32: the job fails at its first update.
     args = [f'--save_dir={tmp_path}', f'--env_name={TASKS[1]}', '--agents=fql', '--num_seeds=1',
-            '--sweep=agent.alpha=oops,3', f'--dataset_dir={dataset_dir}', '--offline_steps=1', '--eval_episodes=0',
+            '--sweep=agent.alpha=1e39,3', f'--dataset_dir={dataset_dir}', '--offline_steps=1', '--eval_episodes=0',
             '--max_parallel=1', '--poll_seconds=0.2', *TINY[:2], '--agent.actor_hidden_dims=(32,32)']
     result = run_sweep(args, environment)
     assert result.returncode == 1
-    assert f'[failed] fql,alpha=oops/{TASKS[1]}: main.py exited with code 1: FATAL Flags parsing error: flag ' \
-           "--agent.alpha=oops: could not convert string to float: 'oops'" in result.stdout
+    assert f"[failed] fql,alpha=1e39/{TASKS[1]}: main.py exited with code 1: error: non-finite training metric " \
+           "'actor/loss' (inf) for seed 0 at step 1" in result.stdout, result.stdout[-2000:]
     assert f'[done] fql,alpha=3/{TASKS[1]}' in result.stdout  # launched after the failure, on the only slot
     assert '1 of 2 jobs done; 1 failed' in result.stdout
     status = run_sweep([f'--save_dir={tmp_path}', '--status'], environment, timeout=60).stdout
-    failed_line = next(line for line in status.splitlines() if line.startswith('fql,alpha=oops'))
+    failed_line = next(line for line in status.splitlines() if line.startswith('fql,alpha=1e39'))
     log = failed_line.split('; log: ')[1]
-    assert ' failed ' in failed_line and "could not convert string to float: 'oops'" in open(log).read()
+    assert ' failed ' in failed_line and "non-finite training metric 'actor/loss'" in open(log).read()
     # Failed jobs are rerun only on request.
     rerun = run_sweep(args, environment, timeout=120)
     assert 'nothing to launch' in rerun.stdout and '1 failed job(s) are not rerun' in rerun.stdout
     retried = run_sweep(args + ['--retry_failed'], environment, timeout=120)
-    assert '1 to launch' in retried.stdout and f'[failed] fql,alpha=oops/{TASKS[1]}' in retried.stdout
-    assert json.load(open(tmp_path / 'manifest.json'))['jobs'][f'fql,alpha=oops/{TASKS[1]}']['attempts'] == 2
+    assert '1 to launch' in retried.stdout and f'[failed] fql,alpha=1e39/{TASKS[1]}' in retried.stdout
+    assert json.load(open(tmp_path / 'manifest.json'))['jobs'][f'fql,alpha=1e39/{TASKS[1]}']['attempts'] == 2
 
 
 FAKE_SBATCH = '''#!/bin/sh

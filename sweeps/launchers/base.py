@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 
 import submitit
 
+from training import preemption
+
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KILLED_MARK = 'main.py was killed by signal'
 INTERRUPTED_MARK = 'main.py stopped for a requeue'
-# main.py's exit status after it saved a checkpoint on SIGUSR2/SIGTERM (a time limit or a preemption is near).
-REQUEUE_EXIT_CODE = 3
 SIGNAL_GRACE_SECONDS = 80  # SLURM signals 90 s before the limit (submitit's default): leave 10 s to requeue
 
 
@@ -73,7 +73,7 @@ class MainRun(submitit.helpers.Checkpointable):
             return 'finished'
         if code < 0:
             raise MainRunError(f'{KILLED_MARK} {signal.Signals(-code).name}')
-        if code == REQUEUE_EXIT_CODE:
+        if code == preemption.EXIT_STATUS:  # main.py checkpointed on SIGUSR2/SIGTERM and stopped
             raise MainRunError(f'{INTERRUPTED_MARK} (exit code {code}; its checkpoint is saved)')
         error_lines = [line for line in tail if 'error' in line.lower()]
         last = (error_lines or [line for line in tail if line.strip()] or ['no output on stderr'])[-1].strip()

@@ -140,6 +140,7 @@ def device_kind() -> str:
 
 
 def version(distribution: str) -> str:
+    """The installed version of a distribution, or 'not installed'."""
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -155,10 +156,12 @@ def memory_stats(device: Any) -> dict[str, int] | None:
 
 
 def mebibytes(count: float) -> str:
+    """A byte count as whole MiB, e.g. '1,024 MiB'."""
     return f'{count / 2 ** 20:,.0f} MiB'
 
 
 def machine_section() -> Section:
+    """Section 1: what ran the check (devices, versions, XLA flags, JAX settings), so reports can be compared."""
     devices = jax.devices()
     stats = memory_stats(devices[0])
     plugins = sorted(f'{d.metadata["Name"]} {d.version}' for d in importlib.metadata.distributions()
@@ -172,14 +175,14 @@ def machine_section() -> Section:
     lines = [
         f'- Device: **{devices[0].device_kind}** (platform `{devices[0].platform}`); {len(devices)} device(s) '
         f'visible: {", ".join(str(d) for d in devices)}',
-        f'- Device memory: ' + (f'{mebibytes(stats["bytes_limit"])} usable by JAX (`memory_stats()["bytes_limit"]`)'
-                               if stats and 'bytes_limit' in stats else 'not reported by this backend'),
+        '- Device memory: ' + (f'{mebibytes(stats["bytes_limit"])} usable by JAX (`memory_stats()["bytes_limit"]`)'
+                              if stats and 'bytes_limit' in stats else 'not reported by this backend'),
         f'- Host: {platform.platform()}; {os.cpu_count()} logical CPU cores; load averages '
         f'{" ".join(f"{x:.2f}" for x in os.getloadavg())} at the start',
         f'- Python {platform.python_version()}; ' + ', '.join(f'{name} {version(name)}' for name in libraries)
         + (f'; plugins: {", ".join(plugins)}' if plugins else '; no accelerator plugin installed'),
-        f'- XLA_FLAGS: ' + (f'`{os.environ["XLA_FLAGS"]}`' if os.environ.get('XLA_FLAGS') else "not set (XLA's "
-                                                                                               'defaults)'),
+        '- XLA_FLAGS: ' + (f'`{os.environ["XLA_FLAGS"]}`' if os.environ.get('XLA_FLAGS')
+                           else "not set (XLA's defaults)"),
         '- Other XLA/JAX/CUDA environment variables: ' + (
             '; '.join(f'`{name}={value}`' for name, value in environment.items()) or 'none set'),
         '- JAX settings: ' + ', '.join(f'`{name}={getattr(jax.config, name, "n/a")}`' for name in settings),
@@ -276,6 +279,8 @@ def grid_projection(per_seed_rates: dict[str, float]) -> list[str]:
 
 
 def speed_section(quick: bool) -> Section:
+    """Section 3: one agent-and-size group at a time (`speed_groups`), its cases compiled, warmed up and timed in
+    interleaved rounds; then the fused ÷ plain ratios and, at full size, the paper grid's GPU-hours."""
     rounds = 1 if quick else 2
     dataset = synthetic_dataset()
     device = jax.devices()[0]
@@ -330,11 +335,13 @@ def speed_section(quick: bool) -> Section:
 # -------------------------------------------------------------------------------------------- 4. end to end
 
 def read_rows(path: str) -> list[dict[str, str]]:
+    """The rows of a run's CSV log (train.csv, eval.csv)."""
     with open(path, newline='') as f:
         return list(csv.DictReader(f))
 
 
 def read_json(path: str) -> dict[str, Any]:
+    """A JSON file of a run folder (final.json)."""
     with open(path) as f:
         return json.load(f)
 
@@ -416,6 +423,8 @@ def wait_for_checkpoint(process: subprocess.Popen, seed_dirs: list[str], first_s
 
 
 def end_to_end_section(quick: bool) -> Section:
+    """Section 4: generate a dataset, run main.py, kill it after a mid-run checkpoint, resume it, and compare its
+    final checkpoints with an uninterrupted run's; stops at the first step that fails, with that step's log."""
     missing = [name for name in ('ogbench', 'mujoco') if importlib.util.find_spec(name) is None]
     if missing:
         return Section('4. End to end', [f'Skipped: {" and ".join(missing)} not installed '
@@ -424,9 +433,11 @@ def end_to_end_section(quick: bool) -> Section:
     lines, problems = [], []
     with tempfile.TemporaryDirectory(prefix='device_check-') as work_dir:
         # Headless MuJoCo; a compilation cache of this check's own, so the resumed and the uninterrupted runs reuse
-        # the first run's compilations.
+        # the first run's compilations; and on a GPU no preallocation: this process already holds JAX's default
+        # share (75%) of the device's memory, so a child that asked for 75% too would fail at its start.
         env = dict(os.environ, MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'),
-                   JAX_COMPILATION_CACHE_DIR=os.path.join(work_dir, 'jax_cache'))
+                   JAX_COMPILATION_CACHE_DIR=os.path.join(work_dir, 'jax_cache'),
+                   XLA_PYTHON_CLIENT_PREALLOCATE=os.environ.get('XLA_PYTHON_CLIENT_PREALLOCATE', 'false'))
         workers = max(1, min(size.episodes, os.cpu_count() or 1, 8))
         generate = [sys.executable, '-m', 'datasets.generate', f'--env_name={E2E_DATASET}',
                     f'--num_episodes={size.episodes}', f'--dataset_dir={work_dir}/data', f'--workers={workers}']
@@ -444,7 +455,7 @@ def end_to_end_section(quick: bool) -> Section:
         killed = MainRun(work_dir, 'killed', size, env)
         shown = shlex.join(killed.command[1:]).replace(work_dir, '$WORK')
         lines.append(f'- Command (`$WORK`: a temporary folder): `{shown}`: MFQL with its cube-single presets and '
-                     f'{size.nets}')
+                     f'{size.nets}; run with `XLA_PYTHON_CLIENT_PREALLOCATE={env["XLA_PYTHON_CLIENT_PREALLOCATE"]}`')
         start = time.perf_counter()
         process = killed.start()
         try:
@@ -494,6 +505,7 @@ def end_to_end_section(quick: bool) -> Section:
 # ---------------------------------------------------------------------------------------------------- report
 
 def default_out(quick: bool) -> str:
+    """The report's path without --out: committed results for a full run, exp/ for a quick one."""
     if quick:
         return os.path.join(REPO_DIR, 'exp', 'benchmarks', f'device-{device_kind()}-quick.md')
     return os.path.join(REPO_DIR, 'benchmarks', 'results', f'device-{device_kind()}.md')
@@ -509,6 +521,7 @@ def verdict(sections: list[Section], shown: int = 10) -> str:
 
 
 def report(command: str, sections: list[Section], seconds: float) -> list[str]:
+    """The Markdown report: the command, the verdict, then each section with its duration."""
     lines = [f'# Device check: {jax.devices()[0].device_kind}', '',
              f'Command: `{command}` ({seconds / 60:.1f} min in all; {datetime.date.today().isoformat()}).', '',
              verdict(sections), '']
@@ -518,6 +531,7 @@ def report(command: str, sections: list[Section], seconds: float) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
+    """Checks the flags and the output path first (one `error:` line each), then runs the four sections."""
     if len(argv) > 1:
         raise SystemExit(f'error: unexpected arguments {argv[1:]}; the flags are --quick and --out')
     try:

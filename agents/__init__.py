@@ -3,7 +3,8 @@
 Convention. An agent file `NAME.py` defines
   get_config() -> ml_collections.ConfigDict   with `agent_name='NAME'` (the file's stem, the one place its name is
                                               written) and a comment on every key;
-  AGENT_CLASS = <its agent class>             a module-level name for the class the training loop builds.
+  AGENT_CLASS = <its agent class>             a module-level name for the class the training loop builds;
+  DISPLAY_NAME = 'Name'                       (optional) how results tables name the agent, read as text.
 Every `agents/NAME.py` whose source defines a top-level `get_config` is registered under NAME (helper modules such
 as train_state.py define none); `main.py --agent=PATH/TO/NAME.py` trains the agent of any such file, inside
 agents/ or not. Files are imported only when their agent is used, so one agent's import error never breaks another.
@@ -147,6 +148,20 @@ def agent_class_from_file(path: str) -> type:
 def get_agent_class(name: str) -> type:
     """The agent class of the registered agent `name` (agents/NAME.py); ValueError for an unknown name."""
     return agent_class_from_file(agent_file(name))
+
+
+_DISPLAY_NAME = re.compile(r'''^DISPLAY_NAME = ['"]([^'"]+)['"]''', re.MULTILINE)
+
+
+def display_name(name: str) -> str:
+    """How results tables name a registered agent: its file's top-level `DISPLAY_NAME = '...'` (read as text, nothing
+    imported), else its registry name."""
+    path = os.path.join(AGENTS_DIR, f'{name}.py')
+    if not is_agent_file(path):
+        return name
+    with open(path, encoding='utf-8') as f:
+        match = _DISPLAY_NAME.search(f.read())
+    return match.group(1) if match else name
 
 
 def get_agent_config(name: str):

@@ -246,6 +246,7 @@ class FQLAgent(flax.struct.PyTreeNode):
 
 
 AGENT_CLASS = FQLAgent  # the class the training loop builds (agents/__init__.py)
+DISPLAY_NAME = 'FQL'  # how results tables name the agent (its paper's name)
 
 
 def _frozen_config(config: ml_collections.ConfigDict | dict, example_batch: Batch) -> flax.core.FrozenDict:

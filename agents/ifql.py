@@ -137,6 +137,7 @@ class IFQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
 
 
 AGENT_CLASS = IFQLAgent  # the class the training loop builds (agents/__init__.py)
+DISPLAY_NAME = 'IFQL'  # how results tables name the agent (its paper's name)
 
 
 CONFIG_RULES = {  # what each get_config key may be (agents/config_rules.py); checked before any compute

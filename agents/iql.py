@@ -169,6 +169,7 @@ class IQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
 
 
 AGENT_CLASS = IQLAgent  # the class the training loop builds (agents/__init__.py)
+DISPLAY_NAME = 'IQL'  # how results tables name the agent (its paper's name)
 
 
 CONFIG_RULES = {  # what each get_config key may be (agents/config_rules.py); checked before any compute

@@ -362,6 +362,7 @@ class MFQLAgent(flax.struct.PyTreeNode):
 
 
 AGENT_CLASS = MFQLAgent  # the class the training loop builds (agents/__init__.py)
+DISPLAY_NAME = 'MeanFlowQL'  # how results tables name the agent (its paper's name)
 
 
 def _optimizer(config: dict) -> optax.GradientTransformation:

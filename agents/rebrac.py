@@ -194,6 +194,7 @@ class ReBRACAgent(flax.struct.PyTreeNode):
 
 
 AGENT_CLASS = ReBRACAgent  # the class the training loop builds (agents/__init__.py)
+DISPLAY_NAME = 'ReBRAC'  # how results tables name the agent (its paper's name)
 
 
 CONFIG_RULES = {  # what each get_config key may be (agents/config_rules.py); checked before any compute

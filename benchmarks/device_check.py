@@ -54,9 +54,11 @@ import numpy as np
 from absl import app, flags
 
 import configs
+import runs
 from benchmarks import throughput
 from benchmarks.throughput import Case, agent_config, small_overrides, synthetic_dataset
 from tests import test_reference
+from training import tracking
 from training.checkpoint import ResumeError, checkpoint_path, latest_common_step
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -139,14 +141,6 @@ def device_kind() -> str:
     return re.sub(r'[^a-z0-9]+', '-', jax.devices()[0].device_kind.lower()).strip('-') or 'unknown'
 
 
-def version(distribution: str) -> str:
-    """The installed version of a distribution, or 'not installed'."""
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return 'not installed'
-
-
 def memory_stats(device: Any) -> dict[str, int] | None:
     """`device.memory_stats()`, or None where the backend reports none (the CPU backend does not)."""
     try:
@@ -179,7 +173,8 @@ def machine_section() -> Section:
                               if stats and 'bytes_limit' in stats else 'not reported by this backend'),
         f'- Host: {platform.platform()}; {os.cpu_count()} logical CPU cores; load averages '
         f'{" ".join(f"{x:.2f}" for x in os.getloadavg())} at the start',
-        f'- Python {platform.python_version()}; ' + ', '.join(f'{name} {version(name)}' for name in libraries)
+        '- ' + ', '.join(f'{"Python" if name == "python" else name} {value}'
+                         for name, value in tracking.library_versions(tuple(libraries)).items())
         + (f'; plugins: {", ".join(plugins)}' if plugins else '; no accelerator plugin installed'),
         '- XLA_FLAGS: ' + (f'`{os.environ["XLA_FLAGS"]}`' if os.environ.get('XLA_FLAGS')
                            else "not set (XLA's defaults)"),
@@ -365,8 +360,8 @@ class MainRun:
     """One `main.py` process of section 4, its folders and its output."""
 
     def __init__(self, work_dir: str, run_name: str, size: E2ESize, env: dict[str, str]):
-        self.run_dir = os.path.join(work_dir, 'exp', run_name, E2E_TASK)
-        self.seed_dirs = [os.path.join(self.run_dir, f'seed{seed}') for seed in range(E2E_SEEDS)]
+        self.run_dir = runs.task_dir(runs.run_root(os.path.join(work_dir, 'exp'), run_name), E2E_TASK)
+        self.seed_dirs = runs.seed_dirs(self.run_dir, range(E2E_SEEDS))
         self.log = os.path.join(work_dir, f'{run_name}.log')
         self.command = [sys.executable, 'main.py', f'--env_name={E2E_TASK}', '--agent=agents/mfql.py',
                         f'--dataset_dir={work_dir}/data', f'--save_dir={work_dir}/exp', f'--run_name={run_name}',
@@ -401,7 +396,7 @@ class MainRun:
 
     def final(self) -> list[dict[str, Any]]:
         """Each seed's final.json (or {} where it is missing)."""
-        paths = [os.path.join(seed_dir, 'final.json') for seed_dir in self.seed_dirs]
+        paths = [runs.final_path(seed_dir) for seed_dir in self.seed_dirs]
         return [read_json(path) if os.path.exists(path) else {} for path in paths]
 
 
@@ -488,7 +483,7 @@ def end_to_end_section(quick: bool) -> Section:
             problems.append('end to end: the uninterrupted run failed')
             return Section('4. End to end', lines + [f'- The uninterrupted run ended with status {status}:', '', '```',
                                                      straight.log_tail(), '```'], problems)
-        rate = read_rows(os.path.join(straight.seed_dirs[0], 'train.csv'))[-1].get('time/updates_per_sec', 'n/a')
+        rate = read_rows(runs.train_csv_path(straight.seed_dirs[0]))[-1].get('time/updates_per_sec', 'n/a')
         lines.append(f'- Uninterrupted run: {seconds:.1f} s from start to end (compilation from the cache), '
                      f'{float(rate):,.1f} updates/s per call at its last log step, final success per seed: '
                      + ', '.join(f'{f["evaluation/success"]:.2f}' for f in straight.final()))

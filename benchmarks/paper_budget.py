@@ -23,7 +23,6 @@ Settings (the one deliberate reduction from the papers: 2×256 MLPs for every ac
 """
 
 import argparse
-import csv
 import json
 import os
 import shlex

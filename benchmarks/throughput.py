@@ -22,9 +22,7 @@ Training data is synthetic (random arrays with cube-single's shapes): throughput
 on the values. Writes a Markdown table to `benchmarks/results/throughput-<backend>.md`.
 """
 
-import importlib.metadata
 import os
-import platform
 import sys
 import statistics
 import time
@@ -294,19 +292,12 @@ def evaluation_rate(agent: str, config: Any, episodes: int) -> tuple[float, int]
 
 
 def machine_description() -> list[str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
-    import flax
-    import optax
+    from training.tracking import cpu_description, library_versions
+    versions = library_versions(('jax', 'flax', 'optax', 'ogbench'))
     return [
-        f'- CPU: {cpu}; {os.cpu_count()} logical cores visible; backend `{jax.default_backend()}`; '
+        f'- CPU: {cpu_description()}; backend `{jax.default_backend()}`; '
         f'devices: {", ".join(str(d) for d in jax.devices())}',
-        f'- Python {platform.python_version()}, jax {jax.__version__}, flax {flax.__version__}, '
-        f'optax {optax.__version__}, ogbench {importlib.metadata.version("ogbench")}',
+        '- ' + ', '.join(f'{"Python" if name == "python" else name} {value}' for name, value in versions.items()),
     ]
 
 

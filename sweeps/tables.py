@@ -13,8 +13,6 @@ from results import Metric, plus_minus
 from sweeps.published import paper_cell
 from sweeps.statistics import AGGREGATES, Row
 
-# Agent names as papers print them; another agent prints its registry name.
-AGENT_LABELS = {'mfql': 'MeanFlowQL', 'fql': 'FQL', 'iql': 'IQL', 'ifql': 'IFQL', 'rebrac': 'ReBRAC'}
 # Swept keys printed as the papers' symbols.
 KEY_SYMBOLS = {'alpha': 'α', 'discount': 'γ', 'tau': 'τ'}
 WIDE_COLUMNS = 6  # an appendix longtable with more columns is set in a smaller font
@@ -24,8 +22,9 @@ Entry = tuple[str, bool]  # a cell's text and whether it is bold
 
 
 def agent_label(agent: str) -> str:
-    """'mfql' -> 'MeanFlowQL'; an agent without a paper name keeps its registry name."""
-    return AGENT_LABELS.get(agent, agent)
+    """'mfql' -> 'MeanFlowQL': the agent file's DISPLAY_NAME; an agent without one keeps its registry name."""
+    from agents import display_name
+    return display_name(agent)
 
 
 def setting_label(agent: str, overrides: dict[str, str]) -> str:

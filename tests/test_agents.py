@@ -100,3 +100,10 @@ def test_a_copy_of_fql_with_only_its_agent_name_changed_trains_through_main(data
     assert set(info['preset_sources']) == {'actor_hidden_dims', 'value_hidden_dims', 'batch_size', 'flow_steps'}
     assert set(info['preset_sources'].values()) == {'command line'}
     assert '| cube-single-play-singletask-task2-v0 | 1 | 20 |' in result.stdout
+
+
+def test_display_names_come_from_the_agent_files():
+    assert [agents.display_name(name) for name in REGISTERED] == ['FQL', 'IFQL', 'IQL', 'MeanFlowQL', 'ReBRAC']
+    assert agents.display_name('nope') == 'nope'
+    from sweeps.tables import agent_label, setting_label
+    assert agent_label('mfql') == 'MeanFlowQL' and setting_label('fql', {'alpha': '300'}) == 'FQL (α=300)'

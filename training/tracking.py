@@ -24,11 +24,15 @@ def git_hash(repo_dir: str) -> str:
         return 'unknown'
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that determine the numbers."""
+LIBRARIES = ('jax', 'jaxlib', 'flax', 'optax', 'numpy', 'ogbench', 'mujoco', 'gymnasium', 'ml_collections')
+
+
+def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
+    """The Python version and those of `names` (distributions; default: the libraries that determine the numbers),
+    'not installed' for a missing one."""
     import importlib.metadata
     versions = {'python': platform.python_version()}
-    for name in ('jax', 'jaxlib', 'flax', 'optax', 'numpy', 'ogbench', 'mujoco', 'gymnasium', 'ml_collections'):
+    for name in names:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

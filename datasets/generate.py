@@ -369,7 +369,7 @@ def generate_dataset(env_name: str, num_episodes: int, seed: int, dataset_dir: s
         write_npz_atomically(path, arrays)
     # Beside the files, not inside them: the .npz stay OGBench's format and byte-identical for a seed.
     record_source(target.dataset_name, dataset_dir, dict(
-        source='generated', generator='datasets.generate (OGBench's scripted oracles, re-implemented)', seed=seed,
+        source='generated', generator="datasets.generate (OGBench's scripted oracles, re-implemented)", seed=seed,
         num_episodes=episode_counts[0], num_val_episodes=episode_counts[1], episode_length=episode_length))
     elapsed = time.perf_counter() - start_time
     if show_progress:

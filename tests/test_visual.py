@@ -334,7 +334,7 @@ def test_visual_settings_errors_are_one_line_and_the_default_budget_is_500k(tmp_
     assert "observes states, but {'frame_stack': 3} are set" in error(f'--env_name={state}', '--agent=agents/fql.py',
                                                                       '--agent.frame_stack=3')
     assert "observes states, but {'p_aug': 0.5} are set" in error(f'--env_name={state}', '--agent=agents/iql.py',
-                                                                  '--p_aug=0.5')
+                                                                  '--agent.alpha=1', '--p_aug=0.5')
     assert 'mixes tasks whose default budgets differ (ogbench_visual 500,000, ogbench 1,000,000 offline steps)' in \
         error(f'--env_name={TASK},{state}', '--agent=agents/fql.py')
     assert '--frame_stack must be a positive integer, got 0' in error(*fql_visual, '--frame_stack=0')

@@ -29,13 +29,11 @@ Writes `benchmarks/results/device-<device kind>.md`; with `--quick`, `exp/benchm
 (so a quick run, CI's included, never overwrites a committed report); `--out` chooses.
 """
 
-import csv
 import dataclasses
 import datetime
 import gc
 import importlib.metadata
 import importlib.util
-import json
 import os
 import platform
 import re
@@ -59,7 +57,6 @@ from benchmarks import throughput
 from benchmarks.throughput import Case, agent_config, small_overrides, synthetic_dataset
 from tests import test_reference
 from training import tracking
-from training.checkpoint import ResumeError, checkpoint_path, latest_common_step
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -329,18 +326,6 @@ def speed_section(quick: bool) -> Section:
 
 # -------------------------------------------------------------------------------------------- 4. end to end
 
-def read_rows(path: str) -> list[dict[str, str]]:
-    """The rows of a run's CSV log (train.csv, eval.csv)."""
-    with open(path, newline='') as f:
-        return list(csv.DictReader(f))
-
-
-def read_json(path: str) -> dict[str, Any]:
-    """A JSON file of a run folder (final.json)."""
-    with open(path) as f:
-        return json.load(f)
-
-
 def checkpoint_difference(path_a: str, path_b: str) -> str:
     """'identical' if two checkpoint files are byte-equal, else the largest absolute difference over their arrays."""
     with open(path_a, 'rb') as f:
@@ -396,8 +381,7 @@ class MainRun:
 
     def final(self) -> list[dict[str, Any]]:
         """Each seed's final.json (or {} where it is missing)."""
-        paths = [runs.final_path(seed_dir) for seed_dir in self.seed_dirs]
-        return [read_json(path) if os.path.exists(path) else {} for path in paths]
+        return [runs.read_final(seed_dir) or {} for seed_dir in self.seed_dirs]
 
 
 def wait_for_checkpoint(process: subprocess.Popen, seed_dirs: list[str], first_step: int,
@@ -407,10 +391,7 @@ def wait_for_checkpoint(process: subprocess.Popen, seed_dirs: list[str], first_s
     for a later step makes the resume start in the middle of training.)"""
     deadline = time.perf_counter() + timeout
     while process.poll() is None and time.perf_counter() < deadline:
-        try:
-            step = latest_common_step(seed_dirs)
-        except ResumeError:  # one seed's first checkpoint is written, the other's not yet
-            step = None
+        step = runs.common_checkpoint_step(seed_dirs)  # None while one seed has a checkpoint and the other not yet
         if step is not None and step >= first_step:
             return step
         time.sleep(0.02)
@@ -483,11 +464,12 @@ def end_to_end_section(quick: bool) -> Section:
             problems.append('end to end: the uninterrupted run failed')
             return Section('4. End to end', lines + [f'- The uninterrupted run ended with status {status}:', '', '```',
                                                      straight.log_tail(), '```'], problems)
-        rate = read_rows(runs.train_csv_path(straight.seed_dirs[0]))[-1].get('time/updates_per_sec', 'n/a')
+        rate = runs.read_csv(runs.train_csv_path(straight.seed_dirs[0]))[-1]['time/updates_per_sec']
         lines.append(f'- Uninterrupted run: {seconds:.1f} s from start to end (compilation from the cache), '
-                     f'{float(rate):,.1f} updates/s per call at its last log step, final success per seed: '
+                     f'{rate:,.1f} updates/s per call at its last log step, final success per seed: '
                      + ', '.join(f'{f["evaluation/success"]:.2f}' for f in straight.final()))
-        differences = [checkpoint_difference(checkpoint_path(a, size.updates), checkpoint_path(b, size.updates))
+        differences = [checkpoint_difference(runs.checkpoint_path(a, size.updates),
+                                             runs.checkpoint_path(b, size.updates))
                        for a, b in zip(killed.seed_dirs, straight.seed_dirs)]
         lines.append('- Final checkpoints, killed-and-resumed against uninterrupted: '
                      + '; '.join(f'seed {seed}: {text}' for seed, text in enumerate(differences)))
@@ -549,8 +531,7 @@ def main(argv: list[str]) -> None:
                 run_section('3. Training speed', lambda: speed_section(FLAGS.quick)),
                 run_section('4. End to end', lambda: end_to_end_section(FLAGS.quick))]
     lines = report(command, sections, time.perf_counter() - start)
-    with open(out, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+    runs.write_atomically(out, '\n'.join(lines) + '\n')
     print(f'\n{verdict(sections)}\nwrote {out}', flush=True)
     if any(section.problems for section in sections):
         sys.exit(1)

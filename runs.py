@@ -10,6 +10,7 @@ Layout of one `main.py` run (`--save_dir=ROOT --run_name=NAME`, one folder per t
     ROOT/NAME/<task>/seed<k>/eval.csv       evaluations
     ROOT/NAME/<task>/seed<k>/final.json     the seed's reported numbers; written once the last update is evaluated
     ROOT/NAME/<task>/seed<k>/checkpoints/step_<step, 9 digits>.msgpack
+    ROOT/NAME/<task>/seed<k>/wandb_run_id.txt   with --wandb: the seed's wandb run, continued by --resume
     ROOT/NAME/<task>/evaluations/step_<step, 9 digits>_episodes<E>.csv   `python -m evaluate` of a checkpoint, a row
                                             per seed
     ROOT/NAME/<task>/evaluations/videos/seed<k>_step_<step, 9 digits>_episode<e>.{mp4,gif}   its videos
@@ -24,6 +25,7 @@ import json
 import math
 import os
 import re
+import uuid
 from typing import Any, Iterable
 
 FLAGS_FILE = 'flags.json'
@@ -34,6 +36,7 @@ CURVES_FILE = 'curves.png'
 SUMMARY_STEM = 'summary'  # summary.csv and summary.md in the run root
 CHECKPOINTS = 'checkpoints'
 EVALUATIONS = 'evaluations'  # in a task folder: evaluate.py's CSVs and videos of kept checkpoints
+WANDB_RUN_ID_FILE = 'wandb_run_id.txt'
 _SEED_FOLDER = re.compile(r'^seed(\d+)$')
 _CHECKPOINT_FILE = re.compile(r'^step_(\d+)\.msgpack$')
 
@@ -118,6 +121,26 @@ def video_path(task_folder: str, seed: int, step: int, episode: int, extension: 
 
 
 # ------------------------------------------------------------------------------------------------------ readers
+def wandb_run_id(seed_folder: str, reuse: bool) -> str:
+    """The id of the seed's wandb run. With `reuse` (a resumed run), the id recorded in the seed folder, so that
+    the resumed process logs into the same wandb run; otherwise (or when none is recorded) a new random id,
+    recorded for later resumes."""
+    path = os.path.join(seed_folder, WANDB_RUN_ID_FILE)
+    if reuse and os.path.exists(path):
+        with open(path) as f:
+            recorded = f.read().strip()
+        if recorded:
+            return recorded
+    run_id = uuid.uuid4().hex[:16]
+    write_atomically(path, run_id + '\n')
+    return run_id
+
+
+def last_step(csv_path: str) -> int | None:
+    """The largest step among a CSV log's complete rows, or None when it has none (or does not exist)."""
+    return max((int(row['step']) for row in read_csv_if_any(csv_path) if 'step' in row), default=None)
+
+
 def checkpoint_steps(seed_folder: str) -> list[int]:
     """Steps of the complete checkpoints of one seed, ascending (`.tmp` files of an interrupted save ignored)."""
     directory = checkpoint_dir(seed_folder)

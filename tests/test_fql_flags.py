@@ -125,3 +125,52 @@ def test_a_failing_wandb_init_finishes_the_runs_already_opened(monkeypatch):
     with pytest.raises(WandbError, match=r'^wandb.init failed \(RuntimeError: no network\): run `wandb login`'):
         WandbLogger(WandbSettings(project='mfql', entity=None, group='g'), 'task', [0, 1], {})
     assert opened[0].finished
+
+
+def test_a_resumed_run_continues_each_seeds_wandb_run_without_sending_a_row_twice(tmp_path, monkeypatch):
+    """A run killed after its step-15 log (last checkpoint: step 10) and resumed logs into the wandb runs of the
+    killed process (same ids, `resume='allow'`) and sends only the rows that process had not sent: step 20's."""
+    import dataclasses
+
+    from runs import csv_text, eval_csv_path, read_csv, train_csv_path, write_atomically
+    from tests.test_training import toy_data, toy_inputs, toy_options
+    from training import checkpoint
+    from training.runner import train_task
+    opened: list[FakeRun] = []
+
+    class FakeWandb:
+        @staticmethod
+        def init(**kwargs: Any) -> FakeRun:
+            opened.append(FakeRun(**kwargs))
+            return opened[-1]
+
+    monkeypatch.setitem(sys.modules, 'wandb', FakeWandb)
+    data, options = toy_data(), toy_options(eval_episodes=2)
+    settings = WandbSettings(project='mfql', entity=None, group='g')
+    inputs = lambda run_dir: dataclasses.replace(toy_inputs(run_dir, data, seeds=(0, 1)), wandb=settings)
+    run_dir = str(tmp_path / 'run')
+    train_task(inputs(run_dir), options)
+    first = opened[:]
+    assert len({run.init_kwargs['id'] for run in first}) == 2 and {run.init_kwargs['resume'] for run in first} == {
+        'allow'}
+    train_steps = [step for step, values in first[0].logs if 'training/critic/loss' in values]
+    eval_steps = [step for step, values in first[0].logs if 'evaluation/success' in values]
+    assert train_steps == [5, 10, 15, 20] and eval_steps == [1, 10, 20]
+    for seed in (0, 1):  # as if killed after the step-15 log: no step-20 checkpoint, rows, or final.json
+        seed_dir = os.path.join(run_dir, f'seed{seed}')
+        os.remove(checkpoint.checkpoint_path(seed_dir, 20))
+        os.remove(os.path.join(seed_dir, 'final.json'))
+        for path, last in ((train_csv_path(seed_dir), 15), (eval_csv_path(seed_dir), 10)):
+            rows = [row for row in read_csv(path) if row['step'] <= last]
+            write_atomically(path, csv_text(list(rows[0]), rows))
+    train_task(inputs(run_dir), dataclasses.replace(options, resume=True))
+    resumed = opened[len(first):]
+    assert [run.init_kwargs['id'] for run in resumed] == [run.init_kwargs['id'] for run in first]
+    for seed in (0, 1):
+        assert [step for step, _ in resumed[seed].logs] == [20, 20]  # the training row, then the evaluation
+        untimed = lambda logs: [{k: v for k, v in values.items() if not k.startswith('time/')}
+                                for step, values in logs if step == 20]
+        assert untimed(resumed[seed].logs) == untimed(first[seed].logs)  # the redone updates, bitwise
+    # A new run in a new folder (no --resume) opens new wandb runs.
+    train_task(inputs(str(tmp_path / 'other')), options)
+    assert not {run.init_kwargs['id'] for run in opened[-2:]} & {run.init_kwargs['id'] for run in first}

@@ -116,8 +116,7 @@ class TaskRun:
         self.last_checkpoint: str | None = None
         self.online_episode_stats: list[dict[str, float]] = [{} for _ in self.seeds]
         self._eval_pool = None
-        self.wandb = (tracking.WandbLogger(inputs.wandb, inputs.task, self.seeds, inputs.metadata)
-                      if inputs.wandb else None)
+        self.wandb: tracking.WandbLogger | None = None  # opened by restore_or_start, which knows whether it resumes
 
     # ---------------------------------------------------------------------------------- setup
     def restore_or_start(self) -> None:
@@ -138,6 +137,10 @@ class TaskRun:
             self.last_checkpoint = checkpoint.checkpoint_path(self.seed_dirs[0], resume_step)
             print(f'{self.inputs.task}: resumed {len(self.seeds)} seed(s) from step {resume_step}', flush=True)
         keep_rows_until = (resume_step or 0) if self.options.resume else None
+        logged_through = [  # read before the logs below drop the rows that the resumed process redoes
+            {'train': runs.last_step(runs.train_csv_path(directory)),
+             'eval': runs.last_step(runs.eval_csv_path(directory))} if self.options.resume else {}
+            for directory in self.seed_dirs]
         self.train_logs, self.eval_logs = [], []
         for s, directory in enumerate(self.seed_dirs):
             os.makedirs(directory, exist_ok=True)
@@ -148,6 +151,10 @@ class TaskRun:
                                  task=self.inputs.task, num_devices=self.placement.num_devices,
                                  resumed_from_step=resume_step)
             runs.write_json(runs.flags_path(directory), flags_payload)
+        if self.inputs.wandb:
+            run_ids = [runs.wandb_run_id(directory, reuse=self.options.resume) for directory in self.seed_dirs]
+            self.wandb = tracking.WandbLogger(self.inputs.wandb, self.inputs.task, self.seeds, self.inputs.metadata,
+                                              run_ids, logged_through)
 
     # ----------------------------------------------------------------------------------- phases
     def run_offline(self) -> None:
@@ -293,7 +300,7 @@ class TaskRun:
                         'time/eval_seconds': stats['seconds'], 'time/total': time.perf_counter() - self.start_time})
             self.eval_logs[s].log(self.step, row)
             if self.wandb:
-                self.wandb.log(self.step, s, row)
+                self.wandb.log(self.step, s, row, log='eval')
         metric, unit = self.inputs.family.metric, self.inputs.family.unit
         mean_metric = np.mean([r[metric] for r in results])
         tqdm.write(f'{self.inputs.task} step {self.step}: evaluation/{metric} {mean_metric:.3f} ({unit}, mean of '

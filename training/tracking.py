@@ -175,27 +175,42 @@ class WandbLogger:
     Only used when asked for (`--wandb`; main.py checks `wandb_problem` first). The seeds of a task train together in
     one process, so their runs are open together: `reinit='create_new'` (wandb >= 0.19.10) keeps the earlier ones
     open. A failing `wandb.init` raises WandbError with the remedy.
+
+    Resumes: each seed's run is opened by its id (`run_ids[s]`) with `resume='allow'`, so a process resumed with
+    `--resume` (after a preemption, say) continues the same wandb run instead of opening a new one. A resumed process
+    redoes the updates after its last checkpoint; the rows of each log (`'train'`, `'eval'`) up to the last step the
+    killed process wrote to it (`logged_through[s][log]`) are already in the wandb run and are not sent again, since
+    wandb refuses steps that go back. (For the same reason wandb refuses an evaluation whose step already has the
+    killed process's training row, if the kill came during that evaluation; the CSV logs always hold it.)
     """
 
-    def __init__(self, settings: WandbSettings, task: str, seeds: list[int], metadata: dict[str, Any]):
+    def __init__(self, settings: WandbSettings, task: str, seeds: list[int], metadata: dict[str, Any],
+                 run_ids: list[str] | None = None, logged_through: list[dict[str, int | None]] | None = None):
         try:
             import wandb
         except ImportError as error:
             raise WandbError('--wandb was given but the wandb package is not installed: pip install wandb, or drop '
                              '--wandb') from error
         self._runs: list[Any] = []
+        self._logged_through = logged_through or [{} for _ in seeds]
         try:
-            for seed in seeds:
+            for s, seed in enumerate(seeds):
+                identity = dict(id=run_ids[s], resume='allow') if run_ids else {}
                 self._runs.append(wandb.init(project=settings.project, entity=settings.entity, group=settings.group,
                                              name=wandb_run_name(settings.group, task, seed), job_type=task,
-                                             config=dict(metadata, seed=seed, task=task), reinit='create_new'))
+                                             config=dict(metadata, seed=seed, task=task), reinit='create_new',
+                                             **identity))
         except Exception as error:  # wandb.errors.UsageError / CommError: no key, no network, bad project, ...
             self.close()  # the seeds' runs already opened
             message = ' '.join(f'{type(error).__name__}: {error}'.split())
             raise WandbError(f'wandb.init failed ({message}): {WANDB_REMEDY}') from error
 
-    def log(self, step: int, seed_index: int, values: dict[str, Any]) -> None:
-        """Logs one seed's row (the CSV row of that step) to that seed's run."""
+    def log(self, step: int, seed_index: int, values: dict[str, Any], log: str = 'train') -> None:
+        """Logs one seed's row of one CSV log (`'train'` or `'eval'`, the row of that step) to that seed's run,
+        unless an earlier process of a resumed run logged that row already."""
+        logged_through = self._logged_through[seed_index].get(log)
+        if logged_through is not None and step <= logged_through:
+            return
         plain = {key: value.item() if hasattr(value, 'item') else value for key, value in values.items()}
         self._runs[seed_index].log(plain, step=step)
 

@@ -53,7 +53,7 @@ class TrainState(flax.struct.PyTreeNode):
     def apply_loss_fn(self, loss_fn: Callable[[Any], tuple[jax.Array, dict]]) -> tuple['TrainState', dict]:
         """One gradient step on `loss_fn(params) -> (loss, info)`; adds the gradient norm to `info`."""
         grads, info = jax.grad(loss_fn, has_aux=True)(self.params)
-        info = dict(info, grad_norm=optax.global_norm(grads))
+        info = dict(info, grad_norm=optax.tree.norm(grads))
         return self.apply_gradients(grads), info
 
 

@@ -135,20 +135,42 @@ def plot(work_dir: str, path: str) -> None:
 
 
 def wall_times(health: list[dict[str, float]], evals: list[dict[str, float]]) -> list[str]:
-    """Wall time of each 100k block of updates that ran within one launch: from the first health sample at or past
-    its start to the first at or past its end (so to within one sampling period), and without the block's
-    evaluation (its eval.csv `time/eval_seconds`)."""
+    """Wall time of each 100k block of updates that ran within one launch (one that resumed at or before the
+    block's start and got past its end): from the launch's first health sample at or past the start to its first at
+    or past the end (so to within one sampling period), and without the block's evaluation (its eval.csv
+    `time/eval_seconds`)."""
+    launches = [[h for h in health if h['launch'] == launch] for launch in dict.fromkeys(h['launch'] for h in health)]
     cells = []
     for start in range(0, paper_budget.UPDATES, paper_budget.EVAL_INTERVAL):
         end = start + paper_budget.EVAL_INTERVAL
-        first = next((h for h in health if h['step'] >= start), None)
-        last = next((h for h in health if h['step'] >= end), None)
-        if first is None or last is None or first['launch'] != last['launch']:
+        covering = [samples for samples in launches if samples[0]['step'] <= start <= end <= samples[-1]['step']]
+        if not covering:
             continue
+        first = next(h for h in covering[-1] if h['step'] >= start)
+        last = next(h for h in covering[-1] if h['step'] >= end)
         seconds = last['time'] - first['time']
         evaluation = next((r.get('time/eval_seconds', 0.0) for r in evals if int(r['step']) == end), 0.0)
         cells.append(f'{start // 1000}k–{end // 1000}k: {seconds / 3600:.2f} h ({(seconds - evaluation) / 3600:.2f} h '
                      'without evaluation)')
+    return cells
+
+
+def memory_growth(health: list[dict[str, float]]) -> list[str]:
+    """Per launch, the change of resident memory from the first sample after the launch's first evaluation to its
+    last sample. The first evaluation builds the evaluation envs (about 2 GB here, once per process), so earlier
+    samples would read that one-time cost as growth; a relaunch starts a new process, so launches are kept apart.
+    A launch resumed from step r first evaluates at the next evaluation step after r (at step 1 when r = 0); the
+    samples whose newest logged step is past that one come after that evaluation ended."""
+    cells = []
+    for launch in sorted({int(h['launch']) for h in health}):
+        samples = [h for h in health if int(h['launch']) == launch]
+        resumed_from = int(min(h['step'] for h in samples))
+        first_eval = 1 if resumed_from == 0 else (resumed_from // paper_budget.EVAL_INTERVAL + 1) * \
+            paper_budget.EVAL_INTERVAL
+        after = [h for h in samples if h['step'] > first_eval]
+        if len(after) > 1:
+            cells.append(f'#{launch}: {after[-1]["rss_mib"] - after[0]["rss_mib"]:+.0f} MiB from update '
+                         f'{int(after[0]["step"]):,} to {int(after[-1]["step"]):,}')
     return cells
 
 
@@ -159,9 +181,6 @@ def health_rows(work_dir: str, agent: str) -> list[tuple[str, str]]:
         return [('samples', 'none yet')]
     rss = np.array([h['rss_mib'] for h in health])
     steps = np.array([h['step'] for h in health])
-    after_first_eval = rss[steps >= paper_budget.EVAL_INTERVAL]
-    growth = (f'{after_first_eval[-1] - after_first_eval[0]:+.0f} MiB from update {paper_budget.EVAL_INTERVAL:,} to '
-              f'{int(steps[-1]):,}' if after_first_eval.size > 1 else 'not measured yet (before the first 100k)')
     launches = [e for e in logged if e['event'] == 'launch']
     exits = [e for e in logged if e['event'] == 'exit']
     first_seed = paper_budget.seed_dirs(work_dir, agent)[0]
@@ -169,7 +188,8 @@ def health_rows(work_dir: str, agent: str) -> list[tuple[str, str]]:
         ('newest logged step', f'{int(steps[-1]):,}'),
         ('peak resident memory (job and children)', f'{max(h["peak_rss_mib"] for h in health):.0f} MiB'),
         ('resident memory, last sample', f'{rss[-1]:.0f} MiB'),
-        ('resident memory growth after the first 100k', growth),
+        ('resident memory growth within a launch, after its first evaluation',
+         '; '.join(memory_growth(health)) or 'not measured yet'),
         ('wall time per 100k updates', '; '.join(wall_times(health, runs.read_csv_if_any(runs.eval_csv_path(
             first_seed)))) or 'no complete block yet'),
         ('checkpoints on disk (both seeds), last sample',

@@ -46,6 +46,10 @@ def test_report_tables_and_comparison_on_made_up_runs(tmp_path):
     paper_budget.append_line(health, ','.join(paper_budget.HEALTH_COLUMNS))
     for k, step in enumerate(range(0, 300_001, 50_000)):
         paper_budget.append_line(health, f'{1000.0 + 1800 * k},1,{step},{900 + k},{950 + k},1.5,4,3.2')
+    # Launch 2 resumes from 250k: its evaluation envs (+500 MiB, once) are built at its first evaluation, 300k.
+    for k, (step, rss) in enumerate(((250_000, 300), (300_000, 310), (305_000, 810), (400_000, 812),
+                                     (450_000, 816))):
+        paper_budget.append_line(health, f'{20000.0 + 60 * k},2,{step},{rss},{rss},1.5,4,3.2')
     (results / 'paper-budget-cpu.md').write_text('old generated part\n' + paper_budget_report.MARKER + '\nmy notes\n')
     assert paper_budget_report.write(work_dir, str(results)) == 0
     text = (results / 'paper-budget-cpu.md').read_text()
@@ -57,6 +61,9 @@ def test_report_tables_and_comparison_on_made_up_runs(tmp_path):
     assert f'- MFQL − FQL: -0.60 (Newcombe 95% {low:+.2f} to {high:+.2f}): FQL ahead.' in text
     assert '| peak resident memory (job and children) | 956 MiB | none yet |' in text  # MFQL has no samples
     assert '0k–100k: 1.00 h (0.98 h without evaluation)' in text and '| NaN-guard trips | 0 |' in text
+    assert '; 300k–400k: 0.03 h (' in text  # launch 2's block: from its 300k sample to its 400k sample, 120 s
+    assert ('| resident memory growth within a launch, after its first evaluation | #1: +5 MiB from update 50,000 '
+            'to 300,000; #2: +6 MiB from update 305,000 to 450,000 |') in text
     assert (results / 'paper-budget-cpu.png').stat().st_size > 10_000
 
 

@@ -9,7 +9,9 @@
 every `--sample_seconds`, the job's resident memory (current and peak, over the process and its children), the
 newest logged step, the load average and the checkpoints on disk, into `health/<run>.csv`. Every launch and exit
 (with the step it resumed from and the exit status) goes to `health/<run>.events.jsonl`. Both files are appended,
-so a killed driver loses nothing it wrote; start it again and it goes on.
+so a killed driver loses nothing it wrote; start it again and it goes on. To stop without losing updates, send
+SIGUSR2 to the `main.py` job (`pkill -USR2 -f 'run_name=fql_task2_1m'`): it checkpoints at its next fused call and
+exits with `training.preemption.EXIT_STATUS`, and the driver records the exit and returns instead of relaunching.
 
 `report` reads the run folders and the health files and writes the Markdown report and its PNG (success against
 updates for both agents and seeds, with Q and α beside it). The hand-written reading of the results (prediction,
@@ -31,6 +33,7 @@ import sys
 import time
 
 import runs
+from training.preemption import EXIT_STATUS
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASK = 'cube-single-play-singletask-task2-v0'
@@ -184,7 +187,9 @@ def run(agent: str, work_dir: str, sample_seconds: float) -> int:
                                             returncode=job.returncode, reached=common_checkpoint_step(work_dir, agent),
                                             nan_guard='non-finite training metric' in tail,
                                             tail=tail.strip().splitlines()[-1:] if tail.strip() else [])))
-        if job.returncode in (-2, -9, -15, 130, 137, 143):  # stopped from outside: leave the rest to the next start
+        # Stopped from outside (killed, or asked to stop: SIGUSR2/SIGTERM make main.py checkpoint at its next call
+        # and exit with EXIT_STATUS): leave the rest to the next start of the driver.
+        if job.returncode in (-2, -9, -15, 130, 137, 143, EXIT_STATUS):
             return job.returncode
         failures = 0 if progressed else failures + 1
         if failures >= MAX_FAILED_LAUNCHES:

@@ -95,6 +95,17 @@ def test_driver_runs_until_finished_and_records_its_launches(tmp_path, monkeypat
     assert len(paper_budget_report.events(work_dir, 'fql')) == 2
 
 
+def test_driver_stops_without_relaunching_when_main_was_asked_to_stop(tmp_path, monkeypatch):
+    """main.py exits with EXIT_STATUS after SIGUSR2/SIGTERM, its checkpoint written: the driver records the exit and
+    returns, so that a stop asked for at the end of a working session is not undone by a relaunch."""
+    from training.preemption import EXIT_STATUS
+    monkeypatch.setattr(paper_budget, 'main_command',
+                        lambda agent, work: [sys.executable, '-c', f'raise SystemExit({EXIT_STATUS})'])
+    assert paper_budget.run('fql', str(tmp_path), sample_seconds=0.05) == EXIT_STATUS
+    logged = paper_budget_report.events(str(tmp_path), 'fql')
+    assert [(e['event'], e.get('returncode')) for e in logged] == [('launch', None), ('exit', EXIT_STATUS)]
+
+
 def test_driver_gives_up_after_launches_without_progress(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(paper_budget, 'main_command', lambda agent, work: [sys.executable, '-c', 'raise SystemExit(1)'])
     assert paper_budget.run('mfql', str(tmp_path), sample_seconds=0.05) == 1

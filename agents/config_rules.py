@@ -110,11 +110,23 @@ def check_value(key: str, value: Any, rules: Mapping[str, Any], defaults: Mappin
         raise ConfigValueError(key, value, _type_name(defaults[key]))
 
 
+def check_combinations(config: Mapping[str, Any]) -> None:
+    """What no single value's rule can say, for any agent whose config has the keys: frames are never z-scored
+    (a pixel `encoder` scales them to [0, 1]), so `normalize_observations` must be off with an encoder.
+    ConfigValueError naming the value to change."""
+    encoder = config.get('encoder')
+    if encoder is not None and config.get('normalize_observations') is True:
+        raise ConfigValueError('normalize_observations', True, f'False with a pixel encoder (encoder={encoder!r}): '
+                                                               'frames are not z-scored, the encoder scales them to '
+                                                               '[0, 1]')
+
+
 def check_config(config: Mapping[str, Any], rules: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
-    """Checks every top-level value of `config` (in its order) against `rules` and the defaults' types;
-    ConfigValueError for the first one that is not allowed."""
+    """Checks every top-level value of `config` (in its order) against `rules` and the defaults' types, then the
+    values together (`check_combinations`); ConfigValueError for the first one that is not allowed."""
     for key, value in config.items():
         check_value(key, value, rules, defaults)
+    check_combinations(config)
 
 
 def rules_from_source(source: str) -> dict[str, Any]:

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from agents.train_state import (TrainState, check_encoder_config, freeze_config, nonpytree_field, normalize_batch,
+from agents.train_state import (TrainState, freeze_config, nonpytree_field, normalize_batch,
                                 normalize_observations, polyak_update)
 from networks.encoders import make_encoder
 from networks.mlp import MLP, CriticEnsemble
@@ -250,11 +250,9 @@ DISPLAY_NAME = 'FQL'  # how results tables name the agent (its paper's name)
 
 
 def _frozen_config(config: ml_collections.ConfigDict | dict, example_batch: Batch) -> flax.core.FrozenDict:
-    """Validate the config (every value against `CONFIG_RULES`, by `freeze_config`) and batch, add `action_dim`, and
-    freeze it (hashable, so jit can key on it)."""
-    frozen = freeze_config(config, get_config(), example_batch, BATCH_KEYS, rules=CONFIG_RULES)
-    check_encoder_config(frozen)
-    return frozen
+    """Validate the config (every value against `CONFIG_RULES` and the values together, by `freeze_config`) and
+    batch, add `action_dim`, and freeze it (hashable, so jit can key on it)."""
+    return freeze_config(config, get_config(), example_batch, BATCH_KEYS, rules=CONFIG_RULES)
 
 
 CONFIG_RULES = {  # what each get_config key may be (agents/config_rules.py); checked before any compute

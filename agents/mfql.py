@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from agents.train_state import (TrainState, check_encoder_config, freeze_config, nonpytree_field, normalize_batch,
+from agents.train_state import (TrainState, freeze_config, nonpytree_field, normalize_batch,
                                 normalize_observations, polyak_update)
 from networks.encoders import make_encoder
 from networks.mlp import CriticEnsemble
@@ -380,12 +380,11 @@ def _optimizer(config: dict) -> optax.GradientTransformation:
 
 
 def _frozen_config(config: ml_collections.ConfigDict | dict, example_batch: dict) -> flax.core.FrozenDict:
-    """The shared checks and freezing (`freeze_config`: keys, every value against `CONFIG_RULES`, batch shapes,
-    observation statistics, `action_dim`), then what one value's rule cannot say: the warm-up length, the encoder
-    settings together. ValueError naming the key."""
+    """The shared checks and freezing (`freeze_config`: keys, every value against `CONFIG_RULES` and the values
+    together, batch shapes, observation statistics, `action_dim`), then the warm-up length. ValueError naming the
+    key."""
     config = freeze_config(config, get_config(), example_batch, rules=CONFIG_RULES)
     actor_lr_schedule(config)  # validates the warm-up length
-    check_encoder_config(config)
     return config
 
 

@@ -98,23 +98,6 @@ def normalize_batch(config: Mapping[str, Any], batch: dict[str, jax.Array]) -> d
     return batch | {key: normalize_observations(config, batch[key]) for key in ('observations', 'next_observations')}
 
 
-def check_encoder_config(config: Mapping[str, Any]) -> None:
-    """An agent with a pixel `encoder` gets frames: its `frame_stack` must be a positive int, `p_aug` in [0, 1],
-    and observation z-scoring off (the encoder scales frames to [0, 1]). ValueError naming the key otherwise."""
-    from networks.encoders import ENCODERS
-
-    encoder = config.get('encoder')
-    if encoder is not None and encoder not in ENCODERS:
-        raise ValueError(f'unknown encoder {encoder!r}; known encoders: {", ".join(ENCODERS)} (or None for states)')
-    if not (isinstance(config.get('frame_stack'), int) and config['frame_stack'] >= 1):
-        raise ValueError(f"frame_stack must be a positive int, got {config.get('frame_stack')!r}")
-    if not 0.0 <= float(config.get('p_aug')) <= 1.0:
-        raise ValueError(f"p_aug must be in [0, 1], got {config.get('p_aug')!r}")
-    if encoder is not None and config.get('normalize_observations', False):
-        raise ValueError(f'normalize_observations=True with encoder={encoder!r}: frames are not z-scored (the encoder '
-                         'scales them to [0, 1]); pass --agent.normalize_observations=False')
-
-
 def freeze_config(config: Mapping[str, Any], defaults: Mapping[str, Any], example_batch: Mapping[str, jax.Array],
                   batch_keys: tuple[str, ...] = ('observations', 'actions', 'rewards', 'masks', 'next_observations'),
                   rules: Mapping[str, Any] | None = None) -> flax.core.FrozenDict:

@@ -13,7 +13,8 @@ import re
 from typing import Any
 
 from agents import config_key_comments, registered_agents
-from agents.config_rules import ConfigValueError, check_value, literal_defaults, rules_from_source
+from agents.config_rules import (ConfigValueError, check_combinations, check_value, literal_defaults,
+                                 rules_from_source)
 from datasets.families import expand_env_names
 
 DEFAULT_AGENT_FILE = 'agents/mfql.py'
@@ -179,12 +180,12 @@ def check_task_configs(path: str, tasks: list[str], task_configs: list[tuple], s
         missing = configs.missing_required_line(config.agent_name, task, sources)  # keys a preset, --presets_file
         if missing:  # or the command line set are in `sources`
             raise SystemExit(f'error: {missing}')
-        for key, value in config.items():
-            if key in skip:
-                continue
-            try:
-                check_value(key, value, rules, defaults)
-            except ConfigValueError as error:
-                origin = sources.get(key, 'default of ' + path)
-                origin = 'command line' if origin.startswith('command line') else origin
-                raise SystemExit(f'error: {error} (for {task}; value from {origin})')
+        try:
+            for key, value in config.items():
+                if key not in skip:
+                    check_value(key, value, rules, defaults)
+            check_combinations(config)
+        except ConfigValueError as error:
+            origin = sources.get(error.key, 'default of ' + path)
+            origin = 'command line' if origin.startswith('command line') else origin
+            raise SystemExit(f'error: {error} (for {task}; value from {origin})')

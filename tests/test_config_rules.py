@@ -8,8 +8,8 @@ import pytest
 
 import sweep
 from agents import agent_file, get_agent_config, registered_agents
-from agents.config_rules import (ConfigValueError, check_config, check_flag_text, check_value, literal_defaults,
-                                 rules_from_source)
+from agents.config_rules import (ConfigValueError, check_combinations, check_config, check_flag_text, check_value,
+                                 literal_defaults, rules_from_source)
 from networks.encoders import ENCODERS
 from sweeps import SweepError
 from tests.test_main import run_main
@@ -56,6 +56,17 @@ def test_a_value_outside_its_rule_is_one_line_naming_key_value_and_what_is_allow
     assert str(error.value) == message
 
 
+def test_values_allowed_alone_can_be_refused_together_naming_the_one_to_change():
+    with pytest.raises(ConfigValueError) as error:
+        check_combinations({'encoder': 'impala', 'normalize_observations': True})
+    assert error.value.key == 'normalize_observations' and str(error.value) == (
+        "--agent.normalize_observations=True is not allowed: False with a pixel encoder (encoder='impala'): frames are "
+        'not z-scored, the encoder scales them to [0, 1]')
+    check_combinations({'encoder': None, 'normalize_observations': True})  # states are z-scored
+    check_combinations({'encoder': 'impala', 'normalize_observations': False})
+    check_combinations({'lr': 1.0})  # an agent without these keys
+
+
 def test_a_key_without_a_rule_is_checked_for_its_defaults_type():
     with pytest.raises(ConfigValueError, match=r"--agent.depth='deep' is not allowed: an integer"):
         check_value('depth', 'deep', {}, {'depth': 3})
@@ -79,15 +90,22 @@ def test_an_agent_without_a_table_is_checked_for_types_only():
         rules_from_source("CONFIG_RULES = {'x': 'positive'}\n")
 
 
-@pytest.mark.parametrize('flag, message', [
-    ('--agent.actor_arch=transformer', "error: --agent.actor_arch='transformer' is not allowed: one of 'dit', 'mlp' "
-                                       f'(for {TASK}; value from command line)'),
-    ('--agent.discount=1.5', f'error: --agent.discount=1.5 is not allowed: a number in (0, 1] (for {TASK}; value '
-                             'from command line)'),
+VISUAL_TASK = 'visual-cube-single-play-singletask-task1-v0'
+
+
+@pytest.mark.parametrize('task, flag, message', [
+    (TASK, '--agent.actor_arch=transformer', "error: --agent.actor_arch='transformer' is not allowed: one of 'dit', "
+                                             f"'mlp' (for {TASK}; value from command line)"),
+    (TASK, '--agent.discount=1.5', f'error: --agent.discount=1.5 is not allowed: a number in (0, 1] (for {TASK}; '
+                                   'value from command line)'),
+    # Allowed alone, refused with the visual preset's encoder: frames are never z-scored.
+    (VISUAL_TASK, '--agent.normalize_observations=True',
+     "error: --agent.normalize_observations=True is not allowed: False with a pixel encoder (encoder='impala_small'): "
+     f'frames are not z-scored, the encoder scales them to [0, 1] (for {VISUAL_TASK}; value from command line)'),
 ])
-def test_main_stops_with_one_line_before_the_dataset_loads(flag, message, tmp_path):
+def test_main_stops_with_one_line_before_the_dataset_loads(task, flag, message, tmp_path):
     # An empty --dataset_dir: had the check come after the data, the error would be about the missing dataset.
-    result = run_main([f'--env_name={TASK}', '--agent=agents/mfql.py', flag, f'--dataset_dir={tmp_path}/none',
+    result = run_main([f'--env_name={task}', '--agent=agents/mfql.py', flag, f'--dataset_dir={tmp_path}/none',
                        f'--save_dir={tmp_path}/exp'], str(tmp_path / 'cache'), timeout=120)
     assert result.returncode == 1 and result.stderr.strip() == message
     assert 'Traceback' not in result.stderr and not os.path.exists(tmp_path / 'exp')

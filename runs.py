@@ -121,21 +121,6 @@ def video_path(task_folder: str, seed: int, step: int, episode: int, extension: 
 
 
 # ------------------------------------------------------------------------------------------------------ readers
-def wandb_run_id(seed_folder: str, reuse: bool) -> str:
-    """The id of the seed's wandb run. With `reuse` (a resumed run), the id recorded in the seed folder, so that
-    the resumed process logs into the same wandb run; otherwise (or when none is recorded) a new random id,
-    recorded for later resumes."""
-    path = os.path.join(seed_folder, WANDB_RUN_ID_FILE)
-    if reuse and os.path.exists(path):
-        with open(path) as f:
-            recorded = f.read().strip()
-        if recorded:
-            return recorded
-    run_id = uuid.uuid4().hex[:16]
-    write_atomically(path, run_id + '\n')
-    return run_id
-
-
 def last_step(csv_path: str) -> int | None:
     """The largest step among a CSV log's complete rows, or None when it has none (or does not exist)."""
     return max((int(row['step']) for row in read_csv_if_any(csv_path) if 'step' in row), default=None)
@@ -215,6 +200,21 @@ def read_csv_if_any(path: str) -> list[dict[str, float]]:
 
 
 # ------------------------------------------------------------------------------------------------------ writers
+def wandb_run_id(seed_folder: str, reuse: bool) -> str:
+    """The id of the seed's wandb run. With `reuse` (a resumed run), the id recorded in the seed folder, so that
+    the resumed process logs into the same wandb run; otherwise (or when none is recorded) a new random id,
+    recorded for later resumes."""
+    path = os.path.join(seed_folder, WANDB_RUN_ID_FILE)
+    if reuse and os.path.exists(path):
+        with open(path) as f:
+            recorded = f.read().strip()
+        if recorded:
+            return recorded
+    run_id = uuid.uuid4().hex[:16]
+    write_atomically(path, run_id + '\n')
+    return run_id
+
+
 def write_atomically(path: str, data: str | bytes) -> None:
     """Writes `data` (str: UTF-8) to `path` so that readers only ever see the old file or the whole new one,
     even after a kill or a power cut: a temp file beside it, fsynced, `os.replace`d over `path`, and the

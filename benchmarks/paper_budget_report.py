@@ -134,12 +134,18 @@ def plot(work_dir: str, path: str) -> None:
     plt.close(figure)
 
 
+def samples_by_launch(health: list[dict[str, float]]) -> list[list[dict[str, float]]]:
+    """The health samples of each launch (one process of main.py), in launch order; within a launch the newest
+    logged step never decreases, so its first sample holds the step it resumed from."""
+    return [[h for h in health if h['launch'] == launch] for launch in dict.fromkeys(h['launch'] for h in health)]
+
+
 def wall_times(health: list[dict[str, float]], evals: list[dict[str, float]]) -> list[str]:
     """Wall time of each 100k block of updates that ran within one launch (one that resumed at or before the
     block's start and got past its end): from the launch's first health sample at or past the start to its first at
     or past the end (so to within one sampling period), and without the block's evaluation (its eval.csv
     `time/eval_seconds`)."""
-    launches = [[h for h in health if h['launch'] == launch] for launch in dict.fromkeys(h['launch'] for h in health)]
+    launches = samples_by_launch(health)
     cells = []
     for start in range(0, paper_budget.UPDATES, paper_budget.EVAL_INTERVAL):
         end = start + paper_budget.EVAL_INTERVAL
@@ -162,9 +168,8 @@ def memory_growth(health: list[dict[str, float]]) -> list[str]:
     A launch resumed from step r first evaluates at the next evaluation step after r (at step 1 when r = 0); the
     samples whose newest logged step is past that one come after that evaluation ended."""
     cells = []
-    for launch in sorted({int(h['launch']) for h in health}):
-        samples = [h for h in health if int(h['launch']) == launch]
-        resumed_from = int(min(h['step'] for h in samples))
+    for samples in samples_by_launch(health):
+        launch, resumed_from = int(samples[0]['launch']), int(samples[0]['step'])
         first_eval = 1 if resumed_from == 0 else (resumed_from // paper_budget.EVAL_INTERVAL + 1) * \
             paper_budget.EVAL_INTERVAL
         after = [h for h in samples if h['step'] > first_eval]

@@ -85,16 +85,23 @@ class FakeRun:
         self.finished = True
 
 
-def test_wandb_logs_one_run_per_seed_in_one_group(monkeypatch):
-    runs: list[FakeRun] = []
+@pytest.fixture
+def opened_wandb_runs(monkeypatch) -> list[FakeRun]:
+    """A stand-in `wandb` module whose `init` opens a FakeRun; the runs opened so far, in order."""
+    opened: list[FakeRun] = []
 
     class FakeWandb:
         @staticmethod
         def init(**kwargs: Any) -> FakeRun:
-            runs.append(FakeRun(**kwargs))
-            return runs[-1]
+            opened.append(FakeRun(**kwargs))
+            return opened[-1]
 
     monkeypatch.setitem(sys.modules, 'wandb', FakeWandb)
+    return opened
+
+
+def test_wandb_logs_one_run_per_seed_in_one_group(opened_wandb_runs):
+    runs = opened_wandb_runs
     task = 'cube-single-play-singletask-task2-v0'
     logger = WandbLogger(WandbSettings(project='mfql', entity='lab', group='ablation'), task, [3, 4], {'flags': {}})
     logger.log(10, 0, {'evaluation/success': 0.5})
@@ -127,7 +134,7 @@ def test_a_failing_wandb_init_finishes_the_runs_already_opened(monkeypatch):
     assert opened[0].finished
 
 
-def test_a_resumed_run_continues_each_seeds_wandb_run_without_sending_a_row_twice(tmp_path, monkeypatch):
+def test_a_resumed_run_continues_each_seeds_wandb_run_without_sending_a_row_twice(tmp_path, opened_wandb_runs):
     """A run killed after its step-15 log (last checkpoint: step 10) and resumed logs into the wandb runs of the
     killed process (same ids, `resume='allow'`) and sends only the rows that process had not sent: step 20's."""
     import dataclasses
@@ -136,15 +143,7 @@ def test_a_resumed_run_continues_each_seeds_wandb_run_without_sending_a_row_twic
     from tests.test_training import toy_data, toy_inputs, toy_options
     from training import checkpoint
     from training.runner import train_task
-    opened: list[FakeRun] = []
-
-    class FakeWandb:
-        @staticmethod
-        def init(**kwargs: Any) -> FakeRun:
-            opened.append(FakeRun(**kwargs))
-            return opened[-1]
-
-    monkeypatch.setitem(sys.modules, 'wandb', FakeWandb)
+    opened = opened_wandb_runs
     data, options = toy_data(), toy_options(eval_episodes=2)
     settings = WandbSettings(project='mfql', entity=None, group='g')
     inputs = lambda run_dir: dataclasses.replace(toy_inputs(run_dir, data, seeds=(0, 1)), wandb=settings)

@@ -200,6 +200,12 @@ def read_csv_if_any(path: str) -> list[dict[str, float]]:
 
 
 # ------------------------------------------------------------------------------------------------------ writers
+def logged_total_seconds(rows: Iterable[dict[str, Any]]) -> float:
+    """The largest `time/total` among log rows (0.0 when none has one): the wall time a run had spent when it
+    logged its last row."""
+    return max((float(row['time/total']) for row in rows if row.get('time/total') not in (None, '')), default=0.0)
+
+
 def wandb_run_id(seed_folder: str, reuse: bool) -> str:
     """The id of the seed's wandb run. With `reuse` (a resumed run), the id recorded in the seed folder, so that
     the resumed process logs into the same wandb run; otherwise (or when none is recorded) a new random id,

@@ -29,7 +29,7 @@ from datasets.families import Family
 from training import checkpoint, evaluation, preemption, schedule
 from training.fused import (FusedUpdater, SeedPlacement, TrainingState, create_training_states, fused_updates,
                             seed_streams, stacked_streams)
-from runs import CsvLogger, read_csv
+from runs import CsvLogger, csv_text, read_csv, write_atomically
 from training.runner import NonFiniteLossError, TaskInputs, train_task, with_observation_statistics
 from training.schedule import RunOptions, next_call_size, offline_call_size
 from training.summary import (TaskResult, final_evaluation, mean_of_last_three_evaluations, summary_rows,
@@ -429,7 +429,8 @@ def test_extending_a_finished_run_trains_on_from_its_last_checkpoint_like_the_lo
 def test_a_stop_request_checkpoints_at_the_next_boundary_and_resume_finishes_bitwise(tmp_path):
     """A signal recorded during a call stops the run at that call's end (here the first call's, step 1, whose
     evaluation runs first), with a checkpoint there although the schedule saves only at the end, and no final.json;
-    the resumed run ends bitwise as the uninterrupted one: checkpoints, train.csv and eval.csv."""
+    the resumed run ends bitwise as the uninterrupted one: checkpoints, train.csv and eval.csv; its time/total goes
+    on from the stopped launch's."""
     data, options = toy_data(), toy_options(offline_steps=20, eval_episodes=2, eval_interval=20, save_interval=0)
     reference = train_task(toy_inputs(str(tmp_path / 'reference'), data, seeds=(0, 1)), options)
     stopped_dir = str(tmp_path / 'stopped')
@@ -441,12 +442,19 @@ def test_a_stop_request_checkpoints_at_the_next_boundary_and_resume_finishes_bit
     for seed in (0, 1):
         assert checkpoint.checkpoint_steps(f'{stopped_dir}/seed{seed}') == [1]  # the step-1 evaluation's boundary
         assert not os.path.exists(f'{stopped_dir}/seed{seed}/final.json')
+        assert read_csv(f'{stopped_dir}/seed{seed}/train.csv') == []  # its one row: the step-1 evaluation
+        eval_path = f'{stopped_dir}/seed{seed}/eval.csv'
+        [row] = read_csv(eval_path)
+        row['time/total'] += 86400.0  # as if the stopped launch had taken a day
+        write_atomically(eval_path, csv_text(list(row), [row]))
     resumed = train_task(toy_inputs(stopped_dir, data, seeds=(0, 1)), dataclasses.replace(options, resume=True))
     assert resumed.step == reference.step == 20 and resumed.episode_return == reference.episode_return
     untimed = lambda path: [{k: v for k, v in row.items() if not k.startswith('time/')} for row in read_csv(path)]
     for seed in (0, 1):
         for name in ('train.csv', 'eval.csv'):
             assert untimed(f'{stopped_dir}/seed{seed}/{name}') == untimed(f'{tmp_path}/reference/seed{seed}/{name}')
+            totals = [row['time/total'] for row in read_csv(f'{stopped_dir}/seed{seed}/{name}')]
+            assert totals == sorted(totals) and totals[0] > 86400.0
         with open(checkpoint.checkpoint_path(f'{stopped_dir}/seed{seed}', 20), 'rb') as stopped_file, \
                 open(checkpoint.checkpoint_path(f'{tmp_path}/reference/seed{seed}', 20), 'rb') as reference_file:
             assert stopped_file.read() == reference_file.read()

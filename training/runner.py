@@ -151,6 +151,9 @@ class TaskRun:
                                  task=self.inputs.task, num_devices=self.placement.num_devices,
                                  resumed_from_step=resume_step)
             runs.write_json(runs.flags_path(directory), flags_payload)
+        if resume_step is not None:  # time/total goes on from the launches before: the wall time of the whole run
+            self.start_time -= runs.logged_total_seconds(
+                row for logger in self.train_logs + self.eval_logs for row in logger.rows)
         if self.inputs.wandb:
             run_ids = [runs.wandb_run_id(directory, reuse=self.options.resume) for directory in self.seed_dirs]
             self.wandb = tracking.WandbLogger(self.inputs.wandb, self.inputs.task, self.seeds, self.inputs.metadata,

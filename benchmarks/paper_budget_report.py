@@ -141,23 +141,28 @@ def samples_by_launch(health: list[dict[str, float]]) -> list[list[dict[str, flo
 
 
 def wall_times(health: list[dict[str, float]], evals: list[dict[str, float]]) -> list[str]:
-    """Wall time of each 100k block of updates that ran within one launch (one that resumed at or before the
-    block's start and got past its end): from the launch's first health sample at or past the start to its first at
-    or past the end (so to within one sampling period), and without the block's evaluation (its eval.csv
-    `time/eval_seconds`)."""
+    """Wall time of each finished 100k block of updates, summed over the launches that worked on it. A launch's part
+    runs from its first health sample at or past the block's start (its first sample, when it resumed inside the
+    block: its start-up is counted) to its first sample at or past the block's end, or to its last sample when it
+    stopped inside the block; so each part is exact to within one sampling period, and updates that a resume redid
+    count twice. Also without the block's closing evaluation (its eval.csv `time/eval_seconds`)."""
     launches = samples_by_launch(health)
     cells = []
     for start in range(0, paper_budget.UPDATES, paper_budget.EVAL_INTERVAL):
         end = start + paper_budget.EVAL_INTERVAL
-        covering = [samples for samples in launches if samples[0]['step'] <= start <= end <= samples[-1]['step']]
-        if not covering:
+        parts = [samples for samples in launches if samples[0]['step'] < end and samples[-1]['step'] > start]
+        if not parts or parts[-1][-1]['step'] < end:
             continue
-        first = next(h for h in covering[-1] if h['step'] >= start)
-        last = next(h for h in covering[-1] if h['step'] >= end)
-        seconds = last['time'] - first['time']
+        seconds = 0.0
+        for samples in parts:
+            first = next(h for h in samples if h['step'] >= start)
+            last = next((h for h in samples if h['step'] >= end), samples[-1])
+            seconds += last['time'] - first['time']
         evaluation = next((r.get('time/eval_seconds', 0.0) for r in evals if int(r['step']) == end), 0.0)
+        spanned = '' if len(parts) == 1 else \
+            f', launches #{int(parts[0][0]["launch"])}–#{int(parts[-1][0]["launch"])} with their start-ups'
         cells.append(f'{start // 1000}k–{end // 1000}k: {seconds / 3600:.2f} h ({(seconds - evaluation) / 3600:.2f} h '
-                     'without evaluation)')
+                     f'without evaluation{spanned})')
     return cells
 
 

@@ -62,6 +62,8 @@ def test_report_tables_and_comparison_on_made_up_runs(tmp_path):
     assert '| peak resident memory (job and children) | 956 MiB | none yet |' in text  # MFQL has no samples
     assert '0k–100k: 1.00 h (0.98 h without evaluation)' in text and '| NaN-guard trips | 0 |' in text
     assert '; 300k–400k: 0.03 h (' in text  # launch 2's block: from its 300k sample to its 400k sample, 120 s
+    # Launch 1 ran from 200k to 300k (3600 s); launch 2 resumed at 250k and redid the updates to 300k (60 s).
+    assert '; 200k–300k: 1.02 h (1.00 h without evaluation, launches #1–#2 with their start-ups);' in text
     assert ('| resident memory growth within a launch, after its first evaluation | #1: +5 MiB from update 50,000 '
             'to 300,000; #2: +6 MiB from update 305,000 to 450,000 |') in text
     assert (results / 'paper-budget-cpu.png').stat().st_size > 10_000

@@ -106,6 +106,7 @@ def plot(work_dir: str, path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     panels = (('evaluation', SUCCESS, 'success (fraction)'), ('training', 'training/critic/q_mean', 'Q (batch mean)'),
               ('training', 'training/alpha', 'α (MFQL: weight of the MFI loss)'))
     figure, axes = plt.subplots(1, len(panels), figsize=(13, 3.6))
@@ -120,6 +121,7 @@ def plot(work_dir: str, path: str) -> None:
                             marker='o' if source == 'evaluation' else None, ms=4,
                             label=f'{AGENTS[agent]} seed {seed}')
         ax.set_xlim(0, paper_budget.UPDATES)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f'{x / 1000:.0f}k'))
         ax.set_xlabel('updates')
         ax.set_ylabel(label)
         ax.set_title(key, fontsize=9)
@@ -127,7 +129,7 @@ def plot(work_dir: str, path: str) -> None:
         if key == SUCCESS:
             ax.set_ylim(-0.03, 1.03)
     if axes[0].get_legend_handles_labels()[0]:  # nothing to name before the first evaluation
-        axes[0].legend(fontsize=7)
+        axes[0].legend(fontsize=7, handlelength=3)  # long enough to show seed 1's dashes
     figure.suptitle(f'{paper_budget.TASK}: 1M updates, 2×256 networks, seeds {paper_budget.SEEDS}', fontsize=10)
     figure.tight_layout()
     runs.save_figure(figure, path, dpi=100)

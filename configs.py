@@ -527,10 +527,13 @@ PRESETS_FILE_FORMAT = 'mfql-presets/1'
 
 
 def write_presets_file(path: str, presets: dict[str, dict[str, dict[str, Any]]], source: str) -> None:
-    """Writes {agent: {environment: {config key: value}}} with the `source` every value will be recorded under."""
+    """Writes {agent: {environment: {config key: value}}} with the `source` every value will be recorded under (its
+    folder made if missing)."""
     import json
+    import os
 
     from runs import write_atomically
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     payload = {'format': PRESETS_FILE_FORMAT, 'source': source, 'presets': presets}
     write_atomically(path, json.dumps(payload, indent=1, sort_keys=True) + '\n')
 

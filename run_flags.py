@@ -65,11 +65,17 @@ FLAGS: tuple[Flag, ...] = (
 FLAG_NAMES: tuple[str, ...] = tuple(flag.name for flag in FLAGS)
 # Flags whose values are paths: a launcher resolves them against the directory the user typed the command in.
 PATH_FLAGS = ('save_dir', 'dataset_dir', 'presets_file')
-# Flags that name places or switch logging, not what is computed: a sweep leaves them out of a job's config hash, so
-# that a sweep folder moved to another machine (or its data to another path) still recognises its finished runs.
+# Flags that name places, switch logging or set how often a run checkpoints, not what is computed: a sweep leaves them
+# out of a job's config hash, so that a sweep folder moved to another machine (or its data to another path) still
+# recognises its finished runs, and a rerun may add --save_interval (resumes are bitwise, and generated datasets do
+# not depend on --generate_workers).
 NOT_RESULT_DEFINING = ('save_dir', 'run_name', 'dataset_dir', 'resume', 'progress_bar', 'wandb', 'wandb_project',
                        'eval_parallel_envs', 'generate_missing_data', 'keep_checkpoints',
-                       'download_missing_data', 'wandb_entity', 'run_group')
+                       'download_missing_data', 'wandb_entity', 'run_group', 'save_interval', 'generate_workers')
+# What sweeps left out of the hash before save_interval and generate_workers joined, with the flags hashed in the
+# order given (`sweeps.grid.earlier_config_hashes`).
+EARLIER_NOT_RESULT_DEFINING = NOT_RESULT_DEFINING[:-2]
+BOOLEAN_FLAGS = tuple(flag.name for flag in FLAGS if flag.kind == 'boolean')
 
 # FQL's main.py flags (seohongpark/fql) that have no counterpart here, each with what to use instead. Every other FQL
 # flag is ours under the same name (docs/running.md, "Differences from FQL's command line"). Checked on the raw

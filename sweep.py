@@ -115,6 +115,8 @@ def inspect(args: argparse.Namespace, extra: list[str], sweep_dir: str) -> int:
         report.write_report(sweep_dir, recorded, states, args.bootstrap_reps, args.write_presets)
     except ValueError as error:
         raise SweepError(str(error))
+    except OSError as error:  # e.g. --write_presets in a folder that cannot be written
+        raise SweepError(f'cannot write the report or the presets file: {error.strerror}: {error.filename}')
     return 0
 
 

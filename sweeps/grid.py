@@ -60,11 +60,33 @@ def flag_value(token: str) -> str:
     return token.split('=', 1)[1] if '=' in token else ''
 
 
-def result_flags(flags: list[str] | tuple[str, ...]) -> list[str]:
-    """The flags that define what a run computes (`run_flags.NOT_RESULT_DEFINING` left out), in order."""
-    ignored = run_flags.NOT_RESULT_DEFINING
+def result_flags(flags: list[str] | tuple[str, ...],
+                 ignored: tuple[str, ...] = run_flags.NOT_RESULT_DEFINING) -> list[str]:
+    """The flags that define what a run computes (`ignored`, by default `run_flags.NOT_RESULT_DEFINING`, left out),
+    in order."""
     return [token for token in flags if flag_name(token).removeprefix('no') not in ignored
             and flag_name(token) not in ignored]
+
+
+def latest_flag_values(flags: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """{name: value} of main.py flags as main.py reads them: the last one given wins (absl's and ml_collections'
+    rule), and booleans read 'true' or 'false' however they were spelled (--NAME, --noNAME, --NAME=VALUE)."""
+    values = {}
+    for token in flags:
+        name, value = flag_name(token), flag_value(token)
+        if name.startswith('no') and name[2:] in run_flags.BOOLEAN_FLAGS:
+            name, value = name[2:], 'false'
+        elif name in run_flags.BOOLEAN_FLAGS:
+            value = 'true' if value.lower() in ('', 'true', 't', '1') else 'false'
+        values[name] = value
+    return values
+
+
+def canonical_flags(flags: list[str] | tuple[str, ...]) -> list[str]:
+    """The result-defining flags as main.py reads them (`latest_flag_values`), one --NAME=VALUE each, sorted by name:
+    flags typed in another order, or given twice, hash as main.py would run them."""
+    values = latest_flag_values(result_flags(flags))
+    return [f'--{name}={values[name]}' for name in sorted(values)]
 
 
 def file_digest(path: str) -> str:
@@ -72,18 +94,28 @@ def file_digest(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def config_hash(flags: list[str] | tuple[str, ...], presets_digest: str | None = None) -> str:
-    """A short hash of the result-defining flags. A presets file counts by its content (`presets_digest`, its
-    sha256, which main.py records in flags.json), not by its path: moving the file keeps finished jobs done, and
-    editing it makes them differ."""
-    tokens = [f'--{PRESETS_FLAG}=sha256:{presets_digest}' if flag_name(token) == PRESETS_FLAG and presets_digest
-              else token for token in result_flags(flags)]
+def hashed(tokens: list[str]) -> str:
     return hashlib.sha256(json.dumps(tokens).encode()).hexdigest()[:16]
 
 
-def path_hash(flags: list[str] | tuple[str, ...]) -> str:
-    """The hash sweeps recorded before presets files counted by content (their path counted instead)."""
-    return config_hash(flags)
+def with_presets_digest(tokens: list[str], presets_digest: str | None) -> list[str]:
+    return [f'--{PRESETS_FLAG}=sha256:{presets_digest}' if flag_name(token) == PRESETS_FLAG and presets_digest
+            else token for token in tokens]
+
+
+def config_hash(flags: list[str] | tuple[str, ...], presets_digest: str | None = None) -> str:
+    """A short hash of the result-defining flags (`canonical_flags`). A presets file counts by its content
+    (`presets_digest`, its sha256, which main.py records in flags.json), not by its path: moving the file keeps
+    finished jobs done, and editing it makes them differ."""
+    return hashed(with_presets_digest(canonical_flags(flags), presets_digest))
+
+
+def earlier_config_hashes(flags: list[str] | tuple[str, ...], presets_digest: str | None) -> tuple[str, str]:
+    """The hashes that earlier sweeps recorded in their manifests for these flags, so that their folders keep their
+    finished jobs: the flags in the order given, with save_interval and generate_workers counted; the presets file by
+    its content, and, earlier still, by its path."""
+    tokens = result_flags(flags, run_flags.EARLIER_NOT_RESULT_DEFINING)
+    return hashed(with_presets_digest(tokens, presets_digest)), hashed(tokens)
 
 
 def recorded_config_hash(flags_json: dict) -> str:
@@ -231,9 +263,33 @@ def absolute_path(value: str, caller_dir: str) -> str:
     return os.path.normpath(os.path.join(caller_dir, os.path.expanduser(value)))
 
 
+FLAG_KINDS = {flag.name: flag.kind for flag in run_flags.FLAGS}
+BOOLEAN_TEXTS = ('true', 't', '1', 'false', 'f', '0')
+
+
+def check_flag_value(token: str, name: str) -> None:
+    """SweepError if a main.py flag's value is not of its kind (an integer, a number, true/false), as main.py would
+    refuse it in every job."""
+    kind, value = FLAG_KINDS[name], flag_value(token)
+    if kind == 'boolean':
+        ok = '=' not in token or value.lower() in BOOLEAN_TEXTS
+    elif kind in ('integer', 'float'):
+        try:
+            (int if kind == 'integer' else float)(value)
+            ok = True
+        except ValueError:
+            ok = False
+    else:
+        ok = True
+    if not ok:
+        wanted = {'boolean': 'true or false', 'integer': 'an integer', 'float': 'a number'}[kind]
+        raise SweepError(f'{token}: --{name} takes {wanted}')
+
+
 def passthrough_flags(extra: list[str], caller_dir: str) -> tuple[list[str], list[str]]:
     """Splits the unknown command-line arguments into main.py flags and --agent.KEY flags, checking each name
-    against main.py's flags (SweepError with close matches otherwise). Path flags are made absolute against
+    against main.py's flags (SweepError with close matches otherwise) and each value against its kind
+    (`check_flag_value`). Path flags are made absolute against
     `caller_dir`: jobs run from the repository, not from where the command was typed."""
     allowed = [name for name in run_flags.FLAG_NAMES if name not in SWEEP_OWNED]
     refused = run_flags.refused_flag_error(extra)  # FQL's flags that do not apply here, with what to use instead
@@ -252,6 +308,7 @@ def passthrough_flags(extra: list[str], caller_dir: str) -> tuple[list[str], lis
             close = difflib.get_close_matches(bare, allowed + list(SWEEP_OWNED), n=3)
             hint = f'; did you mean {", ".join("--" + c for c in close)}?' if close else ''
             raise SweepError(f'unknown argument {token!r}: not a sweep.py or main.py flag{hint}')
+        check_flag_value(token, bare)
         if name in run_flags.PATH_FLAGS and flag_value(token):
             token = f'--{name}={absolute_path(flag_value(token), caller_dir)}'
         main_flags.append(token)
@@ -360,14 +417,6 @@ def build_jobs(args: argparse.Namespace, extra: list[str], sweep_dir: str, calle
     return jobs
 
 
-def boolean_flag(given: dict[str, str], name: str) -> bool:
-    """Whether the last of `--NAME`, `--NAME=true|false`, `--noNAME` among a job's flags (`given`: name -> value,
-    later flags winning) switches the boolean flag NAME on."""
-    if name not in given:
-        return False
-    return given[name].lower() in ('', 'true', '1') and f'no{name}' not in given
-
-
 def missing_data(jobs: list[Job]) -> str | None:
     """One line naming the dataset files the jobs need but will not find, or None. Checked on the submitting machine
     before anything is queued; jobs that fetch missing data themselves (--generate_missing_data,
@@ -375,8 +424,8 @@ def missing_data(jobs: list[Job]) -> str | None:
     from datasets.families import family_of
     missing = []
     for job in jobs:
-        given = {flag_name(token): flag_value(token) for token in job.flags}
-        if int(given.get('generate_missing_data') or 0) > 0 or boolean_flag(given, 'download_missing_data'):
+        given = latest_flag_values(job.flags)
+        if int(given.get('generate_missing_data') or 0) > 0 or given.get('download_missing_data') == 'true':
             continue
         dataset_dir = given.get('dataset_dir') or next(f.default for f in run_flags.FLAGS if f.name == 'dataset_dir')
         for path in family_of(job.task).data_files(job.task, os.path.expanduser(dataset_dir)):

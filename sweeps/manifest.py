@@ -12,11 +12,11 @@ import json
 import os
 import shlex
 import socket
-from typing import Any
+from typing import Any, Collection
 
 import runs
 from sweeps import SweepError
-from sweeps.grid import Job, config_hash, path_hash, recorded_config_hash, result_flags
+from sweeps.grid import Job, config_hash, earlier_config_hashes, presets_digest, recorded_config_hash, result_flags
 from sweeps.launchers import launcher_class
 from sweeps.launchers.base import Poll, error_line, is_interruption, now, submitit_outcome
 
@@ -70,13 +70,14 @@ def job_from_entry(name: str, entry: dict[str, Any]) -> Job:
 
 def merge_jobs(manifest: dict[str, Any], jobs: list[Job]) -> None:
     """Adds new jobs to the manifest; a known job whose settings changed is refused (its folder holds the old ones).
-    An entry hashed before presets files counted by content (by their path) is rehashed when its path hash matches."""
+    An entry that an earlier sweep hashed its own way (`earlier_config_hashes`) is rehashed when that hash matches."""
     for job in jobs:
         entry = manifest['jobs'].get(job.name)
         if entry is None:
             manifest['jobs'][job.name] = job_entry(job)
             continue
-        if entry['config_hash'] != job.config_hash and entry['config_hash'] != path_hash(job.flags):
+        if entry['config_hash'] not in (job.config_hash,
+                                        *earlier_config_hashes(job.flags, presets_digest(list(job.flags)))):
             raise SweepError(f'job {job.name} was recorded with `{shlex.join(entry_command(entry))}`; this sweep would '
                              f'run `{shlex.join(job.command)}`: the flags differ, so use another --save_dir for them')
         entry['command'] = job.command  # paths may differ (the folder was moved); what the job computes did not
@@ -247,6 +248,24 @@ def plan(jobs: list[Job], manifest: dict[str, Any], sweep_dir: str, retry_failed
     return to_launch, f'{counts_line(states)}; {len(to_launch)} to launch', states
 
 
+def job_names(text: str, known: Collection[str]) -> list[str]:
+    """The job names of a comma-separated list. A swept setting's name holds commas itself ('mfql,alpha=30/TASK'), so
+    each name is the fewest pieces, joined by commas, that name a job; SweepError where no name can be formed."""
+    pieces = [piece.strip() for piece in text.split(',')]
+    names, start = [], 0
+    while start < len(pieces):
+        if not pieces[start]:
+            start += 1
+            continue
+        end = next((end for end in range(start + 1, len(pieces) + 1) if ','.join(pieces[start:end]) in known), None)
+        if end is None:
+            raise SweepError(f'--relaunch: {",".join(pieces[start:])!r} does not start with the name of a job of this '
+                             'sweep (see --status for the names)')
+        names.append(','.join(pieces[start:end]))
+        start = end
+    return names
+
+
 def mark_for_relaunch(manifest: dict[str, Any], sweep_dir: str, which: str) -> list[str]:
     """Marks jobs for relaunch by hand: `which` is 'unknown' (every job whose scheduler cannot say whether it still
     runs) or comma-separated job names. Jobs still queued or running are cancelled through their launcher first;
@@ -255,10 +274,7 @@ def mark_for_relaunch(manifest: dict[str, Any], sweep_dir: str, which: str) -> l
     if which == 'unknown':
         names = [name for name, (state, detail) in states.items() if state == 'queued' and UNKNOWN_MARK in detail]
     else:
-        names = [name.strip() for name in which.split(',') if name.strip()]
-        unknown = [name for name in names if name not in manifest['jobs']]
-        if unknown:
-            raise SweepError(f'--relaunch: no job named {unknown[0]!r} in this sweep (see --status for the names)')
+        names = job_names(which, manifest['jobs'])
     names = [name for name in names if states[name][0] != 'done']
     by_launcher: dict[str, dict[str, dict[str, Any]]] = {}
     for name in names:

@@ -92,6 +92,24 @@ def test_without_accounting_squeue_decides_and_a_dead_job_is_relaunched(tmp_path
     assert entries[f'fql/{TASKS[1]}']['launcher_id'] == '4243' and entries[f'fql/{TASKS[0]}']['launcher_id'] == '4242_0'
 
 
+def test_a_job_past_its_requeues_after_time_limits_is_to_relaunch_not_failed(tmp_path, cluster, capsys):
+    """After --max_timeouts requeues submitit saves the job at its time limit but ends it with an error; the job's
+    checkpoint is on disk, so the next run of the sweep resumes it (without --retry_failed)."""
+    from submitit.core import utils
+    bin_dir, log = cluster
+    sweep_dir = submit_two(tmp_path)
+    stand_in(bin_dir, 'sacct', 'echo "4242_0|TIMEOUT"\necho "4242_1|RUNNING"\n')
+    utils.cloudpickle_dump(('error', 'Traceback (most recent call last):\n  File "submitit/core/job_environment.py"\n'
+                                     'submitit.core.utils.UncompletedJobError: Job not requeued because: timed-out too '
+                                     'many times.\n'), os.path.join(sweep_dir, 'logs', '4242_0_0_result.pkl'))
+    capsys.readouterr()
+    assert sweep.run([f'--save_dir={sweep_dir}', '--status']) == 0
+    out = capsys.readouterr().out
+    assert '2 jobs: 0 done, 1 running, 0 queued, 0 failed, 1 to relaunch, 0 pending' in out
+    assert 'to relaunch  interrupted (submitit.core.utils.UncompletedJobError: Job not requeued because: timed-out ' \
+           'too many times.)' in out
+
+
 def test_jobs_no_scheduler_can_report_are_marked_for_relaunch_by_hand(tmp_path, cluster, capsys):
     bin_dir, log = cluster
     sweep_dir = submit_two(tmp_path)
@@ -105,8 +123,29 @@ def test_jobs_no_scheduler_can_report_are_marked_for_relaunch_by_hand(tmp_path, 
     assert 'scancel 4242_0 4242_1' in open(log).read()
     assert sweep.run([f'--save_dir={sweep_dir}', '--status']) == 0
     assert '2 to relaunch' in capsys.readouterr().out
-    with pytest.raises(SweepError, match="--relaunch: no job named 'nope'"):
+    with pytest.raises(SweepError, match="--relaunch: 'nope' does not start with the name of a job of this sweep"):
         sweep.run([f'--save_dir={sweep_dir}', '--relaunch=nope'])
+
+
+def test_relaunch_reads_names_of_swept_settings_which_hold_commas():
+    known = ['mfql,alpha=30,time_steps=50/task1', 'mfql,alpha=30,time_steps=50/task2', 'fql/task1']
+    assert manifest.job_names('mfql,alpha=30,time_steps=50/task2,fql/task1', known) == [known[1], known[2]]
+    assert manifest.job_names(' fql/task1 , mfql,alpha=30,time_steps=50/task1,', known) == [known[2], known[0]]
+    with pytest.raises(SweepError, match=r"'mfql,alpha=31,time_steps=50/task1' does not start with the name of a job"):
+        manifest.job_names('fql/task1,mfql,alpha=31,time_steps=50/task1', known)
+
+
+def test_a_local_job_does_not_read_the_result_of_an_earlier_job_with_its_process_id(tmp_path):
+    """Local job ids are process ids, which start again after a restart: the result file of an earlier job with the
+    new job's id is deleted at submission, and a result written after it is kept."""
+    stale, fresh = tmp_path / '1234_0_result.pkl', tmp_path / '1235_0_result.pkl'
+    stale.write_bytes(b'old outcome')
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    submitted_at = time.time() - 1
+    fresh.write_bytes(b'new outcome')
+    for path in (stale, fresh, tmp_path / 'none_0_result.pkl'):
+        local.remove_stale_result(str(path), submitted_at)
+    assert not stale.exists() and fresh.read_bytes() == b'new outcome'
 
 
 def test_a_refused_sbatch_is_one_error_line(tmp_path, cluster):
@@ -130,6 +169,13 @@ def test_missing_data_stops_the_sweep_before_anything_is_queued(tmp_path, cluste
     assert not log.exists()  # sbatch never ran
     assert sweep.run([f'--save_dir={tmp_path}/sweep', f'--env_name={TASKS[0]}', '--agents=fql', '--launcher=slurm',
                       f'--dataset_dir={tmp_path}/nowhere', '--generate_missing_data=10']) == 0
+    # main.py reads the last of --nodownload_missing_data and --download_missing_data: the jobs download.
+    [job] = jobs_for(tmp_path, f'--dataset_dir={tmp_path}/nowhere', '--nodownload_missing_data',
+                     '--download_missing_data')
+    assert grid.missing_data([job]) is None
+    [job] = jobs_for(tmp_path, f'--dataset_dir={tmp_path}/nowhere', '--download_missing_data',
+                     '--download_missing_data=false')
+    assert grid.missing_data([job]).startswith('2 dataset file(s) are missing')
 
 
 def test_slurm_without_save_interval_warns(tmp_path, cluster, capsys):
@@ -165,6 +211,27 @@ def test_presets_files_count_by_content_not_by_path(tmp_path):
     assert manifest.finished_step(edited, str(tmp_path / 'sweep')) is None
     with pytest.raises(SweepError, match='--presets_file: cannot read'):
         jobs_for(tmp_path, f'--presets_file={tmp_path}/none.json')
+
+
+def test_flags_hash_as_main_py_reads_them_and_checkpointing_flags_do_not_count(tmp_path):
+    """Reordered flags, a flag given twice (the last wins), --save_interval and --generate_workers leave a job's hash
+    alone, so that a rerun may add --save_interval, as the SLURM launcher advises; a changed budget does not."""
+    [job] = jobs_for(tmp_path, '--offline_steps=20', '--eval_interval=10')
+    for extra in (('--eval_interval=10', '--offline_steps=20'), ('--offline_steps=30', '--eval_interval=10',
+                                                                 '--offline_steps=20'),
+                  ('--offline_steps=20', '--eval_interval=10', '--save_interval=5', '--generate_workers=2')):
+        assert jobs_for(tmp_path, *extra)[0].config_hash == job.config_hash, extra
+    [longer] = jobs_for(tmp_path, '--offline_steps=30', '--eval_interval=10')
+    assert longer.config_hash != job.config_hash
+    # A manifest written before (flags hashed in the order given, --save_interval counted) keeps its job.
+    [with_saves] = jobs_for(tmp_path, '--offline_steps=20', '--eval_interval=10', '--save_interval=5')
+    earlier, _ = grid.earlier_config_hashes(with_saves.flags, None)
+    assert earlier != with_saves.config_hash
+    recorded = {'jobs': {job.name: dict(manifest.job_entry(with_saves), config_hash=earlier)}}
+    manifest.merge_jobs(recorded, [with_saves])
+    assert recorded['jobs'][job.name]['config_hash'] == job.config_hash
+    with pytest.raises(SweepError, match=f'job {job.name} was recorded with .*the flags differ'):
+        manifest.merge_jobs(recorded, [longer])
 
 
 def test_path_flags_are_made_absolute_against_the_callers_folder(tmp_path):

@@ -21,7 +21,7 @@ from scipy import stats
 import configs
 import runs
 import sweep
-from sweeps import report, statistics
+from sweeps import SweepError, report, statistics
 from tests.test_sweep import TASKS, write_fake_sweep
 from training.summary import TaskResult, summary_rows
 
@@ -97,7 +97,7 @@ def test_report_environment_means_aggregates_and_selection_on_made_up_runs(tmp_p
     scores = {(alpha, task): list(rng.uniform(0, 1, 3).round(2)) for alpha in ('10', '30.0') for task in tasks}
     scores[('30.0', TASKS[0])] = [0.9, 0.95, 1.0]  # alpha 30 wins cube-single; cube-double is a draw of the rng
     write_fake_sweep(str(tmp_path), scores)
-    presets = tmp_path / 'presets.json'
+    presets = tmp_path / 'chosen' / 'presets.json'  # its folder is made
     assert sweep.run([f'--save_dir={tmp_path}', '--report', '--bootstrap_reps=2000', f'--write_presets={presets}']) == 0
     rows = {(row['setting'], row['task']): row for row in read_rows(tmp_path / 'report' / 'per_task.csv')}
     for alpha in ('10', '30.0'):
@@ -247,6 +247,15 @@ def test_aggregates_name_the_tasks_they_dropped(tmp_path):
     assert rows[('fql', 'average')]['mean'] == ''
     assert f'{DOUBLE[1]}' not in {row['task'] for row in read_rows(tmp_path / 'report' / 'per_seed.csv')
                                   if row['setting'] == 'fql'}
+
+
+def test_a_presets_file_that_cannot_be_written_is_one_error_line(tmp_path):
+    write_fake_sweep(str(tmp_path), {(alpha, task): [0.5] * 3 for alpha in ('10', '30.0')
+                                     for task in [*TASKS, 'cube-double-play-singletask-task2-v0']})
+    (tmp_path / 'a_file').write_text('')
+    with pytest.raises(SweepError, match=rf"^cannot write the report or the presets file: File exists: {tmp_path}/a_file$"):
+        sweep.run([f'--save_dir={tmp_path}', '--report', '--bootstrap_reps=200',
+                   f'--write_presets={tmp_path}/a_file/presets.json'])
 
 
 def test_d4rl_tasks_are_their_own_environments_in_a_table_of_their_own(tmp_path):

@@ -211,9 +211,13 @@ def test_slurm_array_has_the_requested_sbatch_parameters(tmp_path, monkeypatch, 
     args = [f'--save_dir={sweep_dir}', f'--env_name={TASKS[0]},{TASKS[1]}', '--agents=mfql', '--num_seeds=8',
             '--launcher=slurm', '--partition=gpu', '--gpus_per_job=1', '--cpus_per_job=6', '--mem_gb=40',
             '--time_min=600', '--array_parallelism=10', '--account=rl', '--qos=high', '--slurm_option=constraint=h100',
-            '--slurm_setup=source venv/bin/activate', '--save_interval=100000', '--generate_missing_data=10']
+            '--slurm_setup=source venv/bin/activate', '--save_interval=100000', '--generate_missing_data=10',
+            '--max_timeouts=25']
     assert sweep.run(args) == 0
     assert 'submitted 2 job(s) as SLURM array 4242' in capsys.readouterr().out
+    from submitit.core import utils
+    for task in (0, 1):  # submitit's count of the requeues left after a time limit
+        assert utils.pickle_load(sweep_dir / 'logs' / f'4242_{task}_submitted.pkl')._timeout_countdown == 25
     script = (sweep_dir / 'logs' / '4242_submission.sh').read_text()
     for line in ('#SBATCH --partition=gpu', '#SBATCH --gpus-per-node=1', '#SBATCH --cpus-per-task=6',
                  '#SBATCH --mem=40GB', '#SBATCH --time=600', '#SBATCH --array=0-1%2', '#SBATCH --account=rl',
@@ -300,6 +304,9 @@ def test_paper_grid_dry_run_lists_100_jobs_with_their_commands(tmp_path, capsys)
     (['--grid=papers'], "unknown grid 'papers'; known grids: paper, paper-visual, paper-ogbench, paper-d4rl"),
     (['--env_name=cube-single-play-singletask-task9-v0'], '--env_name:'),
     (['--seeds=1,1'], '--seeds must be distinct'),
+    (['--generate_missing_data=1e3'], '--generate_missing_data=1e3: --generate_missing_data takes an integer'),
+    (['--download_missing_data=maybe'], '--download_missing_data=maybe: --download_missing_data takes true or false'),
+    (['--p_aug=half'], '--p_aug=half: --p_aug takes a number'),
     (['--slurm_option=constraint', '--launcher=slurm'], 'expected KEY=VALUE'),
 ])
 def test_bad_input_is_one_clear_error(argv, message, tmp_path):

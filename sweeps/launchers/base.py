@@ -25,6 +25,8 @@ from training import preemption
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KILLED_MARK = 'main.py was killed by signal'
 INTERRUPTED_MARK = 'main.py stopped for a requeue'
+# submitit's words when it saved a job at its time limit but did not requeue it (after --max_timeouts requeues).
+NOT_REQUEUED_MARK = 'Job not requeued because'
 SIGNAL_GRACE_SECONDS = 80  # SLURM signals 90 s before the limit (submitit's default): leave 10 s to requeue
 
 
@@ -114,8 +116,9 @@ def error_line(trace: str) -> str:
 
 
 def is_interruption(message: str) -> bool:
-    """Whether a job's error is an interruption (killed, or stopped for a requeue), which the next launch resumes."""
-    return KILLED_MARK in message or INTERRUPTED_MARK in message
+    """Whether a job's error is an interruption (killed, stopped for a requeue, or saved at a time limit without a
+    requeue), which the next launch resumes."""
+    return any(mark in message for mark in (KILLED_MARK, INTERRUPTED_MARK, NOT_REQUEUED_MARK))
 
 
 def submitit_outcome(entry: dict[str, Any], logs_dir: str) -> tuple[str, str] | None:

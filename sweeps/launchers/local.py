@@ -49,6 +49,17 @@ def process_alive(pid: int) -> bool:
     return state not in ('Z', 'X') and 'submitit' in command
 
 
+def remove_stale_result(path: Any, submitted_at: float) -> None:
+    """Deletes a result file older than the job just submitted: a local job's id is its controller's process id, which
+    an earlier job of the sweep may have had (ids start again after a restart), and its result file would read as this
+    job's outcome. The earlier job's outcome was recorded before anything was launched (`manifest.refresh_all`)."""
+    try:
+        if os.path.getmtime(path) < submitted_at:
+            os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
 class LocalLauncher(Launcher):
     name = 'local'
     blocking = True
@@ -74,7 +85,9 @@ class LocalLauncher(Launcher):
                     environment['CUDA_VISIBLE_DEVICES'] = gpus[slot % len(gpus)]
                     if slots > len(gpus):  # jobs share a GPU: JAX must not take most of its memory up front
                         environment['XLA_PYTHON_CLIENT_PREALLOCATE'] = 'false'
+                submitted_at = time.time()
                 submitted = executor.submit(MainRun(job.command, environment))
+                remove_stale_result(submitted.paths.result_pickle, submitted_at)
                 record_launch(manifest['jobs'][job.name], self.name, submitted)
                 save_manifest()
                 print(f'[start] {job.name} (local job {submitted.job_id}): {subprocess.list2cmdline(job.command)}',

@@ -97,6 +97,10 @@ class SlurmLauncher(Launcher):
         group.add_argument('--account', default='', help='account to charge')
         group.add_argument('--qos', default='', help='quality of service')
         group.add_argument('--job_name', default='mfql', help='the array\'s name in squeue')
+        group.add_argument('--max_timeouts', type=int, default=10,
+                           help='times a job that reaches --time_min is requeued (it resumes from the checkpoint it '
+                                'saved at the time-limit signal); past them it waits to be relaunched by the next run '
+                                'of the sweep\'s command. Preemptions do not count.')
         group.add_argument('--slurm_option', action='append', default=[], metavar='KEY=VALUE',
                            help='any other sbatch option, e.g. constraint=a100 (repeatable)')
         group.add_argument('--slurm_setup', action='append', default=[], metavar='COMMAND',
@@ -105,6 +109,8 @@ class SlurmLauncher(Launcher):
     def parameters(self, num_jobs: int) -> dict[str, Any]:
         """submitit AutoExecutor parameters of the sbatch array (one job per array task)."""
         args = self.args
+        if args.max_timeouts < 0:
+            raise SweepError(f'--max_timeouts={args.max_timeouts}: give 0 or more requeues after a time limit')
         additional = {}
         for option in args.slurm_option:
             key, separator, value = option.partition('=')
@@ -130,7 +136,8 @@ class SlurmLauncher(Launcher):
 
     def submit(self, jobs: list[Any], manifest: dict[str, Any], save_manifest: Any, on_end: Any) -> None:
         try:
-            executor = submitit.AutoExecutor(folder=self.logs_dir, cluster='slurm')
+            executor = submitit.AutoExecutor(folder=self.logs_dir, cluster='slurm',
+                                             slurm_max_num_timeout=self.args.max_timeouts)
         except RuntimeError as error:
             raise SweepError(f'--launcher=slurm: {error} (run sweep.py on a login node of the cluster)')
         executor.update_parameters(**self.parameters(len(jobs)))

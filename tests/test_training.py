@@ -29,11 +29,12 @@ from datasets.families import Family
 from training import checkpoint, evaluation, preemption, schedule
 from training.fused import (FusedUpdater, SeedPlacement, TrainingState, create_training_states, fused_updates,
                             seed_streams, stacked_streams)
+import runs
 from runs import CsvLogger, csv_text, read_csv, write_atomically
 from training.runner import NonFiniteLossError, TaskInputs, train_task, with_observation_statistics
 from training.schedule import RunOptions, next_call_size, offline_call_size
-from training.summary import (TaskResult, final_evaluation, mean_of_last_three_evaluations, summary_rows,
-                              write_summary)
+from training.summary import (TaskResult, completed_result, final_evaluation, mean_of_last_three_evaluations,
+                              summary_rows, write_summary)
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OBS_DIM, ACT_DIM = 3, 2
@@ -534,6 +535,23 @@ def test_summary_of_offline_to_online_runs_adds_the_end_of_offline_evaluation(tm
                         'success, fraction (end of offline training) |')
     assert lines[6] == '| cube-double-play-singletask-task1-v0 | 2 | 200 | 0.60 ± 0.10 | 0.60 ± 0.10 | 0.20 ± 0.10 |'
     assert lines[8] == '| puzzle-3x3-play-singletask-task4-v0 | 2 | 200 | 0.60 ± 0.10 | 0.60 ± 0.10 |  |'
+
+
+def test_a_resumed_family_run_without_evaluation_writes_its_summary(tmp_path):
+    """final.json holds unevaluated numbers as null; a resumed run reads its finished tasks back from final.json, and
+    their summary (the environment's average row included) has no number where there was no evaluation."""
+    tasks = [f'cube-single-play-singletask-task{k}-v0' for k in (1, 2)]
+    for task in tasks:
+        folder = str(tmp_path / task / 'seed0')
+        os.makedirs(folder)
+        runs.write_json(runs.final_path(folder), {'task': task, 'seed': 0, 'step': 10,
+                                                  'evaluation/success': float('nan'), 'evaluation/return': float('nan'),
+                                                  'evaluation/success_last3': float('nan')})
+    results = [completed_result(str(tmp_path / task), task, [0], 10) for task in tasks]
+    assert np.isnan(results[0].success[0])
+    rows = summary_rows(results)
+    assert rows[-1]['task'] == 'cube-single-play (average)' and np.isnan(rows[-1]['success_fraction_mean'])
+    write_summary(str(tmp_path), results, 'fql')
 
 
 def test_final_evaluation_reads_the_last_and_end_of_offline_evaluations():

@@ -24,6 +24,7 @@ Offline-to-online runs add the evaluation at the end of the offline phase (`offl
 """
 
 import dataclasses
+import math
 import os
 from typing import Any
 
@@ -80,9 +81,12 @@ def final_evaluation(rows: list[dict[str, Any]], options: RunOptions, with_score
 
 
 def task_result(task: str, seeds: list[int], step: int, finals: list[dict[str, Any]]) -> TaskResult:
-    """A TaskResult from the seeds' final.json payloads (`final_evaluation`), in the order of `seeds`."""
+    """A TaskResult from the seeds' final.json payloads (`final_evaluation`), in the order of `seeds`. A number that
+    final.json holds as null (NaN: not evaluated) reads back as NaN."""
     def column(key: str) -> list[float] | None:
-        return [final[key] for final in finals] if all(key in final for final in finals) else None
+        if not all(key in final for final in finals):
+            return None
+        return [math.nan if final[key] is None else final[key] for final in finals]
 
     return TaskResult(task, seeds, step, column('evaluation/success'), column('evaluation/return'),
                       column('evaluation/success_last3'), column('evaluation/score'),

@@ -11,7 +11,7 @@ import pytest
 
 from datasets.buffer import Dataset, ReplayBuffer
 from tests.test_training import toy_data, toy_inputs, toy_options, toy_states
-from training import checkpoint
+from training import checkpoint, resume
 from runs import read_csv
 from training.resume import ConfigMismatchError, buffer_payload, restore_buffer, resume_step
 from training.runner import train_task
@@ -111,6 +111,29 @@ def test_save_is_atomic_prunes_old_and_ignores_partial_files(tmp_path):
     assert restored['key'].dtype == np.uint32 and buffer is None
     with pytest.raises(ValueError, match=r"\['w'\].*saved float32\(3,\), expected float32\(4,\)"):
         checkpoint.load_checkpoint(seed_dir, 15, {'w': np.zeros(4, np.float32), 'key': state['key']})
+
+
+def test_a_kill_between_two_seeds_writes_leaves_a_common_step_with_one_kept_checkpoint(tmp_path, monkeypatch):
+    """Seeds prune only once every seed's new checkpoint is written: a kill after seed 0's write at step 15 leaves
+    both seeds their step-10 checkpoint, so --resume continues there even with --keep_checkpoints=1."""
+    seed_dirs = [str(tmp_path / f'seed{s}') for s in (0, 1)]
+    stacked = {'w': np.arange(6, dtype=np.float32).reshape(2, 3)}
+    resume.save_seeds(seed_dirs, 10, stacked, None, keep=1)
+    write = checkpoint.write_checkpoint
+
+    def killed_at_seed_1(seed_dir, *args):
+        if seed_dir == seed_dirs[1]:
+            raise KeyboardInterrupt  # the process dies before seed 1's write
+        return write(seed_dir, *args)
+
+    monkeypatch.setattr(checkpoint, 'write_checkpoint', killed_at_seed_1)
+    with pytest.raises(KeyboardInterrupt):
+        resume.save_seeds(seed_dirs, 15, stacked, None, keep=1)
+    assert [checkpoint.checkpoint_steps(d) for d in seed_dirs] == [[10, 15], [10]]
+    assert resume_step(seed_dirs, [0, 1]) == 10
+    monkeypatch.setattr(checkpoint, 'write_checkpoint', write)
+    resume.save_seeds(seed_dirs, 20, stacked, None, keep=1)
+    assert [checkpoint.checkpoint_steps(d) for d in seed_dirs] == [[20], [20]]
 
 
 def test_replay_buffer_round_trips_through_a_checkpoint(tmp_path):

@@ -49,17 +49,14 @@ def latest_common_step(seed_dirs: list[str]) -> int | None:
     return max(common)
 
 
-def save_checkpoint(seed_dir: str, step: int, state: Any, buffer: dict[str, Any] | None = None,
-                    keep: int = 2, protected: Collection[int] = ()) -> str:
-    """Writes one seed's checkpoint atomically and prunes all but the newest `keep` of the unprotected ones.
+def write_checkpoint(seed_dir: str, step: int, state: Any, buffer: dict[str, Any] | None = None) -> str:
+    """Writes one seed's checkpoint atomically; returns its path.
 
     Args:
       seed_dir: the seed's run folder.
       step: global step (updates done).
       state: the seed's `TrainingState` (no seed axis).
       buffer: None, or {'data': dict of (size, ...) arrays, 'size': int, 'insert_index': int}.
-      keep: how many of the newest checkpoints outside `protected` survive (>= 1).
-      protected: steps whose checkpoints are never pruned (the evaluation steps).
     """
     directory = checkpoint_dir(seed_dir)
     os.makedirs(directory, exist_ok=True)
@@ -68,10 +65,23 @@ def save_checkpoint(seed_dir: str, step: int, state: Any, buffer: dict[str, Any]
         payload['buffer'] = jax.device_get(buffer)
     path = checkpoint_path(seed_dir, step)
     write_atomically(path, flax.serialization.msgpack_serialize(payload))
+    return path
+
+
+def prune_checkpoints(seed_dir: str, newest: int, keep: int = 2, protected: Collection[int] = ()) -> None:
+    """Deletes all but the newest `keep` (>= 1) of one seed's checkpoints outside `protected` (the evaluation steps),
+    never the one at step `newest` (the one just written)."""
     unprotected = [saved for saved in checkpoint_steps(seed_dir) if saved not in protected]
     for old_step in unprotected[:max(0, len(unprotected) - keep)]:
-        if old_step != step:  # the checkpoint just written always survives
+        if old_step != newest:
             os.remove(checkpoint_path(seed_dir, old_step))
+
+
+def save_checkpoint(seed_dir: str, step: int, state: Any, buffer: dict[str, Any] | None = None,
+                    keep: int = 2, protected: Collection[int] = ()) -> str:
+    """`write_checkpoint`, then `prune_checkpoints`: one seed's save."""
+    path = write_checkpoint(seed_dir, step, state, buffer)
+    prune_checkpoints(seed_dir, step, keep, protected)
     return path
 
 

@@ -157,13 +157,16 @@ def save_seeds(seed_dirs: list[str], step: int, state: Any, buffer: ReplayBuffer
                protected: Collection[int] = ()) -> str:
     """Checkpoints every seed of the stacked (S, ...) state (and online buffer) at `step`; returns seed 0's path.
     Older checkpoints are pruned to the newest `keep`, never those at the `protected` steps
-    (`checkpoint.save_checkpoint`)."""
+    (`checkpoint.prune_checkpoints`), and only once every seed's new one is complete: a kill between two seeds' writes
+    leaves them a step in common to resume from, even with keep = 1."""
     host_state = jax.device_get(state)
     host_buffer = jax.device_get(buffer) if buffer is not None else None
     paths = []
     for s, directory in enumerate(seed_dirs):
         payload = buffer_payload(host_buffer, s) if host_buffer is not None else None
-        paths.append(checkpoint.save_checkpoint(directory, step, slice_seed(host_state, s), payload, keep, protected))
+        paths.append(checkpoint.write_checkpoint(directory, step, slice_seed(host_state, s), payload))
+    for directory in seed_dirs:
+        checkpoint.prune_checkpoints(directory, step, keep, protected)
     return paths[0]
 
 

@@ -1,6 +1,7 @@
 """FQL's command line: its flags work here under its names, those without a counterpart stop with one `error:` line
 naming what to use instead, and `--wandb` logs one wandb run per seed, grouped by `--run_group`, as FQL does."""
 
+import json
 import os
 import subprocess
 import sys
@@ -152,6 +153,11 @@ def test_a_resumed_run_continues_each_seeds_wandb_run_without_sending_a_row_twic
     first = opened[:]
     assert len({run.init_kwargs['id'] for run in first}) == 2 and {run.init_kwargs['resume'] for run in first} == {
         'allow'}
+    # Each wandb run's config holds the agent's config, as flags.json does (so runs compare by α, presets, ...).
+    with open(os.path.join(run_dir, 'seed0', 'flags.json')) as f:
+        recorded_agent_config = json.load(f)['agent_config']
+    assert [run.init_kwargs['config']['agent_config'] for run in first] == [recorded_agent_config] * 2
+    assert [run.init_kwargs['config']['seed'] for run in first] == [0, 1]
     train_steps = [step for step, values in first[0].logs if 'training/critic/loss' in values]
     eval_steps = [step for step, values in first[0].logs if 'evaluation/success' in values]
     assert train_steps == [5, 10, 15, 20] and eval_steps == [1, 10, 20]

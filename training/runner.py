@@ -156,8 +156,9 @@ class TaskRun:
                 row for logger in self.train_logs + self.eval_logs for row in logger.rows)
         if self.inputs.wandb:
             run_ids = [runs.wandb_run_id(directory, reuse=self.options.resume) for directory in self.seed_dirs]
-            self.wandb = tracking.WandbLogger(self.inputs.wandb, self.inputs.task, self.seeds, self.inputs.metadata,
-                                              run_ids, logged_through)
+            config = dict(self.inputs.metadata, agent_config=resume.agent_config_dict(self.inputs.config))
+            self.wandb = tracking.WandbLogger(self.inputs.wandb, self.inputs.task, self.seeds, config, run_ids,
+                                              logged_through)
 
     # ----------------------------------------------------------------------------------- phases
     def run_offline(self) -> None:

@@ -31,6 +31,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import run_flags
+import runs
 from cli.agent_args import DEFAULT_AGENT_FILE, available_agents_text, check_agent_argv
 from cli.plan import RunPlan, generate_workers, plan_run
 
@@ -99,6 +100,10 @@ def main(_argv: list[str]) -> None:
     show_warnings_only()
     with preemption.StopHandler() as stop:
         plan = plan_run(FLAGS, sys.argv[1:])
+        problem = runs.unwritable(plan.run_root)
+        if problem is not None:  # found now, not after the data is loaded (or generated)
+            raise SystemExit(f'error: cannot write the run folder {plan.run_root} ({problem}); choose another '
+                             '--save_dir')
         try:
             for task in plan.tasks:
                 family_of(task).ensure_data(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,

@@ -221,6 +221,31 @@ def wandb_run_id(seed_folder: str, reuse: bool) -> str:
     return run_id
 
 
+def unwritable(folder: str) -> str | None:
+    """Why files cannot be written in `folder`, e.g. 'Permission denied', or None when they can: checked before hours
+    of work whose results would go there. Tried by writing a file there; the folders made for the try are removed."""
+    folder = os.path.abspath(os.path.expanduser(folder))
+    made, parent = [], folder
+    while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        made.append(parent)
+        parent = os.path.dirname(parent)
+    probe = os.path.join(folder, f'.write-test-{uuid.uuid4().hex}')
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(probe, 'wb'):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    finally:
+        for folder_made in made:  # the deepest first; a folder something else wrote into meanwhile stays
+            try:
+                os.rmdir(folder_made)
+            except OSError:
+                pass
+    return None
+
+
 def write_atomically(path: str, data: str | bytes) -> None:
     """Writes `data` (str: UTF-8) to `path` so that readers only ever see the old file or the whole new one,
     even after a kill or a power cut: a temp file beside it, fsynced, `os.replace`d over `path`, and the

@@ -58,6 +58,7 @@ import zipfile
 
 import numpy as np
 
+import runs
 from datasets import names
 # ogbench_data also ignores gymnasium's Box precision warning about OGBench's envs (see there), for the collectors too.
 from datasets.ogbench_data import dataset_file_paths, record_source
@@ -322,6 +323,10 @@ def generate_dataset(env_name: str, num_episodes: int, seed: int, dataset_dir: s
     if episode_length < 2:
         raise ValueError(f'episode_length must be >= 2 (one transition), got {episode_length}.')
     paths = dataset_file_paths(target.dataset_name, dataset_dir)
+    problem = runs.unwritable(os.path.dirname(paths[0]))
+    if problem is not None:  # found before the episodes are collected, not after
+        raise ValueError(f'cannot write dataset files to {os.path.dirname(paths[0])} ({problem}); choose another '
+                         '--dataset_dir')
     existing = [path for path in paths if os.path.exists(path)]
     if existing and not overwrite:
         raise FileExistsError(f'Refusing to overwrite existing dataset file(s): {", ".join(existing)} '
@@ -387,8 +392,11 @@ def main(_argv) -> None:
         config.verbosity = -1  # WARNING and above: absl's app.run would print every library's INFO lines
     target = resolve_dataset_target(config.env_name)
     num_episodes = config.num_episodes if config.num_episodes is not None else PUBLISHED_NUM_EPISODES[target.suite]
-    generate_dataset(config.env_name, num_episodes, config.seed, config.dataset_dir, workers=config.workers,
-                     show_progress=True, overwrite=config.overwrite, episode_length=config.episode_length)
+    try:
+        generate_dataset(config.env_name, num_episodes, config.seed, config.dataset_dir, workers=config.workers,
+                         show_progress=True, overwrite=config.overwrite, episode_length=config.episode_length)
+    except (ValueError, FileExistsError) as error:  # a name, a count or a folder the user gave
+        raise SystemExit(f'error: {error}')
 
 
 def _define_flags() -> None:

@@ -95,6 +95,10 @@ def test_cli_maps_singletask_name_and_different_seed_gives_different_data(cube_s
     assert 'env steps/s' in result.stdout
     assert sorted(os.listdir(tmp_path)) == ['cube-single-play-v0-val.npz', 'cube-single-play-v0.npz',
                                             'cube-single-play-v0.source.json']  # where they came from
+    again = subprocess.run(command, cwd=os.path.dirname(os.path.dirname(generate.__file__)), capture_output=True,
+                           text=True, env={**os.environ, 'MUJOCO_GL': 'egl'}, timeout=300)
+    assert again.returncode == 1 and 'Traceback' not in again.stderr
+    assert again.stderr.strip().startswith('error: Refusing to overwrite existing dataset file(s)')
     seed1_train = load_npz(str(tmp_path / 'cube-single-play-v0.npz'))
     seed0_train = load_npz(cube_single_play_files[0])
     assert seed1_train['observations'].shape == (EPISODE_LENGTH, 28)
@@ -167,6 +171,9 @@ def test_generate_dataset_refuses_to_overwrite_and_validates_arguments(cube_sing
         generate_dataset('cube-single-play-v0', 0, 0, directory, show_progress=False)
     with pytest.raises(ValueError, match='workers must be >= 1, got 0'):
         generate_dataset('cube-single-play-v0', 1, 0, directory, workers=0, show_progress=False)
+    with pytest.raises(ValueError, match=rf'^cannot write dataset files to {cube_single_play_files[0]}/data \(Not a '
+                                         r'directory\); choose another --dataset_dir$'):
+        generate_dataset('cube-single-play-v0', 1, 0, f'{cube_single_play_files[0]}/data', show_progress=False)
 
 
 def test_atomic_write_is_deterministic_and_leaves_nothing_on_failure(tmp_path, monkeypatch):

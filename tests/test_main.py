@@ -251,6 +251,16 @@ def test_config_key_comments_reads_any_get_config_style():
         'width': '', 'bare': ''}
 
 
+def test_a_run_folder_that_cannot_be_written_is_one_error_line_before_the_data_is_read(tmp_path, compile_cache):
+    (tmp_path / 'a_file').write_text('')
+    result = run_main([f'--env_name={TASK}', f'--dataset_dir={tmp_path}/empty', f'--save_dir={tmp_path}/a_file',
+                       '--generate_missing_data=5'], compile_cache, timeout=120)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f'error: cannot write the run folder {tmp_path}/a_file/mfql_{TASK} (Not a directory); choose another --save_dir')
+    assert not os.path.exists(f'{tmp_path}/empty')  # nothing was generated
+
+
 def test_missing_dataset_without_generation_is_a_clear_error(tmp_path, compile_cache):
     result = run_main([f'--env_name={TASK}', f'--dataset_dir={tmp_path}/empty', f'--save_dir={tmp_path}/exp'],
                       compile_cache, timeout=120)

@@ -107,6 +107,14 @@ LAYOUT_LITERALS = re.compile(r"""['"](flags\.json|final\.json|eval\.csv|train\.c
                              r"""summary\.csv|summary\.md)['"]|f['"]seed\{\w+\}['"]|step_\{|\.msgpack['"]""")
 
 
+def test_unwritable_names_why_and_leaves_no_trace(tmp_path):
+    assert runs.unwritable(str(tmp_path / 'new' / 'deeper')) is None
+    assert os.listdir(tmp_path) == []  # the folders made for the try are gone
+    (tmp_path / 'a_file').write_text('')
+    assert runs.unwritable(str(tmp_path / 'a_file' / 'run')) == 'Not a directory'
+    assert os.listdir(tmp_path) == ['a_file']
+
+
 def test_no_module_but_runs_spells_the_run_folder_layout():
     offenders = []
     for directory, folders, files in os.walk(REPO_DIR):

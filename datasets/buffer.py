@@ -114,6 +114,16 @@ class ReplayBuffer(flax.struct.PyTreeNode):
             insert_index=(self.insert_index + 1) % self.capacity,
         )
 
+    @jax.jit
+    def end_episode(self) -> 'ReplayBuffer':
+        """Marks the newest row as the last of its episode (`terminals` = 1, `masks` kept: the episode is cut, as by a
+        time limit), so that the next `add` does not continue it. An online phase resumed from a checkpoint needs
+        this: it starts new episodes, since the environments' states are not saved."""
+        newest = (self.insert_index - 1) % self.capacity
+        terminals = self.data['terminals']
+        cut = terminals.at[newest].set(jnp.where(self.size > 0, jnp.ones_like(terminals[newest]), terminals[newest]))
+        return self.replace(data=dict(self.data, terminals=cut))
+
     @functools.partial(jax.jit, static_argnames=('batch_size',))
     def sample(self, key: jax.Array, batch_size: int) -> Batch:
         """Draws rows uniformly with replacement from the filled rows, idx_b ~ U{0, ..., size-1}.

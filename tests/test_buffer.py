@@ -253,3 +253,20 @@ def test_replay_buffer_fills_next_actions_as_transitions_arrive():
     # Rows hold transitions 4, 5, 2, 3 (capacity 4); 3 -> 4 continues, 5 ends an episode, 2 -> 3 continues.
     np.testing.assert_array_equal(buffer.data['actions'][:, 0], [4, 5, 2, 3])
     np.testing.assert_array_equal(buffer.data['next_actions'][:, 0], [5, 5, 3, 4])
+
+
+def test_end_episode_cuts_the_newest_row_so_the_next_transition_does_not_continue_it():
+    """A resumed online phase starts new episodes: the newest row ends its episode (terminals 1, mask kept), and the
+    first transition after it does not become its next action; an empty buffer is left as it is."""
+    example = {k: v[0] for k, v in dataset_from_numpy(make_transitions(1), next_actions=True).data.items()}
+    empty = ReplayBuffer.create(example, capacity=3)
+    np.testing.assert_array_equal(empty.end_episode().data['terminals'], empty.data['terminals'])
+    buffer = empty
+    for step in range(2):
+        buffer = buffer.add(dict(one_transition(step), actions=jnp.full((ACT_DIM,), float(step)),
+                                 terminals=jnp.asarray(0.0), masks=jnp.asarray(1.0)))
+    buffer = buffer.end_episode()
+    np.testing.assert_array_equal(buffer.data['terminals'], [0, 1, 0])
+    np.testing.assert_array_equal(buffer.data['masks'][:2], [1, 1])
+    buffer = buffer.add(dict(one_transition(2), actions=jnp.full((ACT_DIM,), 2.0), terminals=jnp.asarray(0.0)))
+    np.testing.assert_array_equal(buffer.data['next_actions'][:, 0], [1, 1, 2])  # row 1 keeps its own action

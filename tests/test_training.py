@@ -461,6 +461,43 @@ def test_a_stop_request_checkpoints_at_the_next_boundary_and_resume_finishes_bit
             assert stopped_file.read() == reference_file.read()
 
 
+def test_an_online_phase_resumed_after_a_stop_cuts_the_interrupted_episode(tmp_path, monkeypatch):
+    """A stop after 3 online env steps checkpoints the replay buffer there; the resumed run starts new episodes, so
+    the buffer's newest row from before the stop ends its episode (terminals 1), and the run finishes."""
+    import types
+
+    import flax.serialization
+    data, options = toy_data(), toy_options(offline_steps=20, online_steps=8, save_interval=0)
+    stop = types.SimpleNamespace(requested=None)
+    env_steps = []
+    original_step = FakeEnv.step
+
+    def counted_step(env, action):
+        env_steps.append(1)
+        if len(env_steps) == 3:
+            stop.requested = 'SIGUSR2'
+        return original_step(env, action)
+
+    monkeypatch.setattr(FakeEnv, 'step', counted_step)
+    run_dir = str(tmp_path / 'run')
+    with pytest.raises(preemption.StopRequested, match='stopped at step 23 on SIGUSR2'):
+        train_task(dataclasses.replace(toy_inputs(run_dir, data), stop=stop), options)
+
+    def buffer_at(step):
+        with open(checkpoint.checkpoint_path(f'{run_dir}/seed0', step), 'rb') as f:
+            return flax.serialization.msgpack_restore(f.read())['buffer']
+
+    stopped = buffer_at(23)
+    assert int(stopped['size']) == 3 and stopped['data']['terminals'][2] == 0  # FakeEnv episodes last 3+ steps
+    stop.requested = None
+    result = train_task(dataclasses.replace(toy_inputs(run_dir, data), stop=stop),
+                        dataclasses.replace(options, resume=True))
+    assert result.step == 28
+    finished = buffer_at(28)
+    assert int(finished['size']) == 8 and finished['data']['terminals'][2] == 1
+    np.testing.assert_array_equal(finished['data']['observations'][:3], stopped['data']['observations'][:3])
+
+
 def test_the_stop_handler_records_usr2_and_term_and_gives_the_old_handlers_back():
     import signal
     before = signal.getsignal(signal.SIGTERM)

@@ -180,6 +180,8 @@ class TaskRun:
         if self.step >= self.options.total_steps:
             return
         envs = online.OnlineEnvs(functools.partial(self._make_env, online=True), self.seeds, self.step)
+        if self.step > self.options.offline_steps:  # resumed inside the online phase: the envs start new episodes
+            self.buffer = self.placement.place_seeds(jax.vmap(ReplayBuffer.end_episode)(self.buffer))
         self.online_episode_stats = envs.last_episodes
         actions = np.asarray(online.online_actions(self.state.agent, envs.observations,
                                                    fold_keys(self.streams.online, self.step)))

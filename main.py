@@ -98,19 +98,18 @@ def main(_argv: list[str]) -> None:
     from training.tracking import WandbError, WandbSettings
 
     show_warnings_only()
+    plan = plan_run(FLAGS, sys.argv[1:])
+    problem = runs.unwritable(plan.run_root)
+    if problem is not None:  # found now, not after the data is loaded (or generated)
+        raise SystemExit(f'error: cannot write the run folder {plan.run_root} ({problem}); choose another --save_dir')
+    try:  # a stop signal here ends the process at once: there is nothing to checkpoint yet
+        for task in plan.tasks:
+            family_of(task).ensure_data(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,
+                                        generate_workers(FLAGS), FLAGS.progress_bar,
+                                        download=FLAGS.download_missing_data)
+    except ValueError as error:  # DatasetError is a ValueError
+        raise SystemExit(f'error: {error}')
     with preemption.StopHandler() as stop:
-        plan = plan_run(FLAGS, sys.argv[1:])
-        problem = runs.unwritable(plan.run_root)
-        if problem is not None:  # found now, not after the data is loaded (or generated)
-            raise SystemExit(f'error: cannot write the run folder {plan.run_root} ({problem}); choose another '
-                             '--save_dir')
-        try:
-            for task in plan.tasks:
-                family_of(task).ensure_data(task, FLAGS.dataset_dir, FLAGS.generate_missing_data or None,
-                                            generate_workers(FLAGS), FLAGS.progress_bar,
-                                            download=FLAGS.download_missing_data)
-        except ValueError as error:  # DatasetError is a ValueError
-            raise SystemExit(f'error: {error}')
         base_metadata = run_metadata(plan)
         # FQL's grouping: every seed's run of this command in one group, by default the run folder's name.
         wandb = (WandbSettings(project=FLAGS.wandb_project, entity=FLAGS.wandb_entity or None,

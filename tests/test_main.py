@@ -261,6 +261,19 @@ def test_a_run_folder_that_cannot_be_written_is_one_error_line_before_the_data_i
     assert not os.path.exists(f'{tmp_path}/empty')  # nothing was generated
 
 
+def test_sigterm_while_generating_data_ends_main_at_once(tmp_path, compile_cache):
+    """Before training there is nothing to checkpoint: a stop signal during data generation is not held back until
+    training would start (200 episodes take minutes here)."""
+    process = run_main([f'--env_name={TASK}', f'--dataset_dir={tmp_path}/data', f'--save_dir={tmp_path}/exp',
+                        '--generate_missing_data=200', '--generate_workers=1', '--progress_bar=false'], compile_cache,
+                       background=True)
+    time.sleep(12)  # past the imports, into the generation
+    assert process.poll() is None
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == -signal.SIGTERM
+    assert not os.path.exists(f'{tmp_path}/data/cube-single-play-v0.npz')
+
+
 def test_missing_dataset_without_generation_is_a_clear_error(tmp_path, compile_cache):
     result = run_main([f'--env_name={TASK}', f'--dataset_dir={tmp_path}/empty', f'--save_dir={tmp_path}/exp'],
                       compile_cache, timeout=120)

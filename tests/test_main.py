@@ -267,10 +267,13 @@ def test_sigterm_while_generating_data_ends_main_at_once(tmp_path, compile_cache
     process = run_main([f'--env_name={TASK}', f'--dataset_dir={tmp_path}/data', f'--save_dir={tmp_path}/exp',
                         '--generate_missing_data=200', '--generate_workers=1', '--progress_bar=false'], compile_cache,
                        background=True)
-    time.sleep(12)  # past the imports, into the generation
-    assert process.poll() is None
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == -signal.SIGTERM
+    try:
+        time.sleep(12)  # past the imports, into the generation
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        process.kill()  # a process that held the signal back would generate on for minutes
     assert not os.path.exists(f'{tmp_path}/data/cube-single-play-v0.npz')
 
 

@@ -136,6 +136,21 @@ def test_a_kill_between_two_seeds_writes_leaves_a_common_step_with_one_kept_chec
     assert [checkpoint.checkpoint_steps(d) for d in seed_dirs] == [[20], [20]]
 
 
+def test_evaluation_checkpoints_drop_their_replay_buffer_once_older_than_the_newest_kept(tmp_path):
+    """Online buffers stay on disk in the newest `keep` checkpoints only; an evaluation step's checkpoint keeps its
+    agent for `python -m evaluate`."""
+    seed_dir = str(tmp_path)
+    state = {'w': np.arange(3, dtype=np.float32)}
+    for step in (10, 15, 20, 25):
+        buffer = {'data': {'rewards': np.full(step, 1.0, np.float32)}, 'size': step, 'insert_index': step}
+        checkpoint.save_checkpoint(seed_dir, step, state, buffer, keep=2, protected={10})
+    assert checkpoint.checkpoint_steps(seed_dir) == [10, 20, 25]
+    kept_state, dropped = checkpoint.load_checkpoint(seed_dir, 10, state)
+    np.testing.assert_array_equal(kept_state['w'], state['w'])
+    assert dropped is None
+    assert [int(checkpoint.load_checkpoint(seed_dir, step, state)[1]['size']) for step in (20, 25)] == [20, 25]
+
+
 def test_replay_buffer_round_trips_through_a_checkpoint(tmp_path):
     transition = {'observations': jnp.zeros(3), 'rewards': jnp.zeros(())}
     empty = ReplayBuffer.create(transition, capacity=6)

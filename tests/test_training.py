@@ -498,6 +498,21 @@ def test_an_online_phase_resumed_after_a_stop_cuts_the_interrupted_episode(tmp_p
     np.testing.assert_array_equal(finished['data']['observations'][:3], stopped['data']['observations'][:3])
 
 
+def test_an_online_phase_does_not_resume_from_an_evaluation_checkpoint_without_its_buffer(tmp_path):
+    run_dir = str(tmp_path / 'run')
+    options = toy_options(offline_steps=20, online_steps=6, eval_interval=22, eval_episodes=1, save_interval=2,
+                          keep_checkpoints=1)
+    train_task(toy_inputs(run_dir, toy_data()), options)
+    seed_dir = f'{run_dir}/seed0'
+    assert checkpoint.checkpoint_steps(seed_dir) == [1, 20, 22, 24, 26]  # evaluations at 1, 20 (offline end), 22, 26
+    for step in (24, 26):  # as if the newer checkpoints were lost
+        os.remove(checkpoint.checkpoint_path(seed_dir, step))
+    os.remove(f'{seed_dir}/final.json')
+    with pytest.raises(checkpoint.ResumeError, match=r'^cannot resume the online phase from step 22: its checkpoint '
+                                                     r'has no replay buffer'):
+        train_task(toy_inputs(run_dir, toy_data()), dataclasses.replace(options, resume=True))
+
+
 def test_the_stop_handler_records_usr2_and_term_and_gives_the_old_handlers_back():
     import signal
     before = signal.getsignal(signal.SIGTERM)

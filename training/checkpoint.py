@@ -70,11 +70,28 @@ def write_checkpoint(seed_dir: str, step: int, state: Any, buffer: dict[str, Any
 
 def prune_checkpoints(seed_dir: str, newest: int, keep: int = 2, protected: Collection[int] = ()) -> None:
     """Deletes all but the newest `keep` (>= 1) of one seed's checkpoints outside `protected` (the evaluation steps),
-    never the one at step `newest` (the one just written)."""
+    never the one at step `newest` (the one just written).
+
+    A protected checkpoint that falls out of the newest `keep` checkpoints loses its online replay buffer
+    (`drop_buffer`): a resume starts from the newest checkpoint, and evaluating a kept one needs its agent only; so the
+    buffers on disk are those of the newest `keep` checkpoints, not one more (of a growing buffer) per evaluation."""
     unprotected = [saved for saved in checkpoint_steps(seed_dir) if saved not in protected]
     for old_step in unprotected[:max(0, len(unprotected) - keep)]:
         if old_step != newest:
             os.remove(checkpoint_path(seed_dir, old_step))
+    steps = checkpoint_steps(seed_dir)
+    if len(steps) > keep and steps[-keep - 1] in protected:  # each save moves at most one out of the newest `keep`
+        drop_buffer(seed_dir, steps[-keep - 1])
+
+
+def drop_buffer(seed_dir: str, step: int) -> None:
+    """Rewrites one seed's checkpoint without its replay buffer (atomically; nothing to do without one)."""
+    path = checkpoint_path(seed_dir, step)
+    with open(path, 'rb') as f:
+        payload = flax.serialization.msgpack_restore(f.read())
+    if 'buffer' in payload:
+        del payload['buffer']
+        write_atomically(path, flax.serialization.msgpack_serialize(payload))
 
 
 def save_checkpoint(seed_dir: str, step: int, state: Any, buffer: dict[str, Any] | None = None,

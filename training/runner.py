@@ -133,6 +133,11 @@ class TaskRun:
             self.state = self.placement.place_seeds(state)
             if buffer is not None:
                 self.buffer = self.placement.place_seeds(buffer)
+            elif resume_step > self.options.offline_steps:  # an evaluation checkpoint whose buffer was dropped
+                raise checkpoint.ResumeError(
+                    f'cannot resume the online phase from step {resume_step}: its checkpoint has no replay buffer '
+                    '(only the newest --keep_checkpoints checkpoints keep theirs); restore the newer checkpoints, or '
+                    'evaluate this one with python -m evaluate')
             self.step = resume_step
             self.last_checkpoint = checkpoint.checkpoint_path(self.seed_dirs[0], resume_step)
             print(f'{self.inputs.task}: resumed {len(self.seeds)} seed(s) from step {resume_step}', flush=True)

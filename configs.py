@@ -21,7 +21,7 @@ weight 1; in FQL it weights the distillation loss of a separate one-step policy.
 scales, so FQL's per-env α is never used as a MeanFlowQL fallback; unknown MeanFlowQL α falls back to the
 authors' get_config default (α₀ = 10) and says so.
 
-The [2nd] Table 7 rows quote one task per environment (task1, or task2 for cube-double: the default tasks).
+The [2nd] Table 7 rows quote one task per environment (task1, or task2 for cube-double).
 FQL tunes per environment, so those values are applied to all five tasks of the env, with a source string
 saying so. Env names without `-taskN` use OGBench's default task (`datasets.names.EnvSpec.effective_task`).
 
@@ -61,7 +61,7 @@ PAPER_OGBENCH_FAMILIES = (
 PAPER_VISUAL_TASKS = tuple(f'visual-{env}-singletask-task1-v0' for env in (
     'cube-single-play', 'cube-double-play', 'scene-play', 'puzzle-3x3-play', 'puzzle-4x4-play'))
 # Each task's offline budget is its family's `default_offline_steps` (1M OGBench states; 500K frames and D4RL, as
-# FQL and [2nd] MeanFlowQL Appendix D).
+# FQL and [2nd] MeanFlowQL Appendix D); before an online phase D4RL's is 1M (`Family.offline_budget`).
 
 # Fallbacks = the agents' get_config defaults (tests check they agree), used where nothing is published.
 FQL_DEFAULT_ALPHA = 10.0
@@ -189,6 +189,8 @@ BASELINE_PUBLISHED: dict[str, dict[str, tuple[dict[str, Any], str]]] = {
         'cube-triple-play': (dict(num_samples=32, discount=0.995), VF_SRC),
         'visual-cube-single-play': (dict(num_samples=32), FQL_SRC),
         'visual-cube-double-play': (dict(num_samples=32, discount=0.995), VF_SRC),
+        'visual-scene-play': (dict(num_samples=32), VF_SRC),
+        'visual-puzzle-3x3-play': (dict(num_samples=32), VF_SRC),
     },
 }
 # The per-environment keys each baseline must have a published or explicit value for: a fallback would change the
@@ -301,9 +303,13 @@ def _baseline(agent_name: str) -> Callable[[str, bool], Preset]:
         env = _baseline_environment(env_name)
         if env in BASELINE_PUBLISHED[agent_name]:
             values, source = BASELINE_PUBLISHED[agent_name][env]
-            note = ' (run on one task; applied to all five, as FQL tunes per environment)'
-            if online:
-                note += '; its offline-to-online example uses the same flags'
+            if source == FQL_SRC:  # FQL's README runs its baselines on one task of each environment
+                note = ' (run on one task; applied to all five, as FQL tunes per environment)'
+                if online:
+                    note += '; its offline-to-online example uses the same flags'
+            else:  # value-flows gives one command for tasks 1-5, and no offline-to-online baseline commands
+                note = ' (tasks 1-5)' + ('; no offline-to-online flags are published: the offline ones' if online
+                                         else '')
             return _with_source(values, f'{source} {agent_name} flags for {env}{note}')
         result: Preset = {}
         if agent_name == 'ifql':

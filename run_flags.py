@@ -22,7 +22,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag('num_seeds', 'integer', 1, 'Number of seeds trained together in one process (vmapped).'),
     Flag('seeds', 'list', [], 'Explicit comma-separated seeds (overrides --seed/--num_seeds), e.g. 0,1,2.'),
     Flag('offline_steps', 'integer', 1_000_000, "Offline updates. Default: the task family's, the papers' budget (1M "
-         'for OGBench state tasks, 500K for visual and D4RL tasks); tasks whose defaults differ need this flag.'),
+         'for OGBench state tasks, 500K for visual and D4RL tasks, 1M for D4RL before an online phase); tasks whose '
+         'defaults differ need this flag.'),
     Flag('online_steps', 'integer', 0, 'Online updates after the offline phase (one env step each).'),
     Flag('eval_interval', 'integer', 100_000, 'Evaluate every this many updates (also at step 1 and at the end).'),
     Flag('eval_episodes', 'integer', 50, 'Evaluation episodes per seed (0 = no evaluation).'),

@@ -121,7 +121,8 @@ def generate_workers(flags: FlagValues) -> int:
 
 def _check_families(flags: FlagValues, tasks: list[str]) -> None:
     """Each family's optional packages must be installed; without --offline_steps the budget becomes the families'
-    default (1M OGBench states, 500K frames and D4RL), and tasks whose defaults differ need --offline_steps."""
+    default (1M OGBench states, 500K frames and D4RL; 1M for D4RL before an online phase), and tasks whose defaults
+    differ need --offline_steps."""
     by_family = {}
     for task in tasks:
         by_family.setdefault(family_of(task), task)
@@ -132,9 +133,10 @@ def _check_families(flags: FlagValues, tasks: list[str]) -> None:
             raise SystemExit(f'error: {error}')
     if flags['offline_steps'].present:
         return
-    budgets = {family.default_offline_steps for family in by_family}
+    online = flags.online_steps > 0
+    budgets = {family.offline_budget(online) for family in by_family}
     if len(budgets) > 1:
-        defaults = ', '.join(f'{family.name} {family.default_offline_steps:,}' for family in by_family)
+        defaults = ', '.join(f'{family.name} {family.offline_budget(online):,}' for family in by_family)
         raise SystemExit(f'error: --env_name mixes tasks whose default budgets differ ({defaults} offline steps); pass '
                          '--offline_steps explicitly or run them separately')
     if budgets != {flags.offline_steps}:

@@ -298,6 +298,10 @@ def test_plan_uses_500k_steps_and_d4rl_presets(tmp_path):
     mixed = plan(f'--save_dir={tmp_path}', '--env_name=pen-cloned-v1,visual-cube-single-play-singletask-task1-v0',
                  '--agent=agents/fql.py')
     assert mixed.options.offline_steps == 500_000
+    # Before an online phase FQL's README keeps main.py's 1M offline updates for D4RL, as for OGBench's state tasks.
+    online = plan(f'--save_dir={tmp_path}', '--env_name=antmaze-large-play-v2,cube-single-play-singletask-task2-v0',
+                  '--agent=agents/fql.py', '--online_steps=1000000')
+    assert online.options.offline_steps == 1_000_000 and online.options.total_steps == 2_000_000
 
 
 @needs_extra

@@ -22,7 +22,10 @@ class D4RLFamily(Family):
     metric = 'score'
     metric_key = 'evaluation/score'
     unit = 'D4RL normalised, ×100'
+    # FQL's README: D4RL offline commands pass --offline_steps=500000; its offline-to-online ones keep main.py's 1M
+    # (MeanFlowQL runs 1M + 1M too).
     default_offline_steps = 500_000
+    default_offline_steps_before_online = 1_000_000
 
     def claims(self, name: str) -> bool:
         return names.looks_like_d4rl_name(name) and not names.is_family_spec(name)

@@ -146,7 +146,8 @@ def load_agents(task_folder: str, seeds: list[int], step: int) -> tuple[Any, Any
             raise EvaluateError(f'{folder} has no checkpoint at step {step}; it has steps '
                                 f'{runs.checkpoint_steps(folder) or "none"}') from None
         states.append(state)
-    stacked = jax.tree.map(lambda *xs: np.stack(xs), *states)
+    # On the device once: the policy is called at every env step, and host arrays would be copied to it each time.
+    stacked = jax.device_put(jax.tree.map(lambda *xs: np.stack(xs), *states))
     return stacked.agent, config, recorded
 
 
@@ -155,10 +156,9 @@ def load_agent(run_dir: str, seed: int, step: int) -> Any:
     (or a run folder with one task). Its `sample_actions` acts as in training; evaluation uses the config's
     `evaluation_temperature` (`training.evaluation.evaluation_temperature`)."""
     import jax
-    import numpy as np
 
     agents, _, _ = load_agents(task_folder_of(run_dir), [seed], step)
-    return jax.tree.map(lambda x: np.asarray(x)[0], agents)
+    return jax.tree.map(lambda x: x[0], agents)
 
 
 def seed_groups(task_folder: str, seeds: list[int]) -> list[list[int]]:

@@ -72,6 +72,8 @@ def test_load_agent_needs_no_dataset_and_acts(trained):
     assert agent.config['agent_name'] == 'fql' and actions.shape == (1, *env.action_space.shape)
     assert np.all(np.isfinite(actions))
     env.close()
+    # The weights are on the device, as in training: acting at every env step copies nothing from the host.
+    assert all(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(agent))
 
 
 @pytest.mark.parametrize('args, message', [

@@ -24,7 +24,7 @@ import pytest
 
 from agents import fql, mfql
 from agents.train_state import TrainState, nonpytree_field
-from datasets.buffer import Dataset
+from datasets.buffer import Dataset, ReplayBuffer
 from datasets.families import Family
 from training import checkpoint, evaluation, preemption, schedule
 from training.fused import (FusedUpdater, SeedPlacement, TrainingState, create_training_states, fused_updates,
@@ -511,6 +511,25 @@ def test_an_online_phase_does_not_resume_from_an_evaluation_checkpoint_without_i
     with pytest.raises(checkpoint.ResumeError, match=r'^cannot resume the online phase from step 22: its checkpoint '
                                                      r'has no replay buffer'):
         train_task(toy_inputs(run_dir, toy_data()), dataclasses.replace(options, resume=True))
+
+
+def test_an_online_step_consumes_its_state_and_buffer_instead_of_copying_them():
+    """Appending a row to a donated buffer writes in place; a non-donated one would be copied whole at every step."""
+    from training import online
+    data = Dataset(data={k: jnp.asarray(v) for k, v in toy_data().items()})
+    state = toy_states([0, 1], data)
+    empty = ReplayBuffer.create({k: v[0] for k, v in data.data.items()}, capacity=5)
+    buffer = jax.tree.map(lambda x: jnp.broadcast_to(x, (2, *x.shape)) + 0, empty)
+    transition = {k: np.stack([np.asarray(v[0])] * 2) for k, v in data.data.items()}
+    observations = np.zeros((2, OBS_DIM), np.float32)
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    new_state, new_buffer, _, _, actions = online.online_step(state, buffer, data, transition, observations, keys,
+                                                              online.UnionSampler(8))
+    assert buffer.data['observations'].is_deleted() and buffer.size.is_deleted()
+    assert jax.tree.leaves(state)[0].is_deleted()
+    np.testing.assert_array_equal(new_buffer.size, [1, 1])
+    np.testing.assert_array_equal(new_buffer.data['observations'][:, 0], np.stack([data.data['observations'][0]] * 2))
+    assert actions.shape == (2, ACT_DIM) and int(new_state.agent.network.step[0]) == 1
 
 
 def test_the_stop_handler_records_usr2_and_term_and_gives_the_old_handlers_back():

@@ -25,7 +25,7 @@ import numpy as np
 
 from datasets.buffer import Dataset, ReplayBuffer, sample_union
 from training import evaluation
-from training.fused import TrainingState, fused_updates
+from training.fused import TrainingState, distinct_buffers, fused_updates
 
 
 def online_env_seed(seed: int, step: int) -> int:
@@ -49,13 +49,21 @@ def online_actions(agents: Any, observations: jax.Array, keys: jax.Array) -> jax
     return jax.vmap(lambda agent, obs, key: agent.sample_actions(obs[None], key)[0])(agents, observations, keys)
 
 
-@functools.partial(jax.jit, static_argnums=(6,))
 def online_step(state: TrainingState, buffer: ReplayBuffer, dataset: Dataset, transition: dict[str, jax.Array],
                 observations: jax.Array, act_keys: jax.Array, sampler: UnionSampler):
     """One online update for all seeds: append each seed's transition to its buffer, one update on a
     batch from dataset ∪ buffer, then the actions for the next observations (S, obs_dim).
 
-    Returns (state, buffer, mean info, first non-finite update index, (S, action_dim) actions)."""
+    Consumes `state` and `buffer` (their buffers are donated: appending a row would otherwise copy each seed's whole
+    replay buffer at every step). Returns (state, buffer, mean info, first non-finite update index, (S, action_dim)
+    actions)."""
+    state, buffer = distinct_buffers((state, buffer))
+    return _online_step(state, buffer, dataset, transition, observations, act_keys, sampler)
+
+
+@functools.partial(jax.jit, static_argnums=(6,), donate_argnums=(0, 1))
+def _online_step(state: TrainingState, buffer: ReplayBuffer, dataset: Dataset, transition: dict[str, jax.Array],
+                 observations: jax.Array, act_keys: jax.Array, sampler: UnionSampler):
 
     def per_seed(seed_state, seed_buffer, seed_transition, observation, act_key):
         seed_buffer = seed_buffer.add(seed_transition)

@@ -246,6 +246,15 @@ def test_fql_flags_that_do_not_apply_are_refused_with_their_remedy(tmp_path):
         jobs_for(tmp_path, '--restore_path=exp/old')
 
 
+def test_jobs_sharing_a_gpu_each_get_a_share_of_its_memory():
+    assert local.job_environment([], 2, 1) == {}
+    assert local.job_environment(['0', '1'], 2, 1, {}) == {'CUDA_VISIBLE_DEVICES': '1'}  # a GPU each: JAX's defaults
+    shared = local.job_environment(['GPU-8a1f', '1'], 5, 2, {})  # 5 jobs on 2 GPUs: up to 3 on one
+    assert shared == {'CUDA_VISIBLE_DEVICES': 'GPU-8a1f', 'XLA_PYTHON_CLIENT_PREALLOCATE': 'false',
+                      'XLA_CLIENT_MEM_FRACTION': '0.300'}
+    assert 'XLA_CLIENT_MEM_FRACTION' not in local.job_environment(['0'], 2, 0, {'XLA_PYTHON_CLIENT_MEM_FRACTION': '.4'})
+
+
 def test_gpus_named_by_uuid_are_gpus():
     assert local.local_gpus({'CUDA_VISIBLE_DEVICES': 'GPU-8a1f,MIG-3c2e/1/0'}) == ['GPU-8a1f', 'MIG-3c2e/1/0']
     assert local.local_gpus({'CUDA_VISIBLE_DEVICES': '0,2'}) == ['0', '2']

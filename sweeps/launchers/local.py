@@ -3,6 +3,7 @@ once, each on its own GPU when there are GPUs (round robin when there are more s
 them; a killed sweep.py leaves its jobs to be found interrupted and resumed by the next launch."""
 
 import argparse
+import math
 import os
 import shutil
 import socket
@@ -49,6 +50,24 @@ def process_alive(pid: int) -> bool:
     return state not in ('Z', 'X') and 'submitit' in command
 
 
+MEM_FRACTION_VARIABLES = ('XLA_CLIENT_MEM_FRACTION', 'XLA_PYTHON_CLIENT_MEM_FRACTION')  # the new name, the old
+
+
+def job_environment(gpus: list[str], slots: int, slot: int, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment variables of the job in `slot`: its GPU by name (an index or a UUID, as CUDA_VISIBLE_DEVICES
+    gave it), and, when k jobs share a GPU, no preallocation and a memory limit of 0.9/k of the GPU each, so that
+    each job's free-memory check (`datasets.frames.check_fits`) sees its own share, not what others use. A memory
+    fraction set by the user is kept (JAX refuses both names at once)."""
+    if not gpus:
+        return {}
+    environment = {'CUDA_VISIBLE_DEVICES': gpus[slot % len(gpus)]}
+    if slots > len(gpus):
+        environment['XLA_PYTHON_CLIENT_PREALLOCATE'] = 'false'
+        if not any(name in (os.environ if environ is None else environ) for name in MEM_FRACTION_VARIABLES):
+            environment['XLA_CLIENT_MEM_FRACTION'] = f'{0.9 / math.ceil(slots / len(gpus)):.3f}'
+    return environment
+
+
 def remove_stale_result(path: Any, submitted_at: float) -> None:
     """Deletes a result file older than the job just submitted: a local job's id is its controller's process id, which
     an earlier job of the sweep may have had (ids start again after a restart), and its result file would read as this
@@ -80,11 +99,7 @@ class LocalLauncher(Launcher):
         while queue or active:
             while queue and free:
                 job, slot = queue.pop(0), free.pop(0)
-                environment = {}
-                if gpus:  # the job's GPU by name (an index or a UUID), as CUDA_VISIBLE_DEVICES gave it
-                    environment['CUDA_VISIBLE_DEVICES'] = gpus[slot % len(gpus)]
-                    if slots > len(gpus):  # jobs share a GPU: JAX must not take most of its memory up front
-                        environment['XLA_PYTHON_CLIENT_PREALLOCATE'] = 'false'
+                environment = job_environment(gpus, slots, slot)
                 submitted_at = time.time()
                 submitted = executor.submit(MainRun(job.command, environment))
                 remove_stale_result(submitted.paths.result_pickle, submitted_at)

@@ -109,9 +109,11 @@ def test_baseline_presets_and_sources():
     assert values(triple) == {'alpha_actor': 0.03, 'alpha_critic': 0.0, 'discount': 0.995}
     assert triple['alpha_actor'][1].startswith('[value-flows README] chongyi-zheng/value-flows README.md @ 817b01a1')
     assert triple['alpha_actor'][1].endswith('rebrac flags for cube-triple-play (tasks 1-5)')
-    assert configs.get_presets('rebrac', 'cube-triple-play-singletask-task4-v0', online=True)['alpha_actor'][1].endswith(
-        '(tasks 1-5); no offline-to-online flags are published: the offline ones')
-    assert ifql_presets['num_samples'][1].endswith('(run on one task; applied to all five, as FQL tunes per environment)')
+    online_triple = configs.get_presets('rebrac', 'cube-triple-play-singletask-task4-v0', online=True)
+    assert online_triple['alpha_actor'][1].endswith('(tasks 1-5); no offline-to-online flags are published: the offline '
+                                                    'ones')
+    assert ifql_presets['num_samples'][1].endswith('(run on one task; applied to all five, as FQL tunes per '
+                                                   'environment)')
     scene = configs.get_presets('ifql', 'visual-scene-play-singletask-task1-v0')['num_samples']
     assert scene == (32, '[value-flows README] chongyi-zheng/value-flows README.md @ 817b01a1 ifql flags for '
                          'visual-scene-play (tasks 1-5)')  # published, not the fallback

@@ -257,7 +257,8 @@ def test_a_run_folder_that_cannot_be_written_is_one_error_line_before_the_data_i
                        '--generate_missing_data=5'], compile_cache, timeout=120)
     assert result.returncode == 1 and 'Traceback' not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        f'error: cannot write the run folder {tmp_path}/a_file/mfql_{TASK} (Not a directory); choose another --save_dir')
+        f'error: cannot write the run folder {tmp_path}/a_file/mfql_{TASK} (Not a directory); choose another '
+        '--save_dir')
     assert not os.path.exists(f'{tmp_path}/empty')  # nothing was generated
 
 

@@ -253,7 +253,8 @@ def test_a_presets_file_that_cannot_be_written_is_one_error_line(tmp_path):
     write_fake_sweep(str(tmp_path), {(alpha, task): [0.5] * 3 for alpha in ('10', '30.0')
                                      for task in [*TASKS, 'cube-double-play-singletask-task2-v0']})
     (tmp_path / 'a_file').write_text('')
-    with pytest.raises(SweepError, match=rf"^cannot write the report or the presets file: File exists: {tmp_path}/a_file$"):
+    with pytest.raises(SweepError,
+                       match=rf"^cannot write the report or the presets file: File exists: {tmp_path}/a_file$"):
         sweep.run([f'--save_dir={tmp_path}', '--report', '--bootstrap_reps=200',
                    f'--write_presets={tmp_path}/a_file/presets.json'])
 

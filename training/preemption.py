@@ -2,9 +2,10 @@
 
 SLURM warns a job before its time limit with the signal of `--signal=USR2@90` (90 s ahead) and sends SIGTERM when it
 ends or preempts a job. main.py trains under a `StopHandler` for SIGUSR2 and SIGTERM (before, while it generates or
-downloads data, the signals end it at once: there is nothing to checkpoint yet): the handler only records the request; the training loop (`training.runner`) sees it at the next call boundary, finishes that boundary's work
-(log, evaluation, checkpoint, as scheduled, so that the resumed run's logs are the uninterrupted run's), saves a
-checkpoint there if the schedule did not, and raises `StopRequested`. main.py then exits with `EXIT_STATUS`, writing
+downloads data, the signals end it at once: there is nothing to checkpoint yet). The handler only records the
+request; the training loop (`training.runner`) sees it at the next call boundary, finishes that boundary's work (log,
+evaluation, checkpoint, as scheduled, so that the resumed run's logs are the uninterrupted run's), saves a checkpoint
+there if the schedule did not, and raises `StopRequested`. main.py then exits with `EXIT_STATUS`, writing
 no final.json and no summary; `main.py ... --resume` continues from the checkpoint, bitwise as if never stopped.
 
 Standard library only: the sweep's launchers read `EXIT_STATUS` without importing JAX.

@@ -60,7 +60,7 @@ class Family(abc.ABC):
     metric_key: str  # the final.json key of each seed's reported result ('evaluation/success_last3', ...)
     unit: str  # the unit of both, e.g. 'fraction' (success in [0, 1]) or 'D4RL normalised, ×100'
     default_offline_steps: int  # offline updates when --offline_steps is not given (the papers' budget)
-    # The papers' offline budget before an online phase, where it differs from `default_offline_steps` (`offline_budget`).
+    # The papers' offline budget before an online phase, where it differs from `default_offline_steps`.
     default_offline_steps_before_online: int | None = None
     observes_frames: bool = False  # observations are image frames: frame settings and pixel encoders apply
     supports_online: bool = True  # an online phase (--online_steps) is possible

@@ -574,7 +574,8 @@ def main(argv: list[str] | None = None) -> None:
     from agents import registered_agents
     from cli.output import print_all
     parser = argparse.ArgumentParser(description='Print the exact commands of the paper OGBench grid, or with '
-                                                 '--env_name those of the given tasks with the source of each preset.')
+                                                 '--env_name those of the given tasks with the source of each preset.',
+                                     allow_abbrev=False)  # --seed must not pass for --seeds
     parser.add_argument('--agents', default=','.join(PAPER_GRID_AGENTS),
                         help=f'comma-separated agents, of {",".join(registered_agents())} (default: '
                              f'{",".join(PAPER_GRID_AGENTS)})')

@@ -20,7 +20,7 @@ every task from its newest checkpoint and skips finished tasks.
 Exit status: 0 when every task finished; 1 with one `error:` line on bad input or a failed run; 3
 (`training.preemption.EXIT_STATUS`) after SIGUSR2 or SIGTERM (SLURM's `--signal=USR2@90` before a time limit, or a
 preemption): training stopped at the next call boundary with a checkpoint there, and the same command with --resume
-continues it bitwise. A requeued job should rerun with --resume.
+continues it (bitwise in the offline phase). A requeued job should rerun with --resume.
 """
 
 import hashlib
@@ -51,7 +51,7 @@ if __name__ == '__main__':
 FLAGS = flags.FLAGS
 flags.DEFINE_boolean('helpagent', False, 'Print every key of the --agent config file (e.g. --agent=agents/fql.py) '
                      'with its default and its meaning, then exit.')
-run_flags.define(flags)
+run_flags.define(flags, module_name=sys.argv[0])  # absl's name for the main module's flags, listed by --help
 config_flags.DEFINE_config_file('agent', DEFAULT_AGENT_FILE, lock_config=False,
                                 help_string=f'Agent file (its get_config() is the agent config; --agent.KEY=VALUE sets '
                                             f'a key). Registered agents: {available_agents_text()}; any file following '

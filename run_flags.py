@@ -120,10 +120,11 @@ def refused_flag_error(argv: list[str]) -> str | None:
     return None
 
 
-def define(flags_module: Any) -> None:
-    """Defines every flag of `FLAGS` with absl (`flags_module` is `absl.flags`)."""
+def define(flags_module: Any, module_name: str) -> None:
+    """Defines every flag of `FLAGS` with absl (`flags_module` is `absl.flags`) as flags of `module_name`: main.py
+    passes its own, so that `python main.py --help` lists them (absl's --help shows the main module's flags)."""
     definers = {'string': flags_module.DEFINE_string, 'integer': flags_module.DEFINE_integer,
                 'boolean': flags_module.DEFINE_boolean, 'list': flags_module.DEFINE_list,
                 'float': flags_module.DEFINE_float}
     for flag in FLAGS:
-        definers[flag.kind](flag.name, flag.default, flag.help)
+        definers[flag.kind](flag.name, flag.default, flag.help, module_name=module_name)

@@ -213,6 +213,13 @@ def test_command_line_agent_errors_are_clear(args, message, compile_cache):
     assert 'Traceback' not in result.stderr
 
 
+def test_help_lists_main_pys_own_flags(compile_cache):
+    import run_flags
+    result = run_main(['--help'], compile_cache, timeout=60)  # absl's --help exits with status 1
+    for name in run_flags.FLAG_NAMES:
+        assert f'--{name}:' in result.stdout or f'--[no]{name}:' in result.stdout, name
+
+
 @pytest.mark.parametrize('agent', ['fql', 'mfql'])
 def test_helpagent_lists_every_key_with_its_default_and_comment(agent, compile_cache):
     import importlib

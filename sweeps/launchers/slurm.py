@@ -129,9 +129,10 @@ class SlurmLauncher(Launcher):
     def check(self, num_jobs: int) -> list[str]:
         self.parameters(num_jobs)  # malformed --slurm_option values stop here, before anything is queued
         if not any(token.startswith('--save_interval=') for token in self.args.passthrough):
-            return ['warning: no --save_interval: main.py checkpoints at the end only (and when SLURM signals a time '
-                    'limit or a preemption), so a job that dies otherwise restarts from update 0; pass e.g. '
-                    '--save_interval=100000']
+            return ['warning: no --save_interval: main.py checkpoints only at its evaluation steps (every '
+                    '--eval_interval, 100k updates by default), at the end and when SLURM signals a time limit or a '
+                    'preemption, so a job that dies otherwise redoes up to an evaluation interval; pass e.g. '
+                    '--save_interval=25000']
         return []
 
     def submit(self, jobs: list[Any], manifest: dict[str, Any], save_manifest: Any, on_end: Any) -> None:

@@ -301,6 +301,10 @@ def _baseline(agent_name: str) -> Callable[[str, bool], Preset]:
     `unpublished_required_keys` refuses the run unless they are given."""
     def presets(env_name: str, online: bool) -> Preset:
         env = _baseline_environment(env_name)
+        frames: Preset = {}
+        if family_of(env_name).name == 'ogbench_visual':  # every published pixel-task command carries these
+            frames = _with_source(VISUAL_SETTINGS, f'{FQL_SRC} pixel-task flags (the same for every visual task and '
+                                                   'agent)')
         if env in BASELINE_PUBLISHED[agent_name]:
             values, source = BASELINE_PUBLISHED[agent_name][env]
             if source == FQL_SRC:  # FQL's README runs its baselines on one task of each environment
@@ -310,8 +314,8 @@ def _baseline(agent_name: str) -> Callable[[str, bool], Preset]:
             else:  # value-flows gives one command for tasks 1-5, and no offline-to-online baseline commands
                 note = ' (tasks 1-5)' + ('; no offline-to-online flags are published: the offline ones' if online
                                          else '')
-            return _with_source(values, f'{source} {agent_name} flags for {env}{note}')
-        result: Preset = {}
+            return frames | _with_source(values, f'{source} {agent_name} flags for {env}{note}')
+        result: Preset = dict(frames)
         if agent_name == 'ifql':
             result['num_samples'] = IFQL_SAMPLES_FALLBACK
         if family_of(env_name).name != 'd4rl':

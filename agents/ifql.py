@@ -12,6 +12,11 @@ Flow convention (FQL's): x⁰ ~ N(0, I), x¹ = a, x^t = (1 − t)·x⁰ + t·x¹
 Acting: N flow samples per state, each integrated by K Euler steps and clipped to [−1, 1]; the agent takes
 the one with the highest min_m Q_φ,m(s, ·).
 
+Visual tasks (`encoder` = 'impala_small', networks/encoders.py): as in FQL, V, Q and v_θ each have their own
+encoder, trained by their own losses. V's and Q's sit inside their modules (the target critic holds a Polyak-averaged
+copy of Q's); v_θ's (`actor_bc_flow_encoder`) is applied once per state and its features feed every Euler step and
+every one of the N samples.
+
 Gradient convention (as in FQL): a network sees gradients only where a loss passes `params=grad_params`.
 """
 
@@ -24,6 +29,7 @@ import ml_collections
 
 from agents.iql import ExpectileValueLearning, create_with_actor
 from agents.train_state import TrainState, freeze_config, nonpytree_field, normalize_batch, normalize_observations
+from networks.encoders import make_encoder
 from networks.mlp import MLP
 
 Batch = dict[str, jax.Array]
@@ -52,27 +58,41 @@ class IFQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
     target_critic_params: Any
     config: Any = nonpytree_field()
 
-    def velocity(self, observations: jax.Array, x: jax.Array, times: jax.Array, params: Any = None) -> jax.Array:
-        """v_θ(s, x, t): (..., obs_dim), (..., action_dim), (..., 1) -> (..., action_dim). Raw t is an input."""
-        return self.network.select('actor_bc_flow')(jnp.concatenate([observations, x, times], axis=-1), params=params)
+    def encode(self, observations: jax.Array, params: Any = None) -> jax.Array:
+        """v_θ's input features: its encoder's output (..., 512) for frames (..., H, W, C) with an `encoder`, else
+        the observations themselves."""
+        if self.config['encoder'] is None:
+            return observations
+        return self.network.select('actor_bc_flow_encoder')(observations, params=params)
 
-    def flow_actions(self, observations: jax.Array, noise: jax.Array) -> jax.Array:
+    def velocity(self, features: jax.Array, x: jax.Array, times: jax.Array, params: Any = None) -> jax.Array:
+        """v_θ(s, x, t): (..., feature_dim), (..., action_dim), (..., 1) -> (..., action_dim). Raw t is an input.
+        `features` = `encode(s)` (the state itself without an encoder)."""
+        return self.network.select('actor_bc_flow')(jnp.concatenate([features, x, times], axis=-1), params=params)
+
+    def flow_actions(self, features: jax.Array, noise: jax.Array) -> jax.Array:
         """x ← z;  for i = 0 … K−1:  x ← x + v_θ(s, x, i/K) / K;  return clip(x, −1, 1),  K = `flow_steps`.
-        Shapes: (..., obs_dim), (..., action_dim) -> (..., action_dim)."""
+        Shapes: (..., feature_dim) (`encode(s)`), (..., action_dim) -> (..., action_dim)."""
         num_steps = self.config['flow_steps']
         x = noise
         for i in range(num_steps):  # K is a small static int (10): unrolled, as in FQL
-            x = x + self.velocity(observations, x, jnp.full((*x.shape[:-1], 1), i / num_steps, x.dtype)) / num_steps
+            x = x + self.velocity(features, x, jnp.full((*x.shape[:-1], 1), i / num_steps, x.dtype)) / num_steps
         return jnp.clip(x, -1.0, 1.0)
 
     def rejection_sample(self, observations: jax.Array, noise: jax.Array) -> jax.Array:
         """argmax_n min_m Q_φ,m(s, a_n) over the flow samples a_n = flow_actions(s, z_n), n = 1 … N.
 
-        observations (..., obs_dim) (normalised if the agent normalises), noise (..., N, action_dim)
-        -> (..., action_dim). Ties go to the lowest n.
+        observations (..., obs_dim) (normalised if the agent normalises; frames (..., H, W, C) with an `encoder`),
+        noise (..., N, action_dim) -> (..., action_dim). Ties go to the lowest n. The flow encodes each state once;
+        the critic, whose encoder is inside it, encodes its N copies.
         """
-        repeated = jnp.broadcast_to(observations[..., None, :], (*noise.shape[:-1], observations.shape[-1]))
-        candidates = self.flow_actions(repeated, noise)  # (..., N, A)
+        observation_rank = observations.ndim - (noise.ndim - 2)  # 1 for states, 3 for frames
+        observation_shape = observations.shape[observations.ndim - observation_rank:]
+        repeated = jnp.broadcast_to(jnp.expand_dims(observations, -observation_rank - 1),
+                                    (*noise.shape[:-1], *observation_shape))
+        features = self.encode(observations)
+        features = jnp.broadcast_to(features[..., None, :], (*noise.shape[:-1], features.shape[-1]))
+        candidates = self.flow_actions(features, noise)  # (..., N, A)
         q = self.network.select('critic')(repeated, candidates).min(axis=0)  # (..., N)
         best = jnp.argmax(q, axis=-1)
         return jnp.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :]
@@ -81,7 +101,8 @@ class IFQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
         """BC flow matching: L_flow = mean_{b, j} (v_θ(s, x^t, t) − (a − x⁰))²,  x^t = (1 − t)x⁰ + t·a."""
         actions, times = batch['actions'], noise.flow_times
         x_t = (1.0 - times) * noise.flow_noise + times * actions
-        predicted = self.velocity(batch['observations'], x_t, times, params=grad_params)
+        features = self.encode(batch['observations'], params=grad_params)
+        predicted = self.velocity(features, x_t, times, params=grad_params)
         loss = jnp.mean((predicted - (actions - noise.flow_noise)) ** 2)
         return loss, {'loss': loss}
 
@@ -114,11 +135,12 @@ class IFQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
     @jax.jit
     def sample_actions(self, observations: jax.Array, rng: jax.Array, temperature: float = 1.0) -> jax.Array:
         """`rejection_sample` over N = `num_samples` flows from z_n ~ N(0, temperature² I):
-        (..., obs_dim) -> (..., action_dim) in [−1, 1].
+        (..., obs_dim) (frames (..., H, W, C) with an `encoder`) -> (..., action_dim) in [−1, 1].
 
         Temperature 1 is the trained policy (FQL's IFQL ignores a temperature); 0 makes all N samples equal.
         """
-        shape = (*observations.shape[:-1], self.config['num_samples'], self.config['action_dim'])
+        batch_shape = observations.shape[:observations.ndim - (1 if self.config['encoder'] is None else 3)]
+        shape = (*batch_shape, self.config['num_samples'], self.config['action_dim'])
         noise = temperature * jax.random.normal(rng, shape)
         return self.rejection_sample(normalize_observations(self.config, observations), noise)
 
@@ -126,14 +148,21 @@ class IFQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
     def create(cls, rng: jax.Array, example_batch: Batch, config: ml_collections.ConfigDict) -> 'IFQLAgent':
         """Initialise all networks from `rng`; pure, so `jax.vmap` over `rng` builds several seeds at once.
 
-        `example_batch` fixes the shapes: observations (B, obs_dim), actions (B, action_dim).
+        `example_batch` fixes the shapes: observations (B, obs_dim) (frames (B, H, W, C) with an `encoder`),
+        actions (B, action_dim).
         """
         config = freeze_config(config, get_config(), example_batch, rules=CONFIG_RULES)
         observations, actions = example_batch['observations'], example_batch['actions']
         flow = MLP((*config['actor_hidden_dims'], config['action_dim']), layer_norm=config['actor_layer_norm'])
+        actor_modules = {}
+        features = observations
+        if config['encoder'] is not None:
+            encoder = make_encoder(config['encoder'])
+            actor_modules['actor_bc_flow_encoder'] = (encoder, (observations,))
+            features = jnp.zeros((observations.shape[0], encoder.mlp_hidden_dims[-1]))
         times = jnp.zeros((*actions.shape[:-1], 1), actions.dtype)
-        return create_with_actor(cls, rng, example_batch, config, 'actor_bc_flow', flow,
-                                 (jnp.concatenate([observations, actions, times], axis=-1),))
+        actor_modules['actor_bc_flow'] = (flow, (jnp.concatenate([features, actions, times], axis=-1),))
+        return create_with_actor(cls, rng, example_batch, config, actor_modules)
 
 
 AGENT_CLASS = IFQLAgent  # the class the training loop builds (agents/__init__.py)
@@ -144,7 +173,8 @@ CONFIG_RULES = {  # what each get_config key may be (agents/config_rules.py); ch
     'lr': '> 0', 'batch_size': 'int > 0', 'actor_hidden_dims': 'ints > 0', 'value_hidden_dims': 'ints > 0',
     'layer_norm': 'bool', 'actor_layer_norm': 'bool', 'discount': '(0, 1]', 'tau': '(0, 1]',
     'expectile': '(0, 1)', 'num_samples': 'int > 0', 'evaluation_temperature': '>= 0', 'flow_steps': 'int > 0',
-    'normalize_observations': 'bool',
+    'normalize_observations': 'bool', 'encoder': (None, 'impala', 'impala_small', 'impala_debug'),
+    'frame_stack': 'int > 0', 'p_aug': '[0, 1]',
 }
 
 
@@ -167,4 +197,7 @@ def get_config() -> ml_collections.ConfigDict:
         normalize_observations=False,  # z-score observations with the training set's statistics (FQL: off)
         observation_mean=None,  # per-dimension mean; None: the training loop fills in the training set's
         observation_std=None,  # per-dimension std (dimensions with std < 1e-6: 1); None: filled likewise
+        encoder=ml_collections.config_dict.placeholder(str),  # pixel encoder (networks/encoders.py); None: states
+        frame_stack=1,  # frames per observation on visual tasks (read by the data and the envs; FQL: 3)
+        p_aug=0.0,  # probability of FQL's random-shift augmentation of a visual batch (read by the data; FQL: 0.5)
     ))

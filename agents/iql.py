@@ -10,6 +10,9 @@ The target critic Q_φ̄ (`target_critic_params`) is outside the optimiser and f
 Gradient convention (as in FQL): a network sees gradients only where a loss passes `params=grad_params`;
 every other call uses the current parameters as constants.
 
+Visual tasks (`encoder` = 'impala_small', networks/encoders.py): as in FQL, V, Q and π each have their own encoder
+inside their module, trained by their own losses; the target critic holds a Polyak-averaged copy of the critic's.
+
 IQL's losses use no random draws, so `total_loss` ignores its `rng` (kept for the common agent interface).
 The value learning (`ExpectileValueLearning`) is shared with IFQL (agents/ifql.py).
 """
@@ -24,6 +27,7 @@ import optax
 
 from agents.train_state import (TrainState, freeze_config, nonpytree_field, normalize_batch, normalize_observations,
                                 polyak_update)
+from networks.encoders import make_encoder
 from networks.gaussian import GaussianActor, diagonal_gaussian_log_prob
 from networks.mlp import MLP, CriticEnsemble
 from networks.module_dict import ModuleDict
@@ -50,7 +54,7 @@ class ExpectileValueLearning:
     """IQL's value learning, for agents with a `value` MLP, a 2-member `critic` and `target_critic_params`."""
 
     def value(self, observations: jax.Array, params: Any = None) -> jax.Array:
-        """V_ψ(s): (..., obs_dim) -> (...)."""
+        """V_ψ(s): (..., obs_dim) (frames (..., H, W, C) with an `encoder`) -> (...)."""
         return self.network.select('value')(observations, params=params)[..., 0]
 
     def value_loss(self, batch: Batch, grad_params: Any) -> tuple[jax.Array, Info]:
@@ -77,20 +81,23 @@ class ExpectileValueLearning:
         return polyak_update(self.network.params['modules_critic'], self.target_critic_params, self.config['tau'])
 
 
-def create_with_actor(cls: type, rng: jax.Array, example_batch: Batch, config: Any, actor_name: str,
-                      actor: Any, actor_inputs: tuple[jax.Array, ...]) -> Any:
+def create_with_actor(cls: type, rng: jax.Array, example_batch: Batch, config: Any,
+                      actor_modules: dict[str, tuple[Any, tuple[jax.Array, ...]]]) -> Any:
     """An IQL-style agent `cls` (IQL, IFQL) with fresh networks: the `value` and `critic` modules (LayerNorm by
-    `layer_norm`) and the actor module `actor` under `actor_name`, initialised from `rng` on `example_batch` (the
-    actor on `actor_inputs`); one Adam (`lr`) for all, and the target critic a copy of the critic. Pure."""
+    `layer_norm`; each with its own `encoder`, if any) and the actor's modules, `actor_modules` = {name: (module,
+    example inputs)}, initialised from `rng` on `example_batch`; one Adam (`lr`) for all, and the target critic a copy
+    of the critic. Pure."""
     observations, actions = example_batch['observations'], example_batch['actions']
     network_def = ModuleDict({
-        'value': MLP((*config['value_hidden_dims'], 1), layer_norm=config['layer_norm']),
-        'critic': CriticEnsemble(config['value_hidden_dims'], layer_norm=config['layer_norm'], num_members=2),
-        actor_name: actor,
+        'value': MLP((*config['value_hidden_dims'], 1), layer_norm=config['layer_norm'],
+                     encoder=make_encoder(config['encoder'])),
+        'critic': CriticEnsemble(config['value_hidden_dims'], layer_norm=config['layer_norm'], num_members=2,
+                                 encoder=make_encoder(config['encoder'])),
+        **{name: module for name, (module, _) in actor_modules.items()},
     })
     rng, init_rng = jax.random.split(rng)
     params = network_def.init(init_rng, value=(observations,), critic=(observations, actions),
-                              **{actor_name: actor_inputs})['params']
+                              **{name: inputs for name, (_, inputs) in actor_modules.items()})['params']
     network = TrainState.create(network_def, params, optax.adam(learning_rate=config['lr']))
     target_critic_params = jax.tree_util.tree_map(jnp.copy, params['modules_critic'])
     return cls(rng=rng, network=network, target_critic_params=target_critic_params, config=config)
@@ -147,7 +154,8 @@ class IQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
 
     @jax.jit
     def sample_actions(self, observations: jax.Array, rng: jax.Array, temperature: float = 1.0) -> jax.Array:
-        """a = clip(μ_θ(s) + temperature · σ · ε, −1, 1), ε ~ N(0, I): (..., obs_dim) -> (..., action_dim).
+        """a = clip(μ_θ(s) + temperature · σ · ε, −1, 1), ε ~ N(0, I): (..., obs_dim) (frames (..., H, W, C) with an
+        `encoder`) -> (..., action_dim).
 
         Temperature 0 gives the mean action μ_θ(s), which is how FQL evaluates IQL; 1 samples the trained
         Gaussian (FQL's online exploration).
@@ -160,12 +168,14 @@ class IQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
     def create(cls, rng: jax.Array, example_batch: Batch, config: ml_collections.ConfigDict) -> 'IQLAgent':
         """Initialise all networks from `rng`; pure, so `jax.vmap` over `rng` builds several seeds at once.
 
-        `example_batch` fixes the shapes: observations (B, obs_dim), actions (B, action_dim).
+        `example_batch` fixes the shapes: observations (B, obs_dim) (frames (B, H, W, C) with an `encoder`),
+        actions (B, action_dim).
         """
         config = freeze_config(config, get_config(), example_batch, rules=CONFIG_RULES)
         actor = GaussianActor(config['actor_hidden_dims'], config['action_dim'], layer_norm=config['actor_layer_norm'],
-                              const_std=config['const_std'], final_init_scale=config['actor_fc_scale'])
-        return create_with_actor(cls, rng, example_batch, config, 'actor', actor, (example_batch['observations'],))
+                              const_std=config['const_std'], final_init_scale=config['actor_fc_scale'],
+                              encoder=make_encoder(config['encoder']))
+        return create_with_actor(cls, rng, example_batch, config, {'actor': (actor, (example_batch['observations'],))})
 
 
 AGENT_CLASS = IQLAgent  # the class the training loop builds (agents/__init__.py)
@@ -177,6 +187,7 @@ CONFIG_RULES = {  # what each get_config key may be (agents/config_rules.py); ch
     'layer_norm': 'bool', 'actor_layer_norm': 'bool', 'discount': '(0, 1]', 'tau': '(0, 1]',
     'expectile': '(0, 1)', 'alpha': '>= 0', 'max_awr_weight': '> 0', 'evaluation_temperature': '>= 0',
     'const_std': 'bool', 'actor_fc_scale': '> 0', 'normalize_observations': 'bool',
+    'encoder': (None, 'impala', 'impala_small', 'impala_debug'), 'frame_stack': 'int > 0', 'p_aug': '[0, 1]',
 }
 
 
@@ -201,4 +212,7 @@ def get_config() -> ml_collections.ConfigDict:
         normalize_observations=False,  # z-score observations with the training set's statistics (FQL: off)
         observation_mean=None,  # per-dimension mean; None: the training loop fills in the training set's
         observation_std=None,  # per-dimension std (dimensions with std < 1e-6: 1); None: filled likewise
+        encoder=ml_collections.config_dict.placeholder(str),  # pixel encoder (networks/encoders.py); None: states
+        frame_stack=1,  # frames per observation on visual tasks (read by the data and the envs; FQL: 3)
+        p_aug=0.0,  # probability of FQL's random-shift augmentation of a visual batch (read by the data; FQL: 0.5)
     ))

@@ -21,6 +21,9 @@ s' to the dataset's next action, so batches must carry `next_actions` (B, action
 episode; FQL takes the next row's action, the next episode's first action at an episode's end). With α_critic = 0
 (the default) the losses never read them.
 
+Visual tasks (`encoder` = 'impala_small', networks/encoders.py): as in FQL, the actor and the critic each have their
+own encoder inside their module, trained by their own losses, and the targets hold Polyak-averaged copies of them.
+
 Gradient convention (as in FQL): a network sees gradients only where a loss passes `params=grad_params`.
 """
 
@@ -35,6 +38,7 @@ import optax
 
 from agents.train_state import (TrainState, freeze_config, nonpytree_field, normalize_batch, normalize_observations,
                                 polyak_update)
+from networks.encoders import make_encoder
 from networks.mlp import MLP, CriticEnsemble
 from networks.module_dict import ModuleDict
 
@@ -74,7 +78,8 @@ class ReBRACAgent(flax.struct.PyTreeNode):
     config: Any = nonpytree_field()
 
     def actor_actions(self, observations: jax.Array, params: Any = None) -> jax.Array:
-        """π_θ(s) = tanh(MLP(s)): (..., obs_dim) -> (..., action_dim) in (−1, 1)."""
+        """π_θ(s) = tanh(MLP(s)): (..., obs_dim) (frames (..., H, W, C) with an `encoder`) -> (..., action_dim) in
+        (−1, 1)."""
         return jnp.tanh(self.network.select('actor')(observations, params=params))
 
     def critic_loss(self, batch: Batch, grad_params: Any, target_noise: jax.Array) -> tuple[jax.Array, Info]:
@@ -156,7 +161,8 @@ class ReBRACAgent(flax.struct.PyTreeNode):
 
     @jax.jit
     def sample_actions(self, observations: jax.Array, rng: jax.Array, temperature: float = 1.0) -> jax.Array:
-        """a = clip(π_θ(s) + clip(temperature · σ · ε, −c, c), −1, 1), ε ~ N(0, I): (..., obs_dim) -> (..., action_dim).
+        """a = clip(π_θ(s) + clip(temperature · σ · ε, −c, c), −1, 1), ε ~ N(0, I): (..., obs_dim) (frames
+        (..., H, W, C) with an `encoder`) -> (..., action_dim).
 
         Temperature 0 gives π_θ(s), which is how FQL evaluates ReBRAC; 1 adds the exploration noise of FQL's
         online phase.
@@ -170,7 +176,8 @@ class ReBRACAgent(flax.struct.PyTreeNode):
     def create(cls, rng: jax.Array, example_batch: Batch, config: ml_collections.ConfigDict) -> 'ReBRACAgent':
         """Initialise all networks from `rng`; pure, so `jax.vmap` over `rng` builds several seeds at once.
 
-        `example_batch` fixes the shapes: observations (B, obs_dim), actions (B, action_dim); it must hold
+        `example_batch` fixes the shapes: observations (B, obs_dim) (frames (B, H, W, C) with an `encoder`), actions
+        (B, action_dim); it must hold
         `next_actions` when α_critic ≠ 0.
         """
         config = freeze_config(config, get_config(), example_batch, rules=CONFIG_RULES)
@@ -182,8 +189,9 @@ class ReBRACAgent(flax.struct.PyTreeNode):
         final_init = flax.linen.initializers.variance_scaling(config['actor_fc_scale'], 'fan_avg', 'uniform')
         network_def = ModuleDict({
             'actor': MLP((*config['actor_hidden_dims'], config['action_dim']), layer_norm=config['actor_layer_norm'],
-                         final_kernel_init=final_init),
-            'critic': CriticEnsemble(config['value_hidden_dims'], layer_norm=config['layer_norm'], num_members=2),
+                         final_kernel_init=final_init, encoder=make_encoder(config['encoder'])),
+            'critic': CriticEnsemble(config['value_hidden_dims'], layer_norm=config['layer_norm'], num_members=2,
+                                     encoder=make_encoder(config['encoder'])),
         })
         rng, init_rng = jax.random.split(rng)
         params = network_def.init(init_rng, actor=(observations,), critic=(observations, actions))['params']
@@ -202,7 +210,8 @@ CONFIG_RULES = {  # what each get_config key may be (agents/config_rules.py); ch
     'layer_norm': 'bool', 'actor_layer_norm': 'bool', 'discount': '(0, 1]', 'tau': '(0, 1]',
     'actor_fc_scale': '> 0', 'alpha_actor': '>= 0', 'alpha_critic': '>= 0', 'next_actions': 'bool',
     'actor_freq': 'int > 0', 'actor_noise': '>= 0', 'actor_noise_clip': '>= 0', 'evaluation_temperature': '>= 0',
-    'normalize_observations': 'bool',
+    'normalize_observations': 'bool', 'encoder': (None, 'impala', 'impala_small', 'impala_debug'),
+    'frame_stack': 'int > 0', 'p_aug': '[0, 1]',
 }
 
 
@@ -230,4 +239,7 @@ def get_config() -> ml_collections.ConfigDict:
         normalize_observations=False,  # z-score observations with the training set's statistics (FQL: off)
         observation_mean=None,  # per-dimension mean; None: the training loop fills in the training set's
         observation_std=None,  # per-dimension std (dimensions with std < 1e-6: 1); None: filled likewise
+        encoder=ml_collections.config_dict.placeholder(str),  # pixel encoder (networks/encoders.py); None: states
+        frame_stack=1,  # frames per observation on visual tasks (read by the data and the envs; FQL: 3)
+        p_aug=0.0,  # probability of FQL's random-shift augmentation of a visual batch (read by the data; FQL: 0.5)
     ))

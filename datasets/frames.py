@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from datasets.buffer import next_action_indices
+
 Batch = dict[str, jax.Array]
 
 # FQL's random-shift padding in pixels (seohongpark/fql `Dataset.augment`: pad 3, crop offsets 0..6).
@@ -80,7 +82,8 @@ class FrameDataset(flax.struct.PyTreeNode):
       frames: (F, H, W, C) uint8, every stored frame once.
       data: per-transition arrays with leading axis N: actions (N, A) float32, rewards, masks, terminals (N,)
         float32, frame_index (N,) int32 (the frame of s_t; s_{t+1} is frame_index + 1), episode_start (N,)
-        int32 (the first frame of the transition's episode).
+        int32 (the first frame of the transition's episode); with next actions (agents whose config sets
+        `next_actions`) also next_actions (N, A) float32, as in `datasets.buffer.dataset_from_numpy`.
       frame_stack: k, frames per observation (1: no stacking). Static.
       p_aug: probability of augmenting a batch (0: never). Static.
     """
@@ -97,8 +100,8 @@ class FrameDataset(flax.struct.PyTreeNode):
 
     def batch_at(self, rows: jax.Array, augment_key: jax.Array | None = None) -> Batch:
         """The transitions `rows` (B,) as a batch: observations and next_observations (B, H, W, k·C) uint8,
-        actions (B, A), rewards, masks, terminals (B,); shifted (see the module docstring) if `augment_key` is
-        given and p_aug > 0."""
+        actions (B, A), rewards, masks, terminals (B,) (and next_actions (B, A) if the dataset holds them); shifted
+        (see the module docstring) if `augment_key` is given and p_aug > 0."""
         picked = {key: value[rows] for key, value in self.data.items()}
         frame_index, episode_start = picked.pop('frame_index'), picked.pop('episode_start')
         observations = stack_frames(self.frames, frame_index, episode_start, self.frame_stack)
@@ -158,9 +161,12 @@ def check_fits(task: str, splits: list[dict[str, np.ndarray]], device: jax.Devic
         f'memory.')
 
 
-def frame_dataset_from_numpy(arrays: dict[str, np.ndarray], frame_stack: int = 1, p_aug: float = 0.0) -> FrameDataset:
+def frame_dataset_from_numpy(arrays: dict[str, np.ndarray], frame_stack: int = 1, p_aug: float = 0.0,
+                             next_actions: bool = False) -> FrameDataset:
     """Builds a device `FrameDataset` from the numpy dict of `datasets.ogbench_data.load_datasets` (keys
-    `FRAME_KEYS`); checks the keys, dtypes, lengths and that every frame index and its successor exist."""
+    `FRAME_KEYS`); checks the keys, dtypes, lengths and that every frame index and its successor exist. With
+    `next_actions`, it also holds next_actions (N, A) = actions[next_action_indices(terminals)], the next action
+    within the episode (`datasets.buffer.next_action_indices`)."""
     if set(arrays) != set(FRAME_KEYS):
         raise ValueError(f'a frame dataset needs exactly the keys {FRAME_KEYS}, got {sorted(arrays)}')
     frames = np.asarray(arrays['frames'])
@@ -181,6 +187,8 @@ def frame_dataset_from_numpy(arrays: dict[str, np.ndarray], frame_stack: int = 1
         raise ValueError(f'p_aug must be in [0, 1], got {p_aug!r}')
     data = {key: jnp.asarray(np.asarray(arrays[key], dtype=np.int32 if key in ('frame_index', 'episode_start')
                                         else np.float32)) for key in TRANSITION_KEYS}
+    if next_actions:
+        data['next_actions'] = data['actions'][next_action_indices(np.asarray(arrays['terminals']))]
     return FrameDataset(frames=jnp.asarray(frames), data=data, frame_stack=frame_stack, p_aug=float(p_aug))
 
 

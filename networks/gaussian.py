@@ -16,6 +16,7 @@ class GaussianActor(nn.Module):
     with variance_scaling(`final_init_scale`, fan_avg, uniform), so the first means are near 0.
     log σ is state-independent: 0 (σ = 1) if `const_std`, else a learned (action_dim,) vector initialised at
     0. Either way it is clipped to [log_std_min, log_std_max] and broadcast to the shape of the means.
+    With an `encoder` (visual tasks) the observations are frames (..., H, W, C), mapped to features first.
     """
 
     hidden_dims: Sequence[int]
@@ -25,9 +26,12 @@ class GaussianActor(nn.Module):
     final_init_scale: float = 1e-2
     log_std_min: float = -5.0
     log_std_max: float = 2.0
+    encoder: nn.Module | None = None
 
     @nn.compact
     def __call__(self, observations: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if self.encoder is not None:
+            observations = self.encoder(observations)
         final_init = nn.initializers.variance_scaling(self.final_init_scale, 'fan_avg', 'uniform')
         means = MLP((*self.hidden_dims, self.action_dim), layer_norm=self.layer_norm,
                     final_kernel_init=final_init)(observations)

@@ -13,7 +13,8 @@ class MLP(nn.Module):
     """Dense stack: every hidden layer is Dense -> activation [-> LayerNorm].
 
     The last entry of `hidden_dims` is the output size; no activation is applied after it
-    unless `activate_final`.
+    unless `activate_final`. An `encoder` (visual tasks) maps the input, frames (..., H, W, C), to features
+    first; the MLP then runs on those.
     """
 
     hidden_dims: Sequence[int]
@@ -22,9 +23,12 @@ class MLP(nn.Module):
     layer_norm: bool = False
     kernel_init: Callable = glorot_uniform
     final_kernel_init: Callable | None = None  # e.g. zeros for a residual policy head
+    encoder: nn.Module | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        if self.encoder is not None:
+            x = self.encoder(x)
         for i, size in enumerate(self.hidden_dims):
             is_last = i + 1 == len(self.hidden_dims)
             init = self.final_kernel_init if (is_last and self.final_kernel_init is not None) else self.kernel_init

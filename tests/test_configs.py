@@ -117,8 +117,12 @@ def test_baseline_presets_and_sources():
     scene = configs.get_presets('ifql', 'visual-scene-play-singletask-task1-v0')['num_samples']
     assert scene == (32, '[value-flows README] chongyi-zheng/value-flows README.md @ 817b01a1 ifql flags for '
                          'visual-scene-play (tasks 1-5)')  # published, not the fallback
+    frames = {'encoder': 'impala_small', 'frame_stack': 3, 'p_aug': 0.5}  # on every visual task, published α or not
     assert values(configs.get_presets('iql', 'visual-cube-double-play-singletask-task1-v0')) == {
-        'alpha': 0.3, 'discount': 0.995}
+        'alpha': 0.3, 'discount': 0.995, **frames}
+    puzzle = 'visual-puzzle-4x4-play-singletask-task1-v0'
+    assert values(configs.get_presets('rebrac', puzzle)) == frames
+    assert set(configs.unpublished_required_keys('rebrac', puzzle)) == {'alpha_actor', 'alpha_critic'}
     assert values(configs.get_presets('fql', 'cube-triple-play-singletask-task1-v0')) == {'alpha': 300.0,
                                                                                           'discount': 0.995}
     giant = configs.get_presets('iql', 'antmaze-giant-navigate-singletask-task1-v0')
@@ -236,11 +240,12 @@ def test_cli_prints_the_grid_without_importing_jax():
                          capture_output=True, text=True, check=True)
     lines = out.stdout.strip().splitlines()
     rebrac = [line for line in lines if 'agents/rebrac.py' in line]
-    assert len(lines) == 100 and len(rebrac) == 50
-    # humanoidmaze-medium's five tasks have published α; the other 45 commands say what they need, set no α
-    assert sum('--agent.alpha_critic=' in line for line in rebrac) == 5
+    assert len(lines) == 110 and len(rebrac) == 55  # the 50 state tasks and the 5 visual ones
+    # humanoidmaze-medium's five tasks and four visual ones have published α; the other 46 commands say what they
+    # need, set no α
+    assert sum('--agent.alpha_critic=' in line for line in rebrac) == 9
     assert sum(line.endswith('# unpublished: set --agent.alpha_actor, --agent.alpha_critic') and '--agent.alpha'
-               not in line.split('#')[0] for line in rebrac) == 45
+               not in line.split('#')[0] for line in rebrac) == 46
 
 
 def test_cli_seed_flags_mean_what_they_mean_in_main(capsys):
@@ -262,10 +267,11 @@ def test_visual_agents_are_the_agents_whose_config_has_an_encoder_key():
     """Read from the agent files' source (no JAX), and equal to what their get_config returns."""
     from agents import get_agent_config, registered_agents
     assert configs.visual_agents() == tuple(name for name in registered_agents()
-                                            if 'encoder' in get_agent_config(name)) == ('fql', 'mfql')
+                                            if 'encoder' in get_agent_config(name)) == ('fql', 'ifql', 'iql', 'mfql',
+                                                                                        'rebrac')
 
 
-def test_cli_env_name_shows_each_preset_with_its_source(capsys):
+def test_cli_env_name_shows_each_preset_with_its_source(capsys, monkeypatch):
     """configs.py --env_name: the commands of those tasks, each preset flag followed by its source; an unpublished
     baseline key by the line main.py would stop with; an agent without an encoder on a visual task by one comment."""
     configs.main(['--agents=fql,rebrac', '--num_seeds=2',
@@ -279,7 +285,16 @@ def test_cli_env_name_shows_each_preset_with_its_source(capsys):
     assert lines[rebrac].endswith('# unpublished: set --agent.alpha_actor, --agent.alpha_critic')
     assert lines[rebrac + 1].startswith('    # --agent.alpha_actor: '
                                         + configs.unpublished_required_keys('rebrac', TASK)['alpha_actor'][:40])
-    assert lines[-1].startswith('# agents/rebrac.py has no pixel encoder: it cannot run visual-cube-single-play')
+    visual_rebrac = next(line for line in lines if line.startswith('python main.py --env_name=visual-cube-single-play-'
+                                                                     'singletask-task1-v0 --agent=agents/rebrac.py'))
+    assert visual_rebrac.endswith('--offline_steps=500000 --agent.alpha_actor=1 --agent.alpha_critic=0 '
+                                  '--agent.encoder=impala_small --frame_stack=3 --p_aug=0.5')
+    assert '    # --frame_stack=3: [FQL README] pixel-task flags (the same for every visual task and agent)' in lines
+    monkeypatch.setattr(configs, 'visual_agents', lambda: ('fql',))  # as with a user's agent that has no encoder
+    configs.main(['--agents=rebrac', '--env_name=visual-cube-single-play-singletask-task1-v0'])
+    assert capsys.readouterr().out.splitlines() == [
+        '# agents/rebrac.py has no pixel encoder: it cannot run visual-cube-single-play-singletask-task1-v0 (visual '
+        'agents: fql)']
 
 
 def test_cli_piped_to_head_stops_quietly():

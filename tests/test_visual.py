@@ -4,6 +4,7 @@ One tiny visual dataset (rendered by OGBench's visual env, 12-step episodes) is 
 shared; unit tests use synthetic uint8 frames.
 """
 
+import importlib
 import json
 import os
 import shutil
@@ -61,6 +62,42 @@ def test_encoder_maps_frame_stacks_to_512_features_and_reads_uint8_as_pixels(nam
     with pytest.raises(ValueError, match="unknown encoder 'resnet'; known encoders: impala, impala_small"):
         make_encoder('resnet')
     assert make_encoder(None) is None
+
+
+# Each baseline's networks, each with its own encoder (as in FQL's code): module -> its encoder's parameter path.
+BASELINE_ENCODERS = {'rebrac': {'modules_actor': 'encoder', 'modules_critic': 'encoder'},
+                     'iql': {'modules_value': 'encoder', 'modules_critic': 'encoder', 'modules_actor': 'encoder'},
+                     'ifql': {'modules_value': 'encoder', 'modules_critic': 'encoder',
+                              'modules_actor_bc_flow_encoder': None}}
+
+
+@pytest.mark.parametrize('agent_name', list(BASELINE_ENCODERS))
+def test_each_baseline_network_has_its_own_encoder_and_acts_on_one_or_many_frame_stacks(agent_name):
+    module = importlib.import_module(f'agents.{agent_name}')
+    config = module.get_config()
+    config.update(encoder='impala_debug', actor_hidden_dims=(8,), value_hidden_dims=(8,), frame_stack=3)
+    if agent_name == 'ifql':
+        config.update(num_samples=3, flow_steps=2)
+    frames = lambda key, shape: jax.random.randint(jax.random.PRNGKey(key), shape, 0, 256).astype(jnp.uint8)
+    batch = {'observations': frames(0, (4, 64, 64, 9)), 'next_observations': frames(1, (4, 64, 64, 9)),
+             'actions': jnp.zeros((4, 2)), 'next_actions': jnp.zeros((4, 2)), 'rewards': jnp.ones(4),
+             'masks': jnp.ones(4)}
+    agent = module.AGENT_CLASS.create(jax.random.PRNGKey(2), batch, config)
+    params = agent.network.params
+    assert set(params) == set(BASELINE_ENCODERS[agent_name]) | ({'modules_actor_bc_flow'} if agent_name == 'ifql'
+                                                                else set())
+    encoders = [params[name] if key is None else params[name][key] for name, key in
+                BASELINE_ENCODERS[agent_name].items()]
+    first_kernels = [encoder['ResidualStack_0']['Conv_0']['kernel'] for encoder in encoders]
+    assert all(not np.array_equal(first_kernels[0], kernel) for kernel in first_kernels[1:])  # separate encoders
+    assert 'encoder' in agent.target_critic_params
+    if agent_name == 'rebrac':
+        assert 'encoder' in agent.target_actor_params
+    updated, info = agent.update(batch)
+    critic_encoder = updated.network.params['modules_critic']['encoder']['ResidualStack_0']['Conv_0']['kernel']
+    assert np.isfinite(float(info['critic/loss'])) and not np.array_equal(critic_encoder, first_kernels[1])
+    assert agent.sample_actions(batch['observations'][0], jax.random.PRNGKey(3)).shape == (2,)
+    assert agent.sample_actions(batch['observations'], jax.random.PRNGKey(3)).shape == (4, 2)
 
 
 # --------------------------------------------------------------------------------------- augmentation
@@ -131,6 +168,18 @@ def test_frame_stacks_match_a_brute_force_reference_and_never_cross_an_episode_s
     # a sampled batch is the same function of its rows
     sampled = dataset.sample(jax.random.PRNGKey(0), 6)
     assert {key: value.shape[0] for key, value in sampled.items()} == {key: 6 for key in sampled}
+
+
+def test_next_actions_of_a_frame_dataset_are_the_next_action_within_the_episode():
+    """ReBRAC's critic penalty reads the dataset's next action: the next row's within an episode, the row's own at
+    the episode's last transition (as for state datasets), and absent unless asked for."""
+    split = synthetic_frame_split([2, 7, 3])  # transitions: rows 0 | 1-6 | 7-8; terminal rows 0, 6, 8
+    dataset = frame_data.frame_dataset_from_numpy(split, frame_stack=3, next_actions=True)
+    batch = dataset.batch_at(jnp.arange(dataset.size))
+    expected_rows = [0, 2, 3, 4, 5, 6, 6, 8, 8]
+    np.testing.assert_array_equal(batch['next_actions'], split['actions'][expected_rows])
+    assert 'next_actions' not in frame_data.frame_dataset_from_numpy(split).batch_at(jnp.arange(2))
+    assert dataset.sample(jax.random.PRNGKey(0), 4)['next_actions'].shape == (4, 5)
 
 
 def test_augmented_batches_shift_observation_and_next_observation_by_the_same_offset():
@@ -246,7 +295,10 @@ TINY = {'fql': ['--agent=agents/fql.py', '--agent.actor_hidden_dims=(8,8)', '--a
                 '--agent.flow_steps=2'],
         'mfql': ['--agent=agents/mfql.py', "--agent.actor_arch='mlp'", '--agent.actor_mlp_hidden_dims=(8,8)',
                  '--agent.value_hidden_dims=(8,8)', '--agent.num_candidates_eval=2',
-                 '--agent.num_candidates_target=2']}
+                 '--agent.num_candidates_target=2'],
+        **{agent: [f'--agent=agents/{agent}.py', '--agent.actor_hidden_dims=(8,8)', '--agent.value_hidden_dims=(8,8)',
+                   *extra] for agent, extra in (('rebrac', ['--agent.alpha_critic=0.01']), ('iql', []),
+                                                ('ifql', ['--agent.flow_steps=2', '--agent.num_samples=3']))}}
 
 
 @pytest.fixture
@@ -282,18 +334,34 @@ def run_in_process(args: list[str], monkeypatch) -> None:
         flags.FLAGS.unparse_flags()
 
 
-@pytest.mark.parametrize('agent', ['fql', 'mfql'])
-def test_main_trains_and_evaluates_both_agents_on_a_visual_task(agent, visual_dataset_dir, short_eval_episodes,
+@pytest.mark.parametrize('agent', ['fql', 'mfql', 'rebrac', 'iql', 'ifql'])
+def test_main_trains_and_evaluates_every_agent_on_a_visual_task(agent, visual_dataset_dir, short_eval_episodes,
                                                                 tmp_path, monkeypatch):
     run_in_process(visual_args(agent, visual_dataset_dir, str(tmp_path), 100), monkeypatch)
     seed_dir = f'{tmp_path}/r/{TASK}/seed0'
     rows = read_csv(f'{seed_dir}/train.csv')
     assert [row['step'] for row in rows] == [50, 100] and np.isfinite(rows[-1]['training/critic/loss'])
+    if agent == 'rebrac':  # its critic penalty reads the frame dataset's next actions
+        assert rows[-1]['training/critic/penalty'] > 0
     assert [row['step'] for row in read_csv(f'{seed_dir}/eval.csv')] == [1, 100]
     flags_json = json.load(open(f'{seed_dir}/flags.json'))
     assert flags_json['agent_config']['encoder'] == 'impala_debug'  # explicit flag over the preset
     assert flags_json['agent_config']['frame_stack'] == 3 and flags_json['agent_config']['p_aug'] == 0.5
     assert flags_json['preset_sources']['frame_stack'].startswith('[FQL README] pixel-task flags')
+
+
+def state_only_agent(directory: str) -> str:
+    """agents/iql.py copied to DIRECTORY/stateonly.py without its pixel keys (encoder, frame_stack, p_aug): an agent
+    with no encoder, as a user's new agent may be."""
+    with open(os.path.join(REPO_DIR, 'agents', 'iql.py')) as f:
+        lines = f.read().replace("agent_name='iql'", "agent_name='stateonly'").splitlines(keepends=True)
+    kept = [line for line in lines if not line.lstrip().startswith(('encoder=ml_collections', 'frame_stack=1,',
+                                                                     'p_aug=0.0,'))]
+    assert len(lines) - len(kept) == 3
+    path = os.path.join(directory, 'stateonly.py')
+    with open(path, 'w') as f:
+        f.writelines(kept)
+    return path
 
 
 def test_visual_run_killed_then_resumed_is_bitwise_identical(visual_dataset_dir, short_eval_episodes, tmp_path,
@@ -328,8 +396,9 @@ def test_visual_settings_errors_are_one_line_and_the_default_budget_is_500k(tmp_
     assert visual_plan.options.offline_steps == 500_000 and visual_plan.task_configs[0][0].encoder == 'impala_small'
     assert visual_plan.frames == [FrameSettings(frame_stack=3, p_aug=0.5)]  # FQL's pixel presets
     flags.FLAGS.unparse_flags()
-    assert ('is a visual task, and agent iql has no pixel encoder (visual tasks run with the agents whose config has '
-            'an encoder key: fql, mfql)') in error(f'--env_name={TASK}', '--agent=agents/iql.py')
+    assert ('is a visual task, and agent stateonly has no pixel encoder (visual tasks run with the agents whose config '
+            'has an encoder key: fql, ifql, iql, mfql, rebrac)') in error(f'--env_name={TASK}', '--agent.alpha=1',
+                                                                       f'--agent={state_only_agent(str(tmp_path))}')
     state = 'cube-single-play-singletask-task1-v0'
     assert "observes states, but {'frame_stack': 3} are set" in error(f'--env_name={state}', '--agent=agents/fql.py',
                                                                       '--agent.frame_stack=3')

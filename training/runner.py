@@ -360,12 +360,11 @@ class Progress:
 def device_dataset(data: dict[str, np.ndarray], inputs: TaskInputs) -> Any:
     """The device dataset of a numpy split: for a frame family a `FrameDataset` (stacking `frame_stack` frames,
     shifting batches with probability `p_aug`: `inputs.frames`), else a `Dataset`."""
-    if inputs.family.observes_frames:
-        if inputs.config.get('next_actions', False):
-            raise ValueError('next_actions (asked for by the agent config) are not available for visual datasets')
-        return frame_dataset_from_numpy(data, inputs.frames.frame_stack, inputs.frames.p_aug)
     # Agent-specific data is requested by the agent's config, never chosen by its name.
-    return dataset_from_numpy(data, bool(inputs.config.get('next_actions', False)))
+    next_actions = bool(inputs.config.get('next_actions', False))
+    if inputs.family.observes_frames:
+        return frame_dataset_from_numpy(data, inputs.frames.frame_stack, inputs.frames.p_aug, next_actions)
+    return dataset_from_numpy(data, next_actions)
 
 
 def with_observation_statistics(config: Any, train_observations: np.ndarray) -> Any:

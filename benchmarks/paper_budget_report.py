@@ -142,13 +142,19 @@ def samples_by_launch(health: list[dict[str, float]]) -> list[list[dict[str, flo
     return [[h for h in health if h['launch'] == launch] for launch in dict.fromkeys(h['launch'] for h in health)]
 
 
-def wall_times(health: list[dict[str, float]], evals: list[dict[str, float]]) -> list[str]:
+def wall_times(health: list[dict[str, float]], evals: list[dict[str, float]],
+               exits: list[dict[str, Any]] = ()) -> list[str]:
     """Wall time of each finished 100k block of updates, summed over the launches that worked on it. A launch's part
     runs from its first health sample at or past the block's start (its first sample, when it resumed inside the
     block: its start-up is counted) to its first sample at or past the block's end, or to its last sample when it
     stopped inside the block; so each part is exact to within one sampling period, and updates that a resume redid
-    count twice. Also without the block's closing evaluation (its eval.csv `time/eval_seconds`)."""
-    launches = samples_by_launch(health)
+    count twice. A launch's recorded exit (`exits`: time and step reached) is its last point, so the block in which
+    a run finishes, between samples, is measured too. Also without the block's closing evaluation (its eval.csv
+    `time/eval_seconds`)."""
+    ends = {int(e['launch']): {'time': e['time'], 'step': e['reached'], 'launch': e['launch']} for e in exits}
+    launches = [samples + [ends[int(samples[0]['launch'])]] if int(samples[0]['launch']) in ends
+                and ends[int(samples[0]['launch'])]['step'] >= samples[-1]['step'] else samples
+                for samples in samples_by_launch(health)]
     cells = []
     for start in range(0, paper_budget.UPDATES, paper_budget.EVAL_INTERVAL):
         end = start + paper_budget.EVAL_INTERVAL
@@ -203,7 +209,7 @@ def health_rows(work_dir: str, agent: str) -> list[tuple[str, str]]:
         ('resident memory growth within a launch, after its first evaluation',
          '; '.join(memory_growth(health)) or 'not measured yet'),
         ('wall time per 100k updates', '; '.join(wall_times(health, runs.read_csv_if_any(runs.eval_csv_path(
-            first_seed)))) or 'no complete block yet'),
+            first_seed)), exits)) or 'no complete block yet'),
         ('checkpoints on disk (both seeds), last sample',
          f'{int(health[-1]["checkpoint_count"])} files, {health[-1]["checkpoint_mib"]:.1f} MiB'),
         ('most checkpoints on disk at once', f'{int(max(h["checkpoint_count"] for h in health))}'),

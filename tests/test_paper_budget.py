@@ -50,6 +50,9 @@ def test_report_tables_and_comparison_on_made_up_runs(tmp_path):
     for k, (step, rss) in enumerate(((250_000, 300), (300_000, 310), (305_000, 810), (400_000, 812),
                                      (450_000, 816))):
         paper_budget.append_line(health, f'{20000.0 + 60 * k},2,{step},{rss},{rss},1.5,4,3.2')
+    # Launch 2 finishes at 500k between two samples: its recorded exit ends the 400k-500k block (660 s after 400k).
+    paper_budget.append_line(os.path.join(work_dir, 'health', 'fql_task2_1m.events.jsonl'), json.dumps(
+        {'event': 'exit', 'launch': 2, 'time': 20840.0, 'returncode': 0, 'reached': 500_000, 'nan_guard': False}))
     (results / 'paper-budget-cpu.md').write_text('old generated part\n' + paper_budget_report.MARKER + '\nmy notes\n')
     assert paper_budget_report.write(work_dir, str(results)) == 0
     text = (results / 'paper-budget-cpu.md').read_text()
@@ -62,6 +65,7 @@ def test_report_tables_and_comparison_on_made_up_runs(tmp_path):
     assert '| peak resident memory (job and children) | 956 MiB | none yet |' in text  # MFQL has no samples
     assert '0k–100k: 1.00 h (0.98 h without evaluation)' in text and '| NaN-guard trips | 0 |' in text
     assert '; 300k–400k: 0.03 h (' in text  # launch 2's block: from its 300k sample to its 400k sample, 120 s
+    assert '; 400k–500k: 0.18 h (' in text and '| exits (status, step reached) | #2: 0, 500,000 |' in text
     # Launch 1 ran from 200k to 300k (3600 s); launch 2 resumed at 250k and redid the updates to 300k (60 s).
     assert '; 200k–300k: 1.02 h (1.00 h without evaluation, launches #1–#2 with their start-ups);' in text
     assert ('| resident memory growth within a launch, after its first evaluation | #1: +5 MiB from update 50,000 '

@@ -58,6 +58,7 @@ def test_report_tables_and_comparison_on_made_up_runs(tmp_path):
     text = (results / 'paper-budget-cpu.md').read_text()
     assert 'old generated part' not in text and text.endswith(paper_budget_report.MARKER + '\nmy notes\n')
     assert '| 1,000,000 | 0.80 | 0.80 | 0.30 | 0.30 | 80/100 = 0.80' in text
+    assert 'Both runs finished: evaluated to update 1,000,000.' in text
     # Pooled over 900k and 1M: FQL (45 + 40) × 2 = 170 of 200, MFQL (10 + 15) × 2 = 50 of 200.
     assert '- FQL: 170 of 200 scored episodes, 0.85' in text and '- MFQL: 50 of 200 scored episodes, 0.25' in text
     low, high = newcombe_interval((50, 200), (170, 200))

@@ -118,9 +118,10 @@ def load_agents(task_folder: str, seeds: list[int], step: int) -> tuple[Any, Any
     import ml_collections
     import numpy as np
 
-    from agents import agent_class_from_file
+    from agents import agent_class_from_file, agent_defaults
     from datasets.families import family_of
     from training.checkpoint import load_checkpoint
+    from training.resume import with_added_keys
     from training.fused import create_training_states, stacked_streams
 
     folders = runs.seed_dirs(task_folder, seeds)
@@ -129,8 +130,8 @@ def load_agents(task_folder: str, seeds: list[int], step: int) -> tuple[Any, Any
         other = recorded_flags(folder)
         if other['agent_config'] != recorded['agent_config'] or other['flags']['agent'] != recorded['flags']['agent']:
             raise EvaluateError(f'{folder} was trained with another agent or config than {folders[0]}')
-    config = ml_collections.ConfigDict(recorded['agent_config'])
     agent_class = agent_class_from_file(_agent_file(recorded))
+    config = ml_collections.ConfigDict(with_added_keys(recorded['agent_config'], agent_defaults(agent_class)))
     env = family_of(recorded['task']).make_env(recorded['task'], frame_stack=frame_stack_of(recorded))
     try:
         batch = example_batch(env, config)

@@ -41,6 +41,7 @@ import re
 import sys
 import tokenize
 from types import ModuleType
+from typing import Any
 
 AGENTS_DIR = os.path.dirname(os.path.abspath(__file__))
 _DEFINES_GET_CONFIG = re.compile(r'^def get_config\(', re.MULTILINE)
@@ -162,6 +163,13 @@ def display_name(name: str) -> str:
     with open(path, encoding='utf-8') as f:
         match = _DISPLAY_NAME.search(f.read())
     return match.group(1) if match else name
+
+
+def agent_defaults(agent_class: type) -> Any | None:
+    """`get_config()` of the agent file that defines `agent_class`: the agent's defaults (None for a class whose module
+    has no get_config)."""
+    get_config = getattr(sys.modules.get(agent_class.__module__), 'get_config', None)
+    return get_config() if callable(get_config) else None
 
 
 def get_agent_config(name: str):

@@ -12,6 +12,7 @@ import pytest
 from datasets.buffer import Dataset, ReplayBuffer
 from tests.test_training import toy_data, toy_inputs, toy_options, toy_states
 from training import checkpoint, resume
+import runs
 from runs import read_csv
 from training.resume import ConfigMismatchError, buffer_payload, restore_buffer, resume_step
 from training.runner import train_task
@@ -186,6 +187,28 @@ def test_resume_with_another_agent_config_is_refused_naming_the_keys(tmp_path):
     assert read_flags(os.path.join(run_dir, 'seed0', 'flags.json'))['agent_config']['lr'] == 1e-2
     result = train_task(toy_inputs(run_dir, data, lr=1e-2), toy_options(offline_steps=20, resume=True))
     assert result.step == 20  # the same config resumes
+
+
+def test_a_run_saved_before_the_agent_gained_a_key_resumes_with_that_key_at_its_default(tmp_path):
+    """IQL gained encoder, frame_stack and p_aug (defaults: None, 1, 0.0, the computation it had before); a run whose
+    flags.json predates them resumes when they are at their defaults, and is refused when one is not."""
+    from agents import agent_defaults, iql
+    run_dir = str(tmp_path / 'run')
+    saved = resume.agent_config_dict(iql.get_config())
+    for key in ('encoder', 'frame_stack', 'p_aug'):
+        del saved[key]
+    os.makedirs(runs.seed_dir(run_dir, 0))
+    runs.write_json(runs.flags_path(runs.seed_dir(run_dir, 0)), {'agent_config': saved, 'eval_episodes': 5})
+    defaults = agent_defaults(iql.IQLAgent)
+    assert resume.agent_config_dict(defaults) == resume.agent_config_dict(iql.get_config())
+    resume.check_same_agent_config(run_dir, [0], iql.get_config(), 5, defaults)  # no error
+    with pytest.raises(ConfigMismatchError, match=r"frame_stack: saved '<missing>', requested 1"):
+        resume.check_same_agent_config(run_dir, [0], iql.get_config(), 5)  # without the agent's defaults
+    augmented = iql.get_config()
+    augmented.p_aug = 0.5
+    with pytest.raises(ConfigMismatchError, match=r'p_aug: saved 0\.0, requested 0\.5.*new --run_name'):
+        resume.check_same_agent_config(run_dir, [0], augmented, 5, defaults)
+    assert agent_defaults(type('NoFile', (), {})) is None  # a class whose module has no get_config
 
 
 def test_resume_with_an_added_seed_is_refused_and_leaves_the_trained_seed_untouched(tmp_path):

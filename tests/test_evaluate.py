@@ -1,7 +1,9 @@
 """evaluate.py: a kept checkpoint evaluated again equals the run's own evaluation, bit for bit on the same machine;
 the checkpoints of every evaluation step are kept; bad input is one error line."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -58,6 +60,23 @@ def test_evaluate_reproduces_the_last_evaluation_bitwise(trained, compile_cache)
 def test_an_earlier_evaluation_step_is_reproduced_too(trained):
     from evaluate import evaluate_run
     _, rows = evaluate_run(trained, step=1)
+    assert [row['equals_eval_csv'] for row in rows] == [1, 1]
+
+
+def test_a_run_saved_before_the_agent_gained_keys_evaluates_with_them_at_their_defaults(trained, tmp_path):
+    """A flags.json without keys that the agent has since gained (here FQL's pixel keys) is read with those keys at
+    their get_config defaults, and the checkpoint evaluates to the recorded numbers."""
+    from evaluate import evaluate_run
+    older = str(tmp_path / 'older')
+    shutil.copytree(trained, older)
+    for seed in (0, 1):
+        path = runs.flags_path(runs.seed_dir(older, seed))
+        with open(path) as f:
+            recorded = json.load(f)
+        recorded['agent_config'] = {key: value for key, value in recorded['agent_config'].items()
+                                    if key not in ('encoder', 'frame_stack', 'p_aug')}
+        runs.write_json(path, recorded)
+    _, rows = evaluate_run(older, step=1)
     assert [row['equals_eval_csv'] for row in rows] == [1, 1]
 
 

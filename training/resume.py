@@ -30,11 +30,22 @@ def agent_config_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(plain, default=str))
 
 
-def check_same_agent_config(run_dir: str, seeds: list[int], config: Any, eval_episodes: int) -> None:
+def with_added_keys(saved: dict[str, Any], defaults: Any | None) -> dict[str, Any]:
+    """A saved agent config with the keys it lacks but the agent's defaults (`defaults`, its get_config) have, at
+    their default values: an agent gains keys whose defaults keep what it computed before (the baselines' `encoder`,
+    `frame_stack` and `p_aug`), so a run saved before a key existed is the same run with that key at its default."""
+    if defaults is None:
+        return saved
+    return {**{key: value for key, value in agent_config_dict(defaults).items() if key not in saved}, **saved}
+
+
+def check_same_agent_config(run_dir: str, seeds: list[int], config: Any, eval_episodes: int,
+                            defaults: Any | None = None) -> None:
     """Refuses to resume (or reuse) seeds trained with another agent config or evaluated with another number of
     episodes: a resumed run would silently mix two configs (or two evaluation protocols in one eval.csv), and a
-    finished one would be reported under the wrong settings. Raises ConfigMismatchError naming each differing
-    key with its saved and requested value."""
+    finished one would be reported under the wrong settings. A key the saved config lacks counts at its value in
+    `defaults` (the agent's get_config; `with_added_keys`). Raises ConfigMismatchError naming each differing key
+    with its saved and requested value."""
     current = agent_config_dict(config)
     for seed in seeds:
         path = flags_path(seed_dir(run_dir, seed))
@@ -44,6 +55,7 @@ def check_same_agent_config(run_dir: str, seeds: list[int], config: Any, eval_ep
         saved = saved_flags.get('agent_config')
         if saved is None:
             continue
+        saved = with_added_keys(saved, defaults)
         differences = [f'{key}: saved {saved.get(key, "<missing>")!r}, requested {current.get(key, "<missing>")!r}'
                        for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
         saved_episodes = saved_flags.get('eval_episodes', eval_episodes)  # absent in runs saved before it was

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from agents import agent_defaults
 from datasets.buffer import ReplayBuffer, dataset_from_numpy, observation_statistics
 from datasets.families import Family, FrameSettings
 from datasets.frames import FrameDataset, check_fits, frame_dataset_from_numpy
@@ -385,7 +386,8 @@ def train_task(inputs: TaskInputs, options: RunOptions) -> TaskResult:
         inputs = dataclasses.replace(
             inputs, config=with_observation_statistics(inputs.config, inputs.train_data['observations']))
     if options.resume:
-        resume.check_same_agent_config(inputs.run_dir, inputs.seeds, inputs.config, options.eval_episodes)
+        resume.check_same_agent_config(inputs.run_dir, inputs.seeds, inputs.config, options.eval_episodes,
+                                       agent_defaults(inputs.agent_class))
         done = completed_result(inputs.run_dir, inputs.task, inputs.seeds, options.total_steps)
         if done is not None:
             print(f'{inputs.task}: already trained to step {options.total_steps}; using its final.json', flush=True)

@@ -86,7 +86,7 @@ class IFQLAgent(ExpectileValueLearning, flax.struct.PyTreeNode):
         noise (..., N, action_dim) -> (..., action_dim). Ties go to the lowest n. The flow encodes each state once;
         the critic, whose encoder is inside it, encodes its N copies.
         """
-        observation_rank = observations.ndim - (noise.ndim - 2)  # 1 for states, 3 for frames
+        observation_rank = 1 if self.config['encoder'] is None else 3  # (dim,) states, (H, W, C) frames
         observation_shape = observations.shape[observations.ndim - observation_rank:]
         repeated = jnp.broadcast_to(jnp.expand_dims(observations, -observation_rank - 1),
                                     (*noise.shape[:-1], *observation_shape))

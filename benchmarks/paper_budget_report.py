@@ -152,9 +152,11 @@ def wall_times(health: list[dict[str, float]], evals: list[dict[str, float]],
     a run finishes, between samples, is measured too. Also without the block's closing evaluation (its eval.csv
     `time/eval_seconds`)."""
     ends = {int(e['launch']): {'time': e['time'], 'step': e['reached'], 'launch': e['launch']} for e in exits}
-    launches = [samples + [ends[int(samples[0]['launch'])]] if int(samples[0]['launch']) in ends
-                and ends[int(samples[0]['launch'])]['step'] >= samples[-1]['step'] else samples
-                for samples in samples_by_launch(health)]
+    launches = samples_by_launch(health)
+    for samples in launches:
+        end = ends.get(int(samples[0]['launch']))
+        if end is not None and end['step'] >= samples[-1]['step']:
+            samples.append(end)
     cells = []
     for start in range(0, paper_budget.UPDATES, paper_budget.EVAL_INTERVAL):
         end = start + paper_budget.EVAL_INTERVAL
